@@ -1,0 +1,1 @@
+"""The `cvgl` command line: one entry point, one module per subcommand group."""

@@ -1,0 +1,87 @@
+"""`cvgl`: the single command-line entry point.
+
+Each subcommand group lives in its own module of this package and exposes
+`register(subparsers)`, adding its parser(s) with `set_defaults(func=handler)`; a handler
+takes the parsed args and returns an exit status. Heavy imports (torch, rclpy, cv2) belong
+inside handlers so that `cvgl --help` stays fast.
+
+Bad input anywhere surfaces as one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from cvgl_ros import __version__
+from cvgl_ros.errors import InputError
+
+# Subcommand modules, in the order `cvgl --help` lists them. A module that is not present
+# in this checkout is skipped.
+SUBCOMMAND_MODULES = [
+    "doctor",      # cvgl doctor
+    "geo",         # cvgl geo ...
+    "bench",       # cvgl bench
+    "sim",         # cvgl sim world|drive|pairs|preview
+    "importers",   # cvgl import kitti|robotcar
+    "tiles",       # cvgl tiles info|patch|import-geotiff|serve|prefetch
+    "train",       # cvgl train
+    "evaluate",    # cvgl evaluate
+    "export",      # cvgl export
+    "track",       # cvgl evaluate-track
+    "launch",      # cvgl launch
+    "replay",      # cvgl replay
+    "demo",        # cvgl demo
+    "federated",   # cvgl federated
+]
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line on stderr, exit status 2."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="cvgl",
+        description="Cross-view geo-localization for vehicles on ROS 2: tools, training and nodes.",
+    )
+    parser.add_argument("--version", action="version", version=f"cvgl_ros {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"cvgl_ros.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"cvgl_ros.cli.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr if args.command is None else sys.stdout)
+        return 2 if args.command is None else 0
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"cvgl: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"cvgl: error: no such file: {exc.filename or exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"cvgl: error: permission denied: {exc.filename or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cvgl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

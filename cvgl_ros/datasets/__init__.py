@@ -1,0 +1,1 @@
+"""Data on disk: rosbag2 recordings (`bag`), training pairs (`pairs`), importers of real data sets."""

@@ -1,0 +1,207 @@
+"""rosbag2 reading and writing with `rosbags` (pure Python; no rosbag2 install needed).
+
+Bags are written as MCAP (rosbag2 format version 9, with metadata.yaml) into a temporary
+directory beside the target and renamed into place when closed, so an interrupted writer
+never leaves a half bag under the final name. Message builders here construct the standard
+messages of the Kilted typestore; stamps are integer nanoseconds of ROS time.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from cvgl_ros.atomic import atomic_dir
+from cvgl_ros.errors import InputError
+from cvgl_ros.geo.yaw import yaw_to_quaternion
+
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+T = TYPESTORE.types  # message classes by type name
+
+# The topics every recording and importer uses (README has the full table).
+TOPIC_IMAGE = "/camera/image_raw"
+TOPIC_IMAGE_COMPRESSED = "/camera/image_raw/compressed"
+TOPIC_CAMERA_INFO = "/camera/camera_info"
+TOPIC_GNSS_FIX = "/gnss/fix"
+TOPIC_GT_POSE = "/ground_truth/pose"
+TOPIC_GT_FIX = "/ground_truth/fix"
+TOPIC_CLOCK = "/clock"
+
+MSG_IMAGE = "sensor_msgs/msg/Image"
+MSG_COMPRESSED = "sensor_msgs/msg/CompressedImage"
+MSG_CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+MSG_NAVSATFIX = "sensor_msgs/msg/NavSatFix"
+MSG_POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+
+NAVSAT_STATUS_NO_FIX = -1
+NAVSAT_STATUS_FIX = 0
+NAVSAT_SERVICE_GPS = 1
+COVARIANCE_TYPE_UNKNOWN = 0
+COVARIANCE_TYPE_DIAGONAL_KNOWN = 2
+
+
+# -- message builders -------------------------------------------------------------------
+
+def header(stamp_ns: int, frame_id: str):
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
+def stamp_to_ns(stamp) -> int:
+    """builtin_interfaces/Time (rosbags or rclpy message) -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera", encoding: str = "rgb8"):
+    """An uncompressed Image from an HxWx3 (rgb8/bgr8) or HxW (mono8) uint8 array."""
+    arr = np.ascontiguousarray(rgb, dtype=np.uint8)
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    return T[MSG_IMAGE](
+        header=header(stamp_ns, frame_id), height=arr.shape[0], width=arr.shape[1], encoding=encoding,
+        is_bigendian=0, step=arr.shape[1] * channels, data=arr.reshape(-1),
+    )
+
+
+def compressed_image_msg(data: bytes, stamp_ns: int, frame_id: str = "camera", fmt: str = "jpeg"):
+    return T[MSG_COMPRESSED](header=header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, dtype=np.uint8))
+
+
+def camera_info_msg(k: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str = "camera",
+                    distortion: Iterable[float] = (0.0, 0.0, 0.0, 0.0, 0.0)):
+    """A pinhole CameraInfo (plumb_bob) from a 3x3 intrinsic matrix."""
+    k = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    p = np.zeros((3, 4))
+    p[:, :3] = k
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return T[MSG_CAMERA_INFO](
+        header=header(stamp_ns, frame_id), height=int(height), width=int(width), distortion_model="plumb_bob",
+        d=np.asarray(list(distortion), dtype=np.float64), k=k.reshape(-1), r=np.eye(3).reshape(-1),
+        p=p.reshape(-1), binning_x=0, binning_y=0, roi=roi,
+    )
+
+
+def navsatfix_msg(lat_deg: float, lon_deg: float, alt_m: float, stamp_ns: int, *, sigma_m: float | None,
+                  status: int = NAVSAT_STATUS_FIX, frame_id: str = "gnss"):
+    """A NavSatFix; `sigma_m` is the receiver's reported 1-sigma horizontal error (None: unknown)."""
+    cov = np.zeros(9)
+    cov_type = COVARIANCE_TYPE_UNKNOWN
+    if sigma_m is not None and math.isfinite(sigma_m):
+        cov[0] = cov[4] = sigma_m**2
+        cov[8] = (2.0 * sigma_m) ** 2
+        cov_type = COVARIANCE_TYPE_DIAGONAL_KNOWN
+    return T[MSG_NAVSATFIX](
+        header=header(stamp_ns, frame_id),
+        status=T["sensor_msgs/msg/NavSatStatus"](status=int(status), service=NAVSAT_SERVICE_GPS),
+        latitude=float(lat_deg), longitude=float(lon_deg), altitude=float(alt_m),
+        position_covariance=cov, position_covariance_type=cov_type,
+    )
+
+
+def pose_stamped_msg(east_m: float, north_m: float, up_m: float, yaw_enu_rad: float, stamp_ns: int,
+                     frame_id: str = "map"):
+    qx, qy, qz, qw = (float(v) for v in yaw_to_quaternion(yaw_enu_rad))
+    pose = T["geometry_msgs/msg/Pose"](
+        position=T["geometry_msgs/msg/Point"](x=float(east_m), y=float(north_m), z=float(up_m)),
+        orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw),
+    )
+    return T[MSG_POSE_STAMPED](header=header(stamp_ns, frame_id), pose=pose)
+
+
+# -- writing ----------------------------------------------------------------------------
+
+class BagWriter:
+    """Write a rosbag2 (MCAP) atomically: `with BagWriter(path) as bag: bag.write(topic, type, t, msg)`.
+
+    Connections are added on first use of a topic. `write_raw` takes CDR bytes as they come
+    from rclpy's raw subscriptions. The bag appears at `path` only when the block completes.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._dir_ctx = None
+        self._writer: Writer | None = None
+        self._connections: dict[str, object] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> "BagWriter":
+        self._dir_ctx = atomic_dir(self.path)
+        tmp = self._dir_ctx.__enter__()
+        tmp.rmdir()  # rosbags creates the directory itself
+        self._writer = Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        return self
+
+    def _connection(self, topic: str, msgtype: str):
+        conn = self._connections.get(topic)
+        if conn is None:
+            conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            self._connections[topic] = conn
+        return conn
+
+    def write(self, topic: str, msgtype: str, stamp_ns: int, msg) -> None:
+        self.write_raw(topic, msgtype, stamp_ns, TYPESTORE.serialize_cdr(msg, msgtype))
+
+    def write_raw(self, topic: str, msgtype: str, stamp_ns: int, cdr: bytes) -> None:
+        self._writer.write(self._connection(topic, msgtype), int(stamp_ns), cdr)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self._writer.close()
+        finally:
+            self._dir_ctx.__exit__(exc_type, exc, tb)
+        return False
+
+
+# -- reading ----------------------------------------------------------------------------
+
+def _open_reader(path: str | Path) -> Reader:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such bag: {path}")
+    if not (path / "metadata.yaml").is_file():
+        raise InputError(f"{path} is not a rosbag2 directory (no metadata.yaml)")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # rosbags raises several types for damaged bags
+        raise InputError(f"cannot open bag {path}: {exc}") from None
+    return reader
+
+
+def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
+    """{topic: (message type, message count)} of a bag."""
+    reader = _open_reader(path)
+    try:
+        return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+    finally:
+        reader.close()
+
+
+def read_messages(path: str | Path, topics: Iterable[str] | None = None, raw: bool = False) -> Iterator[tuple[str, str, int, object]]:
+    """Yield (topic, msgtype, log time ns, message) in log-time order.
+
+    With `raw=True` the message is the CDR bytes (for replaying onto rclpy topics).
+    """
+    reader = _open_reader(path)
+    try:
+        wanted = set(topics) if topics is not None else None
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        for conn, stamp, data in reader.messages(connections=conns):
+            msg = data if raw else TYPESTORE.deserialize_cdr(data, conn.msgtype)
+            yield conn.topic, conn.msgtype, stamp, msg
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"bag {path} is damaged: {exc}") from None
+    finally:
+        reader.close()
+
+
+def remove_bag(path: str | Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
