@@ -5,10 +5,9 @@ Grid convention (one place, used by runtime, filter, nodes):
 
 * `log_likelihood[k, r, c]`: float32 log-likelihood (unnormalized is fine) of the vehicle
   being at cell (r, c) with yaw `yaw_bins_rad[k]`.
-* Columns go east, rows go south (a north-up image): the centre of cell (r, c) is at
-      east  = center_e_m + (c - (W - 1) / 2) * cell_m
-      north = center_n_m - (r - (H - 1) / 2) * cell_m
-  in the `map` frame (ENU at the world datum, REP-103/105).
+* Columns go east, rows go south (a north-up image) with cell size `cell_m`, centred at
+  (center_e_m, center_n_m) in the `map` frame (ENU at the world datum, REP-103/105): the
+  grid convention of `cvgl_ros.geo.grid`.
 * `yaw_bins_rad`: K uniformly spaced ENU yaws (counter-clockwise from east). When they cover
   the full circle, interpolation wraps around; otherwise they span [yaw_bins[0], yaw_bins[-1]].
 * `stamp_ns`: ROS time of the camera frame it was computed from.
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cvgl_ros.errors import InputError
+from cvgl_ros.geo.grid import grid_to_en
 
 
 @dataclass
@@ -65,14 +65,12 @@ class LikelihoodVolume:
     def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
         """(east, north) metres of the cell centres, each of shape (H, W)."""
         _, h, w = self.shape
-        cols = self.center_e_m + (np.arange(w) - (w - 1) / 2.0) * self.cell_m
-        rows = self.center_n_m - (np.arange(h) - (h - 1) / 2.0) * self.cell_m
-        return np.meshgrid(cols, rows)
+        cols, rows = np.meshgrid(np.arange(w), np.arange(h))
+        return grid_to_en(cols, rows, self.center_e_m, self.center_n_m, w, h, self.cell_m)
 
     def argmax_pose(self) -> tuple[float, float, float]:
         """(east, north, yaw) of the most likely cell."""
         k, r, c = np.unravel_index(int(np.argmax(self.log_likelihood)), self.shape)
         _, h, w = self.shape
-        east = self.center_e_m + (c - (w - 1) / 2.0) * self.cell_m
-        north = self.center_n_m - (r - (h - 1) / 2.0) * self.cell_m
+        east, north = grid_to_en(c, r, self.center_e_m, self.center_n_m, w, h, self.cell_m)
         return float(east), float(north), float(self.yaw_bins_rad[k])

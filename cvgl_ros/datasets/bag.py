@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from cvgl_ros.atomic import atomic_dir
 from cvgl_ros.errors import InputError
+from cvgl_ros.geo.datum import Datum
 from cvgl_ros.geo.yaw import yaw_to_quaternion
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -31,6 +33,9 @@ TOPIC_GNSS_FIX = "/gnss/fix"
 TOPIC_GT_POSE = "/ground_truth/pose"
 TOPIC_GT_FIX = "/ground_truth/fix"
 TOPIC_CLOCK = "/clock"
+
+# metadata.yaml custom_data key holding the `map` frame datum as "lat,lon,alt".
+DATUM_KEY = "cvgl.datum"
 
 MSG_IMAGE = "sensor_msgs/msg/Image"
 MSG_COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -143,6 +148,14 @@ class BagWriter:
             self._connections[topic] = conn
         return conn
 
+    def set_custom_data(self, key: str, value: str) -> None:
+        """Store a string in metadata.yaml's custom_data (e.g. DATUM_KEY)."""
+        self._writer.set_custom_data(key, str(value))
+
+    def set_datum(self, datum: Datum) -> None:
+        """Record the ENU datum of the `map` frame, so readers can convert fixes to `map`."""
+        self.set_custom_data(DATUM_KEY, f"{datum.lat_deg!r},{datum.lon_deg!r},{datum.alt_m!r}")
+
     def write(self, topic: str, msgtype: str, stamp_ns: int, msg) -> None:
         self.write_raw(topic, msgtype, stamp_ns, TYPESTORE.serialize_cdr(msg, msgtype))
 
@@ -181,6 +194,27 @@ def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
         return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
     finally:
         reader.close()
+
+
+def bag_custom_data(path: str | Path) -> dict[str, str]:
+    """The custom_data dict of a bag's metadata.yaml (empty when absent)."""
+    meta_file = Path(path) / "metadata.yaml"
+    if not meta_file.is_file():
+        raise InputError(f"{path} is not a rosbag2 directory (no metadata.yaml)")
+    try:
+        meta = yaml.safe_load(meta_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{meta_file} is not valid YAML: {exc}") from None
+    return dict(meta.get("rosbag2_bagfile_information", {}).get("custom_data") or {})
+
+
+def bag_datum(path: str | Path) -> Datum:
+    """The `map` frame datum recorded in a bag by BagWriter.set_datum."""
+    text = bag_custom_data(path).get(DATUM_KEY)
+    if text is None:
+        raise InputError(f"bag {path} records no datum ({DATUM_KEY} missing from metadata.yaml custom_data)")
+    lat, lon, alt = (float(v) for v in text.split(","))
+    return Datum(lat, lon, alt)
 
 
 def read_messages(path: str | Path, topics: Iterable[str] | None = None, raw: bool = False) -> Iterator[tuple[str, str, int, object]]:
