@@ -1,0 +1,125 @@
+"""GNSS error models: statistics against their documented parameters and the RobotCar target."""
+import math
+
+import numpy as np
+import pytest
+
+from cvgl_ros.errors import InputError
+from cvgl_ros.sim.gnss import MODEL_NAMES, STATUS_FIX, STATUS_NO_FIX, GnssModel
+from cvgl_ros.sim.trajectory import simulate_drive
+
+BLOCK = np.array([[0, 0], [200, 0], [200, 120], [0, 120], [0, 0]], dtype=float)
+CORNERS_S = [200.0, 320.0, 520.0]
+
+
+@pytest.fixture(scope="module")
+def drives():
+    return [simulate_drive(BLOCK, CORNERS_S, seed=s, duration_s=300.0, rate_hz=20.0) for s in range(40)]
+
+
+def _pooled(name, drives, rate_hz=5.0, sky_openness=None):
+    tracks = [GnssModel.from_name(name, seed).simulate(tr, rate_hz, sky_openness) for seed, tr in enumerate(drives)]
+    return tracks, np.concatenate([t.error_m[t.valid] for t in tracks])
+
+
+def test_clean_is_the_truth(drives):
+    g = GnssModel.from_name("clean", 0).simulate(drives[0], 5.0)
+    assert len(g) == 1501 and np.allclose(np.diff(g.t_s), 0.2)
+    assert np.all(g.status == STATUS_FIX) and np.all(g.error_m == 0.0)
+    assert g.error_stats()["p99_m"] == 0.0
+    truth = drives[0].sample(g.t_s)
+    assert np.allclose(g.true_east_m, truth.east_m) and np.allclose(g.true_north_m, truth.north_m)
+
+
+def test_open_sky_matches_its_parameters(drives):
+    tracks, err = _pooled("open_sky", drives)
+    assert all(np.all(t.valid) for t in tracks)
+    # Per axis: white 1.5 m + bias 1.0 m -> sigma 1.80 m, Rayleigh mean 1.80 * sqrt(pi/2) = 2.26 m.
+    assert 2.0 < err.mean() < 2.5
+    assert np.percentile(err, 99) < 7.0
+    # The reported sigma is the receiver's honest estimate here: ~1.8 m.
+    reported = np.concatenate([t.reported_sigma_m for t in tracks])
+    assert 1.6 < np.median(reported) < 2.0
+
+
+def test_open_sky_bias_is_gauss_markov_with_tau_60s():
+    # One long static drive: the 5 s means of the error are the bias (white noise averages out);
+    # their correlation at a 60 s lag is exp(-1) ~ 0.37.
+    static = simulate_drive([[0, 0], [1, 0]], [], seed=0, duration_s=3600.0, rate_hz=5.0)
+    lag_corr = []
+    for seed in range(8):
+        g = GnssModel.from_name("open_sky", seed).simulate(static, 5.0)
+        e = (g.east_m - g.true_east_m)[: 18000].reshape(-1, 25).mean(axis=1)  # 5 s means
+        lag = 12  # 60 s
+        lag_corr.append(np.corrcoef(e[:-lag], e[lag:])[0, 1])
+        raw = g.east_m - g.true_east_m
+        # Adjacent fixes share the bias: corr = 1 / (1 + 1.5^2) ~ 0.31.
+        assert 0.1 < np.corrcoef(raw[:-1], raw[1:])[0, 1] < 0.5
+    assert 0.2 < np.mean(lag_corr) < 0.55
+
+
+def test_urban_canyon_reaches_the_robotcar_error_statistics():
+    # p99 sits where the multipath bursts begin: it needs many hours to be stable (200 x 300 s).
+    drives = [simulate_drive(BLOCK, CORNERS_S, seed=s, duration_s=300.0, rate_hz=5.0) for s in range(200)]
+    tracks, err = _pooled("urban_canyon", drives)
+    mean, p50, p99 = err.mean(), np.percentile(err, 50), np.percentile(err, 99)
+    # Table III RobotCar GPS: mean 4.60, median 3.95, p99 20.2 m.
+    assert 3.8 < mean < 5.5
+    assert 3.0 < p50 < 4.8
+    assert p99 >= 15.0
+    stats = tracks[0].error_stats()
+    assert set(stats) >= {"mean_m", "p50_m", "p90_m", "p95_m", "p99_m", "no_fix_fraction"}
+
+
+def test_urban_canyon_has_bursts_dropouts_and_an_overconfident_receiver(drives):
+    tracks, _ = _pooled("urban_canyon", drives)
+    no_fix = np.concatenate([~t.valid for t in tracks])
+    assert 0.001 < no_fix.mean() < 0.05
+    for t in tracks:
+        assert np.all(np.isnan(t.east_m[~t.valid])) and np.all(np.isnan(t.reported_sigma_m[~t.valid]))
+        assert np.all(np.isfinite(t.east_m[t.valid])) and set(np.unique(t.status)) <= {STATUS_FIX, STATUS_NO_FIX}
+    burst_err = np.concatenate([t.error_m[t.in_burst & t.valid] for t in tracks])
+    burst_sigma = np.concatenate([t.reported_sigma_m[t.in_burst & t.valid] for t in tracks])
+    assert burst_err.size > 50
+    big = burst_err > 12.0
+    assert big.sum() > 20 and burst_err[big].max() > 30.0
+    # During a burst the reported 1-sigma understates the error by a large factor.
+    assert np.median(burst_err[big] / burst_sigma[big]) > 3.0
+    calm = np.concatenate([t.error_m[~t.in_burst & t.valid] for t in tracks])
+    assert calm.max() < 25.0
+
+
+def test_canyon_is_worse_than_open_street(drives):
+    _, closed = _pooled("urban_canyon", drives[:20], sky_openness=lambda e, n: np.zeros_like(e))
+    _, opened = _pooled("urban_canyon", drives[:20], sky_openness=lambda e, n: np.ones_like(e))
+    assert np.median(closed) > 1.3 * np.median(opened)
+    # Openness varying along the road: north of y=60 m is a canyon.
+    tr = drives[0]
+    g = GnssModel.from_name("urban_canyon", 0).simulate(tr, 5.0, lambda e, n: np.where(n > 60.0, 0.0, 1.0))
+    north_err = g.error_m[g.valid & (g.true_north_m > 60.0) & ~g.in_burst]
+    south_err = g.error_m[g.valid & (g.true_north_m <= 60.0) & ~g.in_burst]
+    assert np.median(north_err) > np.median(south_err)
+
+
+def test_deterministic_in_seed(drives):
+    a = GnssModel.from_name("urban_canyon", 3).simulate(drives[0], 5.0)
+    b = GnssModel.from_name("urban_canyon", 3).simulate(drives[0], 5.0)
+    c = GnssModel.from_name("urban_canyon", 4).simulate(drives[0], 5.0)
+    assert np.array_equal(a.east_m, b.east_m, equal_nan=True)
+    assert not np.array_equal(a.east_m, c.east_m, equal_nan=True)
+
+
+def test_gnss_rate_sets_the_epochs(drives):
+    g = GnssModel.from_name("open_sky", 0).simulate(drives[0], 10.0)
+    assert len(g) == 3001 and g.t_s[-1] == pytest.approx(300.0)
+
+
+def test_bad_input():
+    with pytest.raises(InputError, match="unknown GNSS model"):
+        GnssModel.from_name("indoor", 0)
+    tr = simulate_drive(BLOCK, [], seed=0, duration_s=10.0)
+    with pytest.raises(InputError):
+        GnssModel.from_name("open_sky", 0).simulate(tr, 0.0)
+    with pytest.raises(InputError):
+        GnssModel.from_name("open_sky", 0).simulate(tr, 5.0, lambda e, n: np.full_like(e, math.nan))
+    assert MODEL_NAMES == ("clean", "open_sky", "urban_canyon")
