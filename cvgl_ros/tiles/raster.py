@@ -9,8 +9,10 @@ exact ENU position of its centre (Web Mercator -> WGS84 -> ENU through PROJ, ell
 is computed on a 17x17 lattice per tile (every 16 px) and interpolated bilinearly in
 between; the mapping is smooth to ~1e-6 of its value over 16 px, so the interpolation
 error is far below 1e-3 px. Colours are sampled bilinearly (after an area-averaging
-pre-shrink when the raster is more than 1.5x finer than the tiles). Pixels outside the
-raster or where `valid` is False are left as they were; a tile with some pixels never
+pre-shrink when the raster is more than 1.5x finer than the tiles) over valid raster
+pixels only. A tile pixel is painted where its nearest raster pixel is valid, so rasters
+with complementary masks meet without gaps; pixels outside the raster or nearest to an
+invalid raster pixel keep what the tile held; a tile with some pixels never
 painted is stored as RGBA PNG with alpha 0 there (JPEG/WebP stores hold them as black).
 
 Tiles are processed and written in sorted (x, y) order with fixed encoder settings, so the
@@ -132,8 +134,8 @@ def _prepared_source(raster: EnuRaster, tile_mpp: float):
 def add_enu_raster(store: TileStore, raster: EnuRaster, zoom: int = 19) -> int:
     """Paint `raster` into the tiles of `zoom`, merging with tiles already stored.
 
-    Only pixels whose bilinear footprint lies wholly inside the raster's valid area are
-    written; others keep what the tile held. Returns the number of tiles written. Tiles are
+    Tile pixels whose nearest raster pixel is valid are written (colour: bilinear over the
+    valid neighbours); others keep what the tile held. Returns the number of tiles written. Tiles are
     written in sorted (x, y) order; call `store.commit()` / `close()` to make them durable.
     """
     zoom = check_zoom(zoom)
@@ -143,6 +145,8 @@ def add_enu_raster(store: TileStore, raster: EnuRaster, zoom: int = 19) -> int:
     lat_c, _, _ = raster.datum.to_wgs84(raster.center_e_m, raster.center_n_m)
     tile_mpp = 2 * math.pi * 6378137.0 * math.cos(math.radians(float(lat_c))) / (TILE_SIZE_PX * 2**zoom)
     src_rgb, src_valid, mpp_x, mpp_y = _prepared_source(raster, tile_mpp)
+    src_valid = (src_valid >= 0.5).astype(np.float32)
+    src_premul = src_rgb.astype(np.float32) * src_valid[:, :, None]
     h_src, w_src = src_rgb.shape[:2]
     step = _LATTICE_STEP_PX
     weights = _interp_matrix(TILE_SIZE_PX, step)
@@ -158,11 +162,16 @@ def add_enu_raster(store: TileStore, raster: EnuRaster, zoom: int = 19) -> int:
         map_r = (weights @ row @ weights.T).astype(np.float32)
         if (map_c.max() < -1 or map_c.min() > w_src or map_r.max() < -1 or map_r.min() > h_src):
             continue
-        vs = cv2.remap(src_valid, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        paint = vs >= 0.999
+        # A tile pixel belongs to the raster where its nearest raster pixel is valid (so rasters
+        # with complementary masks tile the plane without gaps or overlaps); its colour is the
+        # bilinear mean over the valid neighbours only.
+        near = cv2.remap(src_valid, map_c, map_r, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        weight = cv2.remap(src_valid, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        paint = (near > 0.5) & (weight > 1e-6)
         if not paint.any():
             continue
-        new_rgb = cv2.remap(src_rgb, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        premul = cv2.remap(src_premul, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        new_rgb = np.clip(np.rint(premul / np.maximum(weight, 1e-6)[:, :, None]), 0, 255).astype(np.uint8)
         rgba = np.zeros((TILE_SIZE_PX, TILE_SIZE_PX, 4), np.uint8)
         old = store.get_tile(zoom, tx, ty)
         if old is not None:

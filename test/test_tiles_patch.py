@@ -1,0 +1,249 @@
+"""PatchSampler against a synthetic reference orthophoto tiled at z19 (acceptance), masks,
+corrupt tiles, the LRU cap, determinism and overviews."""
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from cvgl_ros.errors import InputError
+from cvgl_ros.geo import Datum
+from cvgl_ros.geo.grid import en_to_grid, grid_to_en
+from cvgl_ros.tiles.mbtiles import MBTilesStore
+from cvgl_ros.tiles.patch import PatchSampler, mercator_px_per_m
+from cvgl_ros.tiles.raster import EnuRaster, add_enu_raster, build_overviews
+
+REF_MPP = 0.1
+REF_PX = 2400  # 240 m square
+PATCH_PX = 512
+PATCH_MPP = 0.2
+
+
+def reference_orthophoto(seed: int) -> np.ndarray:
+    """A textured north-up image with sharp features: smooth 'terrain' colour noise plus
+    rectangles ('roofs'), lines ('road markings') and small squares, edges blurred to 0.15 m."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(REF_PX // 8, REF_PX // 8, 3)).astype(np.float32)
+    img = cv2.resize(noise, (REF_PX, REF_PX), interpolation=cv2.INTER_CUBIC)
+    img = cv2.GaussianBlur(img, (0, 0), 6) * 40 + 110
+    for _ in range(120):
+        x, y = (int(v) for v in rng.integers(0, REF_PX, 2))
+        w, h = (int(v) for v in rng.integers(30, 200, 2))
+        cv2.rectangle(img, (x, y), (x + w, y + h), tuple(float(v) for v in rng.uniform(20, 235, 3)), -1)
+    for _ in range(40):
+        p0 = tuple(int(v) for v in rng.integers(0, REF_PX, 2))
+        p1 = tuple(int(v) for v in rng.integers(0, REF_PX, 2))
+        cv2.line(img, p0, p1, (245.0, 245.0, 245.0), int(rng.integers(2, 6)))
+    img = cv2.GaussianBlur(img, (0, 0), 1.5)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def reference_patch(ref: np.ndarray, center_e: float, center_n: float) -> np.ndarray:
+    """The reference resampled directly onto the patch grid (area-averaged to 0.2 m/px first)."""
+    half = cv2.resize(ref, (REF_PX // 2, REF_PX // 2), interpolation=cv2.INTER_AREA)
+    cc, rr = np.meshgrid(np.arange(PATCH_PX), np.arange(PATCH_PX))
+    e, n = grid_to_en(cc, rr, center_e, center_n, PATCH_PX, PATCH_PX, PATCH_MPP)
+    col, row = en_to_grid(e, n, 0.0, 0.0, REF_PX // 2, REF_PX // 2, 2 * REF_MPP)
+    return cv2.remap(half, col.astype(np.float32), row.astype(np.float32), cv2.INTER_LINEAR)
+
+
+def _grey(rgb):
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
+
+
+def shift_px(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sub-pixel translation of b relative to a by phase correlation, (dx, dy) px."""
+    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_64F)
+    (dx, dy), _ = cv2.phaseCorrelate(_grey(a), _grey(b), win)
+    return np.array([dx, dy])
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    """z19 MBTiles of the reference orthophoto at latitudes 0, 49 and 65 (datum at the centre)."""
+    root = tmp_path_factory.mktemp("worlds")
+    ref = reference_orthophoto(5)
+    out = {}
+    for lat in (0.0, 49.0, 65.0):
+        datum = Datum(lat, 8.4, 100.0)
+        path = root / f"lat{int(lat)}.mbtiles"
+        with MBTilesStore.create(path, name=f"lat{lat}", image_format="png") as store:
+            add_enu_raster(store, EnuRaster(ref, datum, 0.0, 0.0, REF_MPP), zoom=19)
+        out[lat] = (path, datum)
+    return ref, out
+
+
+@pytest.mark.parametrize("lat", [0.0, 49.0, 65.0])
+def test_patch_matches_reference(worlds, lat):
+    ref, stores = worlds
+    path, datum = stores[lat]
+    sampler = PatchSampler(path, cache_mb=64)
+    assert sampler.zoom == 19
+    for center_e, center_n in [(13.3, -7.7), (-41.05, 38.6)]:
+        expected = reference_patch(ref, center_e, center_n)
+        lat_c, lon_c, _ = datum.to_wgs84(center_e, center_n)
+        for patch in (sampler.patch_wgs84(float(lat_c), float(lon_c), PATCH_PX, PATCH_MPP),
+                      sampler.patch_enu(datum, center_e, center_n, PATCH_PX, PATCH_MPP)):
+            assert patch.rgb.shape == (PATCH_PX, PATCH_PX, 3) and patch.rgb.dtype == np.uint8
+            assert patch.valid.all() and patch.missing_tiles == 0 and patch.corrupt_tiles == 0
+            mae = np.abs(patch.rgb.astype(float) - expected).mean()
+            assert mae <= 3.0, f"lat {lat}: mean absolute error {mae:.2f} grey levels"
+            assert np.hypot(*shift_px(expected, patch.rgb)) <= 0.5
+            # Scale and anisotropy: each quadrant must line up too (a 0.67 % scale error of the
+            # spherical formula would shift the quadrant centres by ~0.9 px).
+            q = PATCH_PX // 2
+            for r0 in (0, q):
+                for c0 in (0, q):
+                    d = shift_px(expected[r0:r0 + q, c0:c0 + q], patch.rgb[r0:r0 + q, c0:c0 + q])
+                    assert np.hypot(*d) <= 0.3, f"lat {lat} quadrant ({r0},{c0}) offset {d}"
+    sampler.close()
+
+
+def test_ellipsoidal_scale_differs_from_spherical():
+    """At the equator Web Mercator's north scale exceeds the east scale by 1/(1-e^2)."""
+    sx, sy = mercator_px_per_m(0.0, 19)
+    assert sy / sx == pytest.approx(1 / (1 - 6.69437999014e-3), rel=1e-9)
+    assert 1.0 / sx == pytest.approx(2 * np.pi * 6378137.0 / (256 * 2**19), rel=1e-12)
+
+
+def test_missing_and_corrupt_tiles_give_mask_and_counts(worlds, tmp_path):
+    _, stores = worlds
+    src, datum = stores[49.0]
+    path = tmp_path / "holes.mbtiles"
+    path.write_bytes(src.read_bytes())
+    lat_c, lon_c, _ = datum.to_wgs84(0.0, 0.0)
+    with PatchSampler(path) as sampler:
+        full = sampler.patch_wgs84(float(lat_c), float(lon_c), PATCH_PX, PATCH_MPP)
+        keys = sorted(sampler.store.tile_keys(19))
+    centre_tile = min(keys, key=lambda k: (k[1] - np.mean([k[1] for k in keys])) ** 2 +
+                      (k[2] - np.mean([k[2] for k in keys])) ** 2)
+    other = next(k for k in keys if k[1] == centre_tile[1] + 1 and k[2] == centre_tile[2])
+    with MBTilesStore.open(path, writable=True) as store:
+        store.delete_tile(*centre_tile)
+        store.put_tile(*other, b"\x89PNG\r\n\x1a\n garbage that is no image")
+    with PatchSampler(path) as sampler:
+        patch = sampler.patch_wgs84(float(lat_c), float(lon_c), PATCH_PX, PATCH_MPP)
+        again = sampler.patch_wgs84(float(lat_c), float(lon_c), PATCH_PX, PATCH_MPP)
+    assert patch.missing_tiles == 1 and patch.corrupt_tiles == 1
+    assert again.missing_tiles == 1 and again.corrupt_tiles == 1  # counted on every patch
+    assert 0.2 < patch.valid.mean() < 0.99
+    assert (patch.rgb[~patch.valid] == 0).all()
+    np.testing.assert_array_equal(patch.rgb[patch.valid], full.rgb[patch.valid])
+    # Far away from the cache: everything invalid, no exception.
+    lat_f, lon_f, _ = datum.to_wgs84(5000.0, 0.0)
+    with PatchSampler(path) as sampler:
+        empty = sampler.patch_wgs84(float(lat_f), float(lon_f), 64, PATCH_MPP)
+    assert not empty.valid.any() and empty.missing_tiles >= 1
+
+
+def test_partial_raster_leaves_pixels_invalid_and_merges(tmp_path):
+    """Two halves painted one after the other (valid masks) give the same tiles as the whole."""
+    ref = reference_orthophoto(7)[:600, :600]
+    datum = Datum(49.0, 8.4)
+    left = np.zeros(ref.shape[:2], bool)
+    left[:, :300] = True
+    with MBTilesStore.create(tmp_path / "half.mbtiles", name="h") as store:
+        add_enu_raster(store, EnuRaster(ref, datum, 0.0, 0.0, REF_MPP, valid=left))
+    with PatchSampler(tmp_path / "half.mbtiles") as sampler:
+        p = sampler.patch_enu(datum, 0.0, 0.0, 256, 0.2)
+    assert 0.3 < p.valid.mean() < 0.7
+    assert p.valid[:, :100].all() and not p.valid[:, 160:].any()
+    with MBTilesStore.create(tmp_path / "both.mbtiles", name="b") as store:
+        add_enu_raster(store, EnuRaster(ref, datum, 0.0, 0.0, REF_MPP, valid=left))
+        add_enu_raster(store, EnuRaster(ref, datum, 0.0, 0.0, REF_MPP, valid=~left))
+    with MBTilesStore.create(tmp_path / "whole.mbtiles", name="w") as store:
+        add_enu_raster(store, EnuRaster(ref, datum, 0.0, 0.0, REF_MPP))
+    with PatchSampler(tmp_path / "both.mbtiles") as a, PatchSampler(tmp_path / "whole.mbtiles") as b:
+        pa = a.patch_enu(datum, 0.0, 0.0, 256, 0.2)
+        pb = b.patch_enu(datum, 0.0, 0.0, 256, 0.2)
+    # Pixels next to the seam mix both halves' interpolation; everything else is identical.
+    seam = np.zeros_like(pa.valid)
+    seam[:, 120:136] = True
+    assert pa.valid.all()
+    assert np.abs(pa.rgb.astype(int) - pb.rgb.astype(int))[~seam].max() <= 1
+
+
+def test_same_input_gives_byte_identical_tiles(tmp_path):
+    ref = reference_orthophoto(3)[:500, :700]
+    datum = Datum(12.0, -70.0)
+    blobs = []
+    for name in ("a", "b"):
+        with MBTilesStore.create(tmp_path / f"{name}.mbtiles", name="same") as store:
+            add_enu_raster(store, EnuRaster(ref, datum, 20.0, -5.0, 0.12))
+            build_overviews(store, 16)
+        with MBTilesStore.open(tmp_path / f"{name}.mbtiles") as store:
+            blobs.append({k: store.get_tile(*k) for k in store.tile_keys()})
+            meta = store.metadata
+    assert blobs[0] == blobs[1] and len(blobs[0]) > 4
+    assert meta["minzoom"] == "16" and meta["maxzoom"] == "19"
+    west, south, east, north = (float(v) for v in meta["bounds"].split(","))
+    lat, lon, _ = datum.to_wgs84(20.0, -5.0)
+    assert west < lon < east and south < lat < north
+
+
+def test_overviews_match_the_full_resolution(worlds):
+    ref, stores = worlds
+    path, datum = stores[49.0]
+    tmp = path.with_name("ov.mbtiles")
+    tmp.write_bytes(path.read_bytes())
+    with MBTilesStore.open(tmp, writable=True) as store:
+        written = build_overviews(store, 17)
+        assert written > 0 and store.zoom_levels() == [17, 18, 19]
+    with PatchSampler(tmp, zoom=18) as s18, PatchSampler(tmp, zoom=19) as s19:
+        p18 = s18.patch_enu(datum, 0.0, 0.0, 128, 0.8)
+        p19 = s19.patch_enu(datum, 0.0, 0.0, 128, 0.8)
+    assert p18.valid.all()
+    assert np.abs(p18.rgb.astype(float) - p19.rgb).mean() < 6.0
+    with pytest.raises(InputError):
+        PatchSampler(tmp, zoom=12)
+
+
+def test_lru_stays_under_cap(worlds):
+    _, stores = worlds
+    path, datum = stores[65.0]
+    rng = np.random.default_rng(1)
+    with PatchSampler(path, cache_mb=2) as sampler:
+        for _ in range(40):
+            e, n = rng.uniform(-80, 80, 2)
+            sampler.patch_enu(datum, float(e), float(n), 256, 0.2)
+            assert sampler.lru.bytes_used <= sampler.lru.cap_bytes
+        assert 0 < sampler.lru.peak_bytes <= 2 * 1024 * 1024
+        assert len(sampler.lru) >= 2
+
+
+def test_threads_share_a_sampler(worlds):
+    _, stores = worlds
+    path, datum = stores[0.0]
+    centres = [(float(e), float(n)) for e, n in np.random.default_rng(2).uniform(-60, 60, (12, 2))]
+    with PatchSampler(path, cache_mb=1) as sampler:
+        expected = [sampler.patch_enu(datum, e, n, 200, 0.2).rgb for e, n in centres]
+        results, errors = {}, []
+
+        def work(i):
+            try:
+                for j, (e, n) in enumerate(centres):
+                    results[(i, j)] = sampler.patch_enu(datum, e, n, 200, 0.2).rgb
+            except Exception as exc:  # pragma: no cover
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    for (i, j), rgb in results.items():
+        np.testing.assert_array_equal(rgb, expected[j])
+
+
+def test_bad_patch_arguments(worlds):
+    _, stores = worlds
+    path, datum = stores[0.0]
+    with PatchSampler(path) as sampler:
+        for args in [(0, 0.2), (512, 0.0), (512, float("nan")), (10**6, 0.2)]:
+            with pytest.raises(InputError):
+                sampler.patch_enu(datum, 0.0, 0.0, *args)
+        with pytest.raises(InputError):
+            sampler.patch_wgs84(91.0, 0.0, 64, 0.2)
+        with pytest.raises(InputError):
+            sampler.patch_wgs84(0.0, 0.0, 512, 50.0)  # footprint far too large for z19
