@@ -1,0 +1,51 @@
+"""`cvgl launch`: start the localization nodes as processes, as `ros2 launch cvgl_ros
+localize.launch.py` does on a full ROS 2 install (same executables, same parameter file)."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+
+def run(args) -> int:
+    from cvgl_ros.nodes.launcher import NodeProcesses, default_params_file, parse_override
+
+    params = args.params or default_params_file()
+    overrides = dict(parse_override(text) for text in args.param or [])
+    if args.use_sim_time:
+        overrides["use_sim_time"] = True
+    nodes = NodeProcesses(params, overrides)
+    if args.dry_run:
+        for cmd in nodes.commands.values():
+            print(" ".join(cmd))
+        return 0
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    nodes.start()
+    print(f"cvgl launch: started {', '.join(nodes.procs)} with {params}; Ctrl-C stops them", file=sys.stderr)
+    try:
+        while stop["signal"] is None and not nodes.exited():
+            time.sleep(0.1)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        died = nodes.exited()
+        codes = nodes.stop()
+    if died and stop["signal"] is None:
+        exe, code = next(iter(died.items()))
+        print(f"cvgl launch: {exe} exited with status {code}; stopped the others", file=sys.stderr)
+        return code or 1
+    return 0 if all(c in (0, -signal.SIGINT) for c in codes.values()) else 1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("launch", help="start the cross-view and particle-filter nodes (like ros2 launch)")
+    p.add_argument("--params", metavar="FILE.yaml", help="ROS 2 parameter file (default: config/cvgl.yaml)")
+    p.add_argument("-p", "--param", action="append", metavar="NAME:=VALUE", help="override one parameter (YAML value)")
+    p.add_argument("--use-sim-time", action="store_true", help="follow /clock (when a bag player publishes it)")
+    p.add_argument("--dry-run", action="store_true", help="print the node commands and exit")
+    p.set_defaults(func=run)

@@ -1,0 +1,123 @@
+"""Start the node executables as processes: what `ros2 launch cvgl_ros localize.launch.py` does,
+for machines without the `launch` package (`cvgl launch`, and `cvgl replay` under the hood).
+
+The executables and the parameter file are the ones `launch/localize.launch.py` names (a
+test keeps the two lists equal). Each node gets `--ros-args --params-file FILE` plus
+`-p name:=value` overrides (values written as YAML, the form rcl parses), and inherits the
+environment (ROS_DOMAIN_ID, RMW, ...). `stop()` sends SIGINT, then SIGTERM, then SIGKILL to
+processes that outlive their grace period.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cvgl_ros.errors import InputError
+
+NODE_EXECUTABLES = ("cross_view_node", "particle_filter_node")
+PARAMS_FILE = "config/cvgl.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_params_file() -> Path:
+    """config/cvgl.yaml of the checkout, else of the installed share directory."""
+    for candidate in (REPO_ROOT / PARAMS_FILE, Path(sys.prefix) / "share" / "cvgl_ros" / PARAMS_FILE):
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"no {PARAMS_FILE} found; pass --params")
+
+
+def node_command(executable: str) -> list[str]:
+    """The console script beside this Python (what setup.py installs), else `python -m`."""
+    if executable not in NODE_EXECUTABLES:
+        raise InputError(f"unknown node executable {executable!r}; known: {', '.join(NODE_EXECUTABLES)}")
+    script = Path(sys.executable).with_name(executable)
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", f"cvgl_ros.nodes.{executable}"]
+
+
+def ros_args(params_file: str | Path, overrides: dict | None = None) -> list[str]:
+    args = ["--ros-args", "--params-file", str(params_file)]
+    for name, value in (overrides or {}).items():
+        args += ["-p", f"{name}:={json.dumps(value, separators=(',', ':'))}"]
+    return args
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'name:=value' (value in YAML) -> (name, value)."""
+    import yaml
+
+    if ":=" not in text:
+        raise InputError(f"parameter override {text!r} is not NAME:=VALUE")
+    name, value = text.split(":=", 1)
+    if not name:
+        raise InputError(f"parameter override {text!r} has no name")
+    try:
+        return name, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise InputError(f"parameter override {text!r}: value is not valid YAML") from None
+
+
+class NodeProcesses:
+    """The node executables running as child processes."""
+
+    def __init__(self, params_file: str | Path, overrides: dict | None = None,
+                 executables=NODE_EXECUTABLES, log_dir: str | Path | None = None, env: dict | None = None):
+        params_file = Path(params_file)
+        if not params_file.is_file():
+            raise InputError(f"no such parameter file: {params_file}")
+        self.commands = {exe: node_command(exe) + ros_args(params_file, overrides) for exe in executables}
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.env = env
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs = []
+
+    def start(self) -> "NodeProcesses":
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        for exe, cmd in self.commands.items():
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{exe}.log", "wb")
+                self._logs.append(out)
+            self.procs[exe] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        return self
+
+    def exited(self) -> dict[str, int]:
+        """{executable: exit code} of the nodes that have stopped."""
+        return {exe: p.returncode for exe, p in self.procs.items() if p.poll() is not None}
+
+    def stop(self, grace_s: float = 10.0) -> dict[str, int]:
+        """SIGINT every node, escalate to SIGTERM/SIGKILL after grace_s; {executable: exit code}."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            alive = [p for p in self.procs.values() if p.poll() is None]
+            if not alive:
+                break
+            for p in alive:
+                p.send_signal(sig)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(0.05)
+        for f in self._logs:
+            f.close()
+        return {exe: p.wait() for exe, p in self.procs.items()}
+
+    def log_tail(self, executable: str, lines: int = 20) -> str:
+        if self.log_dir is None:
+            return ""
+        path = self.log_dir / f"{executable}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False

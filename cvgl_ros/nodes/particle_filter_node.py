@@ -1,0 +1,236 @@
+"""particle_filter_node: fuses /gnss/fix with the cross-view likelihoods into /cvgl/pose.
+
+Subscribes  /gnss/fix (NavSatFix, sensor QoS), /cvgl/likelihood (PointCloud2, frame `map`).
+Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (fused NavSatFix with
+            covariance), /cvgl/odometry (Odometry `map` -> `base_link`), /cvgl/path (Path),
+            /cvgl/particles (PoseArray), /cvgl/gnss/pose (the raw fix in `map`, for RViz),
+            /diagnostics.
+A pose is published at the stamp of every applied likelihood and of every GNSS fix the
+filter used or rejected (the filter then propagates its previous estimate). All the maths
+is `cvgl_ros.filter.particle_filter.ParticleFilter`; this node only converts and publishes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import fields
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray, PoseStamped, PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry, Path
+from rclpy.node import Node
+from sensor_msgs.msg import NavSatFix, PointCloud2
+
+from cvgl_ros.errors import InputError
+from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter, ParticleFilterConfig
+from cvgl_ros.geo.datum import Datum
+from cvgl_ros.nodes import conversions as conv
+from cvgl_ros.nodes.diagnostics import NodeHealth
+from cvgl_ros.nodes.parameters import DATUM_PARAM, Param, declare_params, parse_datum
+from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
+
+NODE_NAME = "particle_filter_node"
+
+# Descriptions and ranges of the filter's parameters (ParticleFilterConfig), as `filter.<name>`.
+FILTER_PARAMS = {
+    "num_particles": ("particles M (seed 001: 2000)", 10, 1_000_000),
+    "init_speed_max_mps": ("initial speeds ~ U[0, this] m/s", 0.0, 100.0),
+    "accel_noise_mps2": ("acceleration noise density, m/s^2 per sqrt(s)", 0.0, 50.0),
+    "yaw_rate_noise_radps": ("yaw-rate noise density, rad/s per sqrt(s)", 0.0, 10.0),
+    "position_noise_mps": ("position diffusion, m per sqrt(s)", 0.0, 10.0),
+    "max_speed_mps": ("speeds are clipped to this, m/s", 0.0, 200.0),
+    "use_cross_view": ("fuse cross-view likelihoods (false: GNSS-only baseline)", None, None),
+    "cross_view_outlier_prob": ("weight of the uniform component of the cross-view factor", 1e-6, 0.999),
+    "cross_view_timeout_s": ("a cross-view update this recent holds the estimate against GNSS, s", 0.0, 60.0),
+    "gate_sigmas": ("particles beyond this many GNSS sigmas are discarded (seed 001: 3)", 0.1, 100.0),
+    "gate_min_weight": ("less particle weight than this in the circle counts as none", 0.0, 1.0),
+    "outlier_sigmas": ("r_outlier = this * sigma_gps + v dt (seed 001: 3)", 0.1, 100.0),
+    "outlier_warmup_s": ("no outlier test this long after (re)initialization, s", 0.0, 600.0),
+    "relock_after_s": ("re-seed around GNSS after rejecting fixes this long, s", 0.0, 3600.0),
+    "default_gnss_sigma_m": ("1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
+    "min_gnss_sigma_m": ("reported GNSS sigmas are floored to this, m", 0.0, 100.0),
+    "resample_ess_fraction": ("resample when ESS < this * M", 0.01, 1.0),
+    "history_s": ("late measurements within this are applied at their stamp, s", 0.0, 10.0),
+    "backwards_reset_s": ("a GNSS stamp this far in the past resets the filter, s", 0.0, 3600.0),
+}
+
+
+def _filter_params() -> list[Param]:
+    defaults = ParticleFilterConfig()
+    out = []
+    for f in fields(ParticleFilterConfig):
+        desc, lo, hi = FILTER_PARAMS.get(f.name, (f.name.replace("_", " "), None, None))
+        out.append(Param(f"filter.{f.name}", getattr(defaults, f.name), desc, lo, hi))
+    return out
+
+
+PARAMS = [
+    DATUM_PARAM,
+    Param("seed", 0, "random seed of the particle filter", 0, 2**31 - 1),
+    Param("map_frame", "map", "frame of the published poses (ENU at the datum)"),
+    Param("base_frame", "base_link", "child frame of /cvgl/odometry"),
+    Param("gnss_frame", "gnss", "frame_id of the fused /cvgl/fix"),
+    Param("max_published_particles", 300, "particles sent on /cvgl/particles (a subsample)", 0, 100_000),
+    Param("path_min_step_m", 0.5, "a pose is added to /cvgl/path after moving this far, m", 0.0, 100.0),
+    Param("path_max_poses", 2000, "the oldest poses of /cvgl/path are dropped beyond this", 1, 1_000_000),
+    Param("path_period_s", 1.0, "/cvgl/path is published at most this often (message time), s", 0.0, 3600.0),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics, s (wall clock)", 0.05, 60.0),
+    *_filter_params(),
+]
+
+
+class ParticleFilterNode(Node):
+    NODE_NAME = NODE_NAME
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.p = declare_params(self, PARAMS)
+        config = ParticleFilterConfig(**{f.name: self.p[f"filter.{f.name}"] for f in fields(ParticleFilterConfig)})
+        self.pf = ParticleFilter(config, seed=self.p["seed"])
+        self.datum: Datum | None = parse_datum(self.p["datum"])
+        self.health = NodeHealth(NODE_NAME)
+        self.health.set_value("datum", self._datum_text() if self.datum else "unset: anchors at the first valid fix")
+        self.last_up_m = 0.0
+        self.last_up_var = 100.0
+        self.last_gnss_ns: int | None = None
+        self.last_cloud_ns: int | None = None
+        self.path = Path()
+        self.path.header.frame_id = self.p["map_frame"]
+        self.last_path_publish_ns: int | None = None
+        self.rng = np.random.default_rng(self.p["seed"])
+
+        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/pose", RESULT_QOS)
+        self.pub_fix = self.create_publisher(NavSatFix, "/cvgl/fix", RESULT_QOS)
+        self.pub_odom = self.create_publisher(Odometry, "/cvgl/odometry", RESULT_QOS)
+        self.pub_path = self.create_publisher(Path, "/cvgl/path", RESULT_QOS)
+        self.pub_particles = self.create_publisher(PoseArray, "/cvgl/particles", RESULT_QOS)
+        self.pub_gnss_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/gnss/pose", RESULT_QOS)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
+        self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS)
+        self.create_subscription(PointCloud2, "/cvgl/likelihood", self.on_likelihood, RESULT_QOS)
+        self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
+        self.get_logger().info(f"ready: {config.num_particles} particles, datum {self.health.values['datum']}")
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_gnss(self, msg: NavSatFix) -> None:
+        self.health.tick("gnss")
+        t_ns = conv.stamp_ns(msg.header.stamp)
+        self._check_stamp(t_ns, self.last_gnss_ns, "GNSS")
+        self.last_gnss_ns = t_ns
+        try:
+            conv.check_navsatfix(msg)
+        except InputError as exc:
+            self.health.problem(f"GNSS fix ignored: {exc}", "gnss_invalid")
+            self.pf.add_gnss(t_ns * 1e-9, math.nan, math.nan, None, status_ok=False)
+            return
+        if self.datum is None:
+            self.datum = Datum(msg.latitude, msg.longitude, msg.altitude)
+            self.health.set_value("datum", self._datum_text() + " (anchored at the first valid fix)")
+            self.health.problem(f"datum unset: map frame anchored at the first valid fix {self._datum_text()}")
+        fix = conv.navsatfix_to_enu(msg, self.datum, self.pf.config.default_gnss_sigma_m)
+        self.last_up_m = fix.up_m
+        if msg.position_covariance_type != NavSatFix.COVARIANCE_TYPE_UNKNOWN and math.isfinite(msg.position_covariance[8]):
+            self.last_up_var = max(float(msg.position_covariance[8]), 0.0)
+        self.pub_gnss_pose.publish(conv.pose_with_covariance_msg(
+            t_ns, self.p["map_frame"], fix.east_m, fix.north_m, 0.0, np.diag([fix.sigma_m**2, fix.sigma_m**2, math.pi**2])))
+        t0 = time.perf_counter()
+        decision = self.pf.add_gnss(t_ns * 1e-9, fix.east_m, fix.north_m, fix.sigma_m, status_ok=True)
+        self.health.latency("filter_gnss", (time.perf_counter() - t0) * 1e3)
+        if decision is GnssDecision.RESET:
+            self.health.problem("GNSS stamp went back in time: particle filter reset", "filter_resets")
+        elif decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):
+            self.health.count("gnss_rejected")
+        if decision.used or decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):
+            self.publish_estimate(t_ns)
+
+    def on_likelihood(self, msg: PointCloud2) -> None:
+        self.health.tick("likelihood")
+        t_ns = conv.stamp_ns(msg.header.stamp)
+        if msg.header.frame_id != self.p["map_frame"]:
+            self.health.problem(f"likelihood cloud in frame {msg.header.frame_id!r}, expected {self.p['map_frame']!r}",
+                                "likelihood_rejected")
+            return
+        self._check_stamp(t_ns, self.last_cloud_ns, "likelihood")
+        self.last_cloud_ns = t_ns
+        try:
+            volume = conv.cloud_to_volume(msg)
+        except InputError as exc:
+            self.health.problem(f"likelihood cloud ignored: {exc}", "likelihood_rejected")
+            return
+        t0 = time.perf_counter()
+        applied = self.pf.add_cross_view(t_ns * 1e-9, volume)
+        self.health.latency("filter", (time.perf_counter() - t0) * 1e3)
+        if applied:
+            self.publish_estimate(t_ns)
+        else:
+            self.health.count("likelihood_not_applied")
+
+    def _check_stamp(self, t_ns: int, last_ns: int | None, what: str) -> None:
+        if last_ns is not None and t_ns < last_ns:
+            self.health.problem(f"{what} stamp went backwards by {(last_ns - t_ns) * 1e-9:.3f} s", "stamp_backwards")
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def publish_estimate(self, t_ns: int) -> None:
+        est = self.pf.estimate(t_ns * 1e-9)
+        values = (est.east_m, est.north_m, est.yaw_enu_rad, est.speed_mps)
+        if not est.initialized or not all(math.isfinite(v) for v in values) or not np.all(np.isfinite(est.covariance_3x3)):
+            self.health.problem("filter estimate not finite: nothing published", "estimate_not_finite")
+            return
+        frame = self.p["map_frame"]
+        cov = est.covariance_3x3
+        self.pub_pose.publish(conv.pose_with_covariance_msg(t_ns, frame, est.east_m, est.north_m, est.yaw_enu_rad, cov))
+        particles = self.pf.particles
+        speed_var = float(np.var(particles[:, 2])) if len(particles) else 0.0
+        self.pub_odom.publish(conv.odometry_msg(t_ns, frame, self.p["base_frame"], est.east_m, est.north_m,
+                                                est.yaw_enu_rad, cov, est.speed_mps, speed_var))
+        self.pub_fix.publish(conv.fused_navsatfix_msg(t_ns, self.p["gnss_frame"], self.datum, est.east_m, est.north_m,
+                                                      self.last_up_m, cov, self.last_up_var))
+        n = min(self.p["max_published_particles"], len(particles))
+        if n > 0:
+            pick = self.rng.choice(len(particles), n, replace=False, p=self.pf.weights)
+            sub = particles[pick]
+            self.pub_particles.publish(conv.pose_array_msg(t_ns, frame, sub[:, 0], sub[:, 1], sub[:, 3]))
+        self._extend_path(t_ns, est)
+        self.health.set_value("ess", float(est.ess))
+        self.health.set_value("initialized", "true")
+
+    def _extend_path(self, t_ns: int, est) -> None:
+        poses = self.path.poses
+        if poses:
+            last = poses[-1].pose.position
+            moved = math.hypot(est.east_m - last.x, est.north_m - last.y)
+        if not poses or moved >= self.p["path_min_step_m"]:
+            ps = PoseStamped()
+            ps.header.stamp = conv.to_stamp(t_ns)
+            ps.header.frame_id = self.p["map_frame"]
+            ps.pose = conv.pose_msg(est.east_m, est.north_m, est.yaw_enu_rad)
+            poses.append(ps)
+            if len(poses) > self.p["path_max_poses"]:
+                del poses[: len(poses) - self.p["path_max_poses"]]
+        period_ns = int(self.p["path_period_s"] * 1e9)
+        if self.last_path_publish_ns is None or abs(t_ns - self.last_path_publish_ns) >= period_ns:
+            self.path.header.stamp = conv.to_stamp(t_ns)
+            self.pub_path.publish(self.path)
+            self.last_path_publish_ns = t_ns
+
+    def publish_diagnostics(self) -> None:
+        for key, value in self.pf.diagnostics.items():
+            self.health.set_value(f"filter_{key}", value if isinstance(value, str) else int(value))
+        self.pub_diag.publish(self.health.to_msg(self.get_clock().now().nanoseconds))
+
+    def _datum_text(self) -> str:
+        return f"{self.datum.lat_deg:.8f},{self.datum.lon_deg:.8f},{self.datum.alt_m:.3f}"
+
+    def close(self) -> None:
+        self.diag_timer.cancel()
+
+
+def main(args=None) -> None:
+    raise SystemExit(run_node(ParticleFilterNode, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What every node shares: QoS profiles, a steady-clock timer, and `main` with clean shutdown.
+
+`run_node(NodeClass)` initializes rclpy (which installs handlers for SIGINT *and* SIGTERM:
+either shuts the context down and the executor returns), builds the node, spins it, then
+closes it (worker threads joined, publishers destroyed) and exits 0. A configuration error
+(`InputError` from the node's constructor, e.g. a parameter out of range) prints one line
+and exits 2.
+"""
+from __future__ import annotations
+
+import sys
+
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+from cvgl_ros.errors import InputError
+
+# Sensors: best effort, keep the last 5 (REP-2003 sensor data).
+SENSOR_QOS = qos_profile_sensor_data
+# Results: reliable, keep the last 10 (what RViz and recorders subscribe with).
+RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+# Camera info arrives once or slowly: reliable, latched for late joiners.
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def steady_timer(node, period_s: float, callback):
+    """A timer on the monotonic wall clock: it ticks even when /clock (use_sim_time) stalls."""
+    from rclpy.clock import Clock, ClockType
+
+    return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+
+def run_node(node_class, args=None) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    try:
+        node = node_class()
+    except InputError as exc:
+        print(f"{getattr(node_class, 'NODE_NAME', node_class.__name__)}: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.get_logger().info("shutting down")
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

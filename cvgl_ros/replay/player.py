@@ -1,0 +1,53 @@
+"""Play a rosbag2 onto real ROS 2 topics with `/clock`, without rosbag2 (rosbags + raw publish).
+
+Every topic of the bag gets a reliable publisher of its type (compatible with the nodes'
+best-effort sensor subscriptions); each message's CDR bytes are published as they are.
+`/clock` (rosgraph_msgs/Clock) carries the bag's log time: before each message, and at
+`clock_hz` of wall time while the player waits between messages in rate mode, so nodes with
+`use_sim_time` see a clock that moves like the recording.
+"""
+from __future__ import annotations
+
+import time
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+from cvgl_ros.datasets.bag import TOPIC_CLOCK, bag_topics
+from cvgl_ros.replay.recorder import message_class
+
+PLAYER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+
+
+class BagPlayer:
+    def __init__(self, node, bag_path, clock_hz: float = 50.0):
+        self.node = node
+        self.topics = {t: msgtype for t, (msgtype, _count) in bag_topics(bag_path).items() if t != TOPIC_CLOCK}
+        self.publishers = {t: node.create_publisher(message_class(msgtype), t, PLAYER_QOS)
+                           for t, msgtype in self.topics.items()}
+        self.clock_pub = node.create_publisher(Clock, TOPIC_CLOCK, PLAYER_QOS)
+        self.clock_period_s = 1.0 / clock_hz
+        self.now_ns = 0
+
+    def publish_clock(self, stamp_ns: int) -> None:
+        self.now_ns = max(self.now_ns, int(stamp_ns))
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(self.now_ns, 1_000_000_000)
+        self.clock_pub.publish(msg)
+
+    def publish(self, topic: str, stamp_ns: int, cdr: bytes) -> None:
+        self.publish_clock(stamp_ns)
+        self.publishers[topic].publish(cdr)
+
+    def sleep_until(self, wall_deadline: float, bag_ns_at: callable) -> None:
+        """Sleep until the monotonic `wall_deadline`, advancing /clock as `bag_ns_at(now)` says."""
+        while True:
+            now = time.monotonic()
+            if now >= wall_deadline:
+                return
+            time.sleep(min(self.clock_period_s, wall_deadline - now))
+            self.publish_clock(bag_ns_at(time.monotonic()))
+
+    def subscription_counts(self) -> dict[str, int]:
+        return {t: p.get_subscription_count() for t, p in self.publishers.items()}

@@ -1,0 +1,263 @@
+"""`replay_bag`: a recorded drive through the real nodes, their outputs into a new bag.
+
+1. Starts `cross_view_node` and `particle_filter_node` as processes (`cvgl_ros.nodes.launcher`)
+   with the parameter file plus `use_sim_time: true`, the bag's `map` datum, the tile cache
+   and the model.
+2. Waits until the nodes' subscriptions (camera, camera_info, GNSS, /clock) and outputs are
+   matched over DDS, i.e. the model is loaded.
+3. Plays the bag with `/clock` (`BagPlayer`) at `rate` x real time, or in **lockstep**: after
+   each camera frame it waits for the cross-view node's frame status (processed / skipped)
+   and, for a processed frame, for the filter's `/cvgl/pose` at that stamp, so no frame is
+   dropped and a run is reproducible whatever the machine's speed.
+4. Records every `/cvgl/*` topic and `/diagnostics` (`Recorder`) into `out` (MCAP rosbag2,
+   written atomically, with the datum in its metadata), stops the nodes with SIGINT.
+
+Returns a `ReplaySummary`: real-time factor (bag seconds per wall second of playing),
+frames processed/skipped (with reasons), poses, lockstep time-outs and per-stage latencies
+(decode, patch, inference from the frame statuses; filter from the filter's /diagnostics).
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cvgl_ros.datasets.bag import (TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED,
+                                   BagWriter, bag_datum, bag_topics, read_messages)
+from cvgl_ros.errors import InputError
+
+CAMERA_TOPICS = (TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED)
+# Input topic -> how many node subscriptions must be matched before playing.
+EXPECTED_SUBSCRIBERS = {TOPIC_IMAGE: 1, TOPIC_IMAGE_COMPRESSED: 1, TOPIC_CAMERA_INFO: 1, TOPIC_GNSS_FIX: 2}
+FRAME_STATUS = "/cvgl/cross_view/frame_status"
+POSE = "/cvgl/pose"
+
+
+@dataclass
+class ReplaySummary:
+    out_bag: str
+    lockstep: bool
+    rate: float
+    bag_duration_s: float = 0.0
+    wall_s: float = 0.0
+    real_time_factor: float = 0.0
+    frames: int = 0
+    frames_processed: int = 0
+    frames_skipped: int = 0
+    skip_reasons: dict = field(default_factory=dict)
+    poses: int = 0
+    poses_at_frames: int = 0
+    lockstep_timeouts: int = 0
+    stage_latency_ms: dict = field(default_factory=dict)
+    recorded: dict = field(default_factory=dict)
+    node_exit_codes: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Tracker:
+    """What the recorder saw, by stamp, for lockstep waits and the summary."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.status: dict[int, tuple[int, str]] = {}
+        self.pose_stamps: set[int] = set()
+        self.timings: dict[str, list[float]] = {}
+        self.filter_diag: dict[str, str] = {}
+        self.last_message_t = time.monotonic()
+
+    def __call__(self, topic: str, cdr: bytes) -> None:
+        from rclpy.serialization import deserialize_message
+
+        from cvgl_ros.replay.recorder import header_stamp_ns
+
+        with self.cond:
+            self.last_message_t = time.monotonic()
+            if topic == POSE:
+                self.pose_stamps.add(header_stamp_ns(cdr))
+            elif topic in (FRAME_STATUS, "/diagnostics"):
+                from diagnostic_msgs.msg import DiagnosticArray
+
+                msg = deserialize_message(cdr, DiagnosticArray)
+                if topic == FRAME_STATUS and msg.status:
+                    s = msg.status[0]
+                    level = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
+                    self.status[header_stamp_ns(cdr)] = (level, s.message)
+                    for kv in s.values:
+                        self.timings.setdefault(kv.key, []).append(float(kv.value))
+                else:
+                    for s in msg.status:
+                        if s.name == "cvgl_ros: particle_filter_node":
+                            self.filter_diag = {kv.key: kv.value for kv in s.values}
+            self.cond.notify_all()
+
+    def wait(self, predicate, timeout_s: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(predicate, timeout=timeout_s)
+
+
+def _wait_ready(player, recorder, nodes, bag_topics_present, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    want = {t: n for t, n in EXPECTED_SUBSCRIBERS.items() if t in bag_topics_present}
+    while True:
+        dead = nodes.exited()
+        if dead:
+            exe, code = next(iter(dead.items()))
+            raise InputError(f"{exe} exited with status {code} before the replay started: "
+                             f"{nodes.log_tail(exe, 3).strip().splitlines()[-1:] or ''}")
+        counts = player.subscription_counts()
+        inputs_ok = all(counts.get(t, 0) >= n for t, n in want.items())
+        clock_ok = player.clock_pub.get_subscription_count() >= 2
+        outputs_ok = all(recorder.subscriptions[t].get_publisher_count() >= 1
+                         for t in (POSE, "/cvgl/likelihood", FRAME_STATUS))
+        if inputs_ok and clock_ok and outputs_ok:
+            return
+        if time.monotonic() > deadline:
+            raise InputError(f"the nodes did not come up within {timeout_s:.0f} s "
+                             f"(subscribers {counts}, clock {player.clock_pub.get_subscription_count()})")
+        time.sleep(0.1)
+
+
+def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None, model: str | Path | None = None,
+               rate: float = 1.0, lockstep: bool = False, params_file: str | Path | None = None,
+               overrides: dict | None = None, log_dir: str | Path | None = None, frame_timeout_s: float = 60.0,
+               pose_timeout_s: float = 5.0, ready_timeout_s: float = 120.0, progress: bool = True) -> ReplaySummary:
+    """Play `bag` through the nodes, record their outputs into `out` (see the module docstring)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    from tqdm import tqdm
+
+    from cvgl_ros.nodes.launcher import NodeProcesses, default_params_file
+    from cvgl_ros.nodes.runner import RESULT_QOS
+    from cvgl_ros.replay.player import BagPlayer
+    from cvgl_ros.replay.recorder import Recorder
+
+    bag, out = Path(bag), Path(out)
+    topics = bag_topics(bag)
+    if not any(t in topics for t in CAMERA_TOPICS):
+        raise InputError(f"bag {bag} has no camera topic ({' or '.join(CAMERA_TOPICS)})")
+    if not lockstep and not rate > 0:
+        raise InputError(f"rate {rate} must be > 0")
+    if out.resolve() == bag.resolve():
+        raise InputError("the output bag must not be the input bag")
+    node_params = {"use_sim_time": True}
+    try:
+        datum = bag_datum(bag)
+        node_params["datum"] = [datum.lat_deg, datum.lon_deg, datum.alt_m]
+    except InputError:
+        datum = None  # the nodes anchor at the first fix and say so
+    for name, path in (("tiles", tiles), ("model", model)):
+        if path is not None:
+            if not Path(path).exists():
+                raise InputError(f"no such {name}: {path}")
+            node_params[name] = str(Path(path).resolve())
+    node_params.update(overrides or {})
+    total = sum(count for t, (_, count) in topics.items())
+    summary = ReplaySummary(out_bag=str(out), lockstep=lockstep, rate=rate)
+    tracker = _Tracker()
+    log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="cvgl-replay-logs-"))
+
+    nodes = NodeProcesses(params_file or default_params_file(), node_params, log_dir=log_dir)
+    context = rclpy.Context()
+    rclpy.init(context=context, args=[], signal_handler_options=SignalHandlerOptions.NO)
+    executor = SingleThreadedExecutor(context=context)
+    spinner = None
+    recorder = None
+    try:
+        nodes.start()
+        node = rclpy.create_node("cvgl_replay", context=context)
+        with BagWriter(out) as writer:
+            if datum is not None:
+                writer.set_datum(datum)
+            player = BagPlayer(node, bag)
+            recorder = Recorder(node, writer, lambda: player.now_ns, RESULT_QOS)
+            recorder.listeners.append(tracker)
+            executor.add_node(node)
+            spinner = threading.Thread(target=executor.spin, name="cvgl_replay_spin", daemon=True)
+            spinner.start()
+            _wait_ready(player, recorder, nodes, topics, ready_timeout_s)
+            recorder.discover()
+
+            first_ns = last_ns = None
+            wall0 = time.monotonic()
+            bar = tqdm(total=total, unit="msg", desc="replay", disable=not progress, mininterval=1.0)
+            for topic, _msgtype, t_ns, cdr in read_messages(bag, raw=True):
+                bar.update(1)
+                if topic not in player.publishers:
+                    continue
+                if first_ns is None:
+                    first_ns = t_ns
+                    wall0 = time.monotonic()
+                last_ns = t_ns
+                if not lockstep:
+                    start_ns = first_ns
+                    player.sleep_until(wall0 + (t_ns - start_ns) * 1e-9 / rate,
+                                       lambda now: start_ns + int((now - wall0) * rate * 1e9))
+                player.publish(topic, t_ns, cdr)
+                if topic in CAMERA_TOPICS:
+                    summary.frames += 1
+                    if lockstep:
+                        _wait_frame(tracker, cdr, frame_timeout_s, pose_timeout_s, summary, nodes)
+            bar.close()
+            summary.wall_s = time.monotonic() - wall0
+            # let the last results arrive: quiet for 1 s (at most 10 s)
+            end = time.monotonic() + 10.0
+            while time.monotonic() < end and time.monotonic() - tracker.last_message_t < 1.0:
+                time.sleep(0.1)
+            summary.node_exit_codes = nodes.stop()
+            recorder.close()
+        summary.recorded = dict(recorder.counts)
+    finally:
+        if nodes.procs and not summary.node_exit_codes:
+            summary.node_exit_codes = nodes.stop()
+        if recorder is not None:
+            recorder.close()
+        executor.shutdown(timeout_sec=5.0)
+        rclpy.try_shutdown(context=context)
+        if spinner is not None:
+            spinner.join(timeout=5.0)
+
+    if first_ns is not None:
+        summary.bag_duration_s = (last_ns - first_ns) * 1e-9
+        summary.real_time_factor = summary.bag_duration_s / max(summary.wall_s, 1e-9)
+    levels = Counter()
+    for level, message in tracker.status.values():
+        if level == 0:
+            summary.frames_processed += 1
+        else:
+            levels[message.split(" (")[0][:80]] += 1
+    summary.frames_skipped = sum(levels.values())
+    summary.skip_reasons = dict(levels.most_common(10))
+    summary.poses = summary.recorded.get(POSE, 0)
+    processed = {t for t, (lvl, _) in tracker.status.items() if lvl == 0}
+    summary.poses_at_frames = len(processed & tracker.pose_stamps)
+    for key, values in tracker.timings.items():
+        arr = np.asarray(values)
+        summary.stage_latency_ms[key.removesuffix("_ms")] = {"mean": float(arr.mean()), "p95": float(np.percentile(arr, 95))}
+    for stat, key in (("mean", "latency_filter_ms"), ("p95", "latency_filter_p95_ms")):
+        if key in tracker.filter_diag:
+            summary.stage_latency_ms.setdefault("filter", {})[stat] = float(tracker.filter_diag[key])
+    return summary
+
+
+def _wait_frame(tracker: _Tracker, cdr: bytes, frame_timeout_s: float, pose_timeout_s: float,
+                summary: ReplaySummary, nodes) -> None:
+    """Lockstep: wait for this frame's status, and for its pose when it was processed."""
+    from cvgl_ros.replay.recorder import header_stamp_ns
+
+    stamp = header_stamp_ns(cdr)
+    if not tracker.wait(lambda: stamp in tracker.status, frame_timeout_s):
+        summary.lockstep_timeouts += 1
+        if nodes.exited():
+            exe, code = next(iter(nodes.exited().items()))
+            raise InputError(f"{exe} died during the replay (status {code}): {nodes.log_tail(exe, 3)}")
+        return
+    if tracker.status[stamp][0] == 0 and not tracker.wait(lambda: stamp in tracker.pose_stamps, pose_timeout_s):
+        summary.lockstep_timeouts += 1
