@@ -1,0 +1,77 @@
+"""`cvgl import kitti|robotcar`: real data sets into the bag (and MBTiles) formats of the simulator."""
+from __future__ import annotations
+
+from cvgl_ros.cli.args import existing_dir, positive_float
+
+
+def _jpeg_quality(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"JPEG quality {text} is outside [1, 100]")
+    return value
+
+
+def _print_summary(summary: dict) -> None:
+    counts = ", ".join(f"{topic} {count}" for topic, count in sorted(summary["counts"].items()))
+    datum = summary["datum"]
+    print(f"datum lat={datum['lat_deg']:.9f} lon={datum['lon_deg']:.9f} alt={datum['alt_m']:.3f}")
+    print(f"messages: {counts}")
+
+
+def _kitti(args) -> int:
+    from cvgl_ros.datasets.kitti import import_kitti
+
+    summary = import_kitti(args.raw, args.out, satmap_dir=args.satmap, tiles_out=args.tiles_out,
+                           compressed=args.compressed, jpeg_quality=args.jpeg_quality,
+                           satmap_mpp_override=args.satmap_mpp, progress=not args.quiet)
+    print(f"wrote {args.out}: KITTI drive {summary['drive']}, {summary['frames']} frames, {summary['oxts']} OXTS records")
+    _print_summary(summary)
+    if summary["tiles"]:
+        print(f"wrote {summary['tiles']}: {summary['satmap_frames_painted']} satellite images mosaicked at z19 + overviews")
+    return 0
+
+
+def _robotcar(args) -> int:
+    from cvgl_ros.datasets.robotcar import import_robotcar
+
+    summary = import_robotcar(args.run, args.out, compressed=args.compressed, jpeg_quality=args.jpeg_quality,
+                              models_dir=args.models, progress=not args.quiet)
+    print(f"wrote {args.out}: RobotCar run {summary['run']}, {summary['frames']} frames "
+          f"({summary['missing_images']} listed without a PNG), {summary['gps']} GPS and {summary['ins']} INS rows")
+    _print_summary(summary)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("import", help="import KITTI raw or Oxford RobotCar into a bag (and MBTiles)")
+    sub = p.add_subparsers(dest="import_command", metavar="IMPORT_COMMAND", required=True)
+
+    kitti = sub.add_parser("kitti", help="KITTI raw drive (+ cross-view benchmark satellite images) -> bag (+ MBTiles)")
+    kitti.add_argument("--raw", type=existing_dir, required=True,
+                       help="drive folder with image_02/, oxts/ (calib_cam_to_cam.txt in it or beside it)")
+    kitti.add_argument("--satmap", type=existing_dir,
+                       help="benchmark satellite images: the satmap root or the drive's folder of <frame>.png")
+    kitti.add_argument("--tiles-out", help="MBTiles output for --satmap (default: OUT_tiles.mbtiles)")
+    kitti.add_argument("--satmap-mpp", type=positive_float,
+                       help="override the satellite images' m/px (default: zoom 18 scale 2 at each frame's latitude)")
+    kitti.add_argument("--out", required=True, help="output bag directory")
+    kitti.add_argument("--compressed", action="store_true", help="JPEG CompressedImage instead of rgb8 Image")
+    kitti.add_argument("--jpeg-quality", type=_jpeg_quality, default=90)
+    kitti.add_argument("--quiet", action="store_true", help="no progress bars")
+    kitti.set_defaults(func=_kitti)
+
+    rc = sub.add_parser("robotcar", help="Oxford RobotCar run (stereo centre, gps.csv, ins.csv) -> bag")
+    rc.add_argument("--run", type=existing_dir, required=True,
+                    help="run folder with stereo.timestamps, stereo/centre/, gps/gps.csv, gps/ins.csv")
+    rc.add_argument("--models", type=existing_dir,
+                    help="the SDK's models/ folder (stereo_narrow_left intrinsics and undistortion LUT)")
+    rc.add_argument("--out", required=True, help="output bag directory")
+    rc.add_argument("--compressed", action="store_true", help="JPEG CompressedImage instead of rgb8 Image")
+    rc.add_argument("--jpeg-quality", type=_jpeg_quality, default=90)
+    rc.add_argument("--quiet", action="store_true", help="no progress bars")
+    rc.set_defaults(func=_robotcar)
