@@ -229,8 +229,6 @@ class CrossViewNode(Node):
 
     def _process(self, msg, t_ns: int):
         timings = {}
-        if self.health.fatal_reason:
-            return DiagnosticStatus.ERROR, f"skipped: {self.health.fatal_reason}", timings
         if self.last_frame_ns is not None and t_ns <= self.last_frame_ns:
             back = (self.last_frame_ns - t_ns) * 1e-9
             self.last_frame_ns = t_ns
@@ -251,6 +249,8 @@ class CrossViewNode(Node):
         k, width, height = camera
         if (rgb.shape[1], rgb.shape[0]) != (width, height) and width and height:
             raise InputError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says {width}x{height}")
+        if self.health.fatal_reason:
+            return DiagnosticStatus.ERROR, f"skipped: {self.health.fatal_reason}", timings
         prior = self._prior(t_ns, fprior, gprior)
 
         t1 = time.perf_counter()

@@ -113,4 +113,7 @@ def parse_datum(value) -> Datum | None:
         numbers = [float(v) for v in value]
     except (TypeError, ValueError):
         raise InputError(f"parameter datum must hold numbers, got {value!r}") from None
-    return Datum(numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 0.0)
+    try:
+        return Datum(numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 0.0)
+    except InputError as exc:
+        raise InputError(f"parameter datum: {exc}") from None

@@ -139,7 +139,8 @@ class ParticleFilterNode(Node):
         decision = self.pf.add_gnss(t_ns * 1e-9, fix.east_m, fix.north_m, fix.sigma_m, status_ok=True)
         self.health.latency("filter_gnss", (time.perf_counter() - t0) * 1e3)
         if decision is GnssDecision.RESET:
-            self.health.problem("GNSS stamp went back in time: particle filter reset", "filter_resets")
+            self.health.problem("GNSS stamp went backwards: particle filter reset, re-initialized at this fix",
+                                "filter_resets")
         elif decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):
             self.health.count("gnss_rejected")
         if decision.used or decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):

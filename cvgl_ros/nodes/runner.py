@@ -50,7 +50,7 @@ def run_node(node_class, args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.get_logger().info("shutting down")
+        print(f"[{node.get_name()}] shutting down", file=sys.stderr, flush=True)
         node.close()
         executor.shutdown()
         node.destroy_node()

@@ -7,8 +7,9 @@
    matched over DDS, i.e. the model is loaded.
 3. Plays the bag with `/clock` (`BagPlayer`) at `rate` x real time, or in **lockstep**: after
    each camera frame it waits for the cross-view node's frame status (processed / skipped)
-   and, for a processed frame, for the filter's `/cvgl/pose` at that stamp, so no frame is
-   dropped and a run is reproducible whatever the machine's speed.
+   and, for a processed frame, for the filter's `/cvgl/pose` at that stamp; after each valid
+   GNSS fix it waits for the filter's echo on `/cvgl/gnss/pose`. So no message is dropped
+   and a run is reproducible whatever the machine's speed.
 4. Records every `/cvgl/*` topic and `/diagnostics` (`Recorder`) into `out` (MCAP rosbag2,
    written atomically, with the datum in its metadata), stops the nodes with SIGINT.
 
@@ -36,6 +37,7 @@ CAMERA_TOPICS = (TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED)
 EXPECTED_SUBSCRIBERS = {TOPIC_IMAGE: 1, TOPIC_IMAGE_COMPRESSED: 1, TOPIC_CAMERA_INFO: 1, TOPIC_GNSS_FIX: 2}
 FRAME_STATUS = "/cvgl/cross_view/frame_status"
 POSE = "/cvgl/pose"
+GNSS_POSE = "/cvgl/gnss/pose"  # the filter node's echo of each valid fix it took in
 
 
 @dataclass
@@ -68,6 +70,7 @@ class _Tracker:
         self.cond = threading.Condition()
         self.status: dict[int, tuple[int, str]] = {}
         self.pose_stamps: set[int] = set()
+        self.gnss_stamps: set[int] = set()
         self.timings: dict[str, list[float]] = {}
         self.filter_diag: dict[str, str] = {}
         self.last_message_t = time.monotonic()
@@ -81,6 +84,8 @@ class _Tracker:
             self.last_message_t = time.monotonic()
             if topic == POSE:
                 self.pose_stamps.add(header_stamp_ns(cdr))
+            elif topic == GNSS_POSE:
+                self.gnss_stamps.add(header_stamp_ns(cdr))
             elif topic in (FRAME_STATUS, "/diagnostics"):
                 from diagnostic_msgs.msg import DiagnosticArray
 
@@ -137,7 +142,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     from cvgl_ros.nodes.launcher import NodeProcesses, default_params_file
     from cvgl_ros.nodes.runner import RESULT_QOS
     from cvgl_ros.replay.player import BagPlayer
-    from cvgl_ros.replay.recorder import Recorder
+    from cvgl_ros.replay.recorder import Recorder, header_stamp_ns
 
     bag, out = Path(bag), Path(out)
     topics = bag_topics(bag)
@@ -205,6 +210,10 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                     summary.frames += 1
                     if lockstep:
                         _wait_frame(tracker, cdr, frame_timeout_s, pose_timeout_s, summary, nodes)
+                elif topic == TOPIC_GNSS_FIX and lockstep and _valid_fix(cdr):
+                    stamp = header_stamp_ns(cdr)
+                    if not tracker.wait(lambda: stamp in tracker.gnss_stamps, pose_timeout_s):
+                        summary.lockstep_timeouts += 1
             bar.close()
             summary.wall_s = time.monotonic() - wall0
             # let the last results arrive: quiet for 1 s (at most 10 s)
@@ -245,6 +254,18 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
         if key in tracker.filter_diag:
             summary.stage_latency_ms.setdefault("filter", {})[stat] = float(tracker.filter_diag[key])
     return summary
+
+
+def _valid_fix(cdr: bytes) -> bool:
+    """True when a NavSatFix (CDR) has a fix status and a finite position: the filter echoes it."""
+    import math
+
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import NavSatFix
+
+    msg = deserialize_message(cdr, NavSatFix)
+    return (msg.status.status >= 0 and all(math.isfinite(v) for v in (msg.latitude, msg.longitude, msg.altitude))
+            and abs(msg.latitude) <= 90 and abs(msg.longitude) <= 180)
 
 
 def _wait_frame(tracker: _Tracker, cdr: bytes, frame_timeout_s: float, pose_timeout_s: float,

@@ -1,0 +1,52 @@
+"""`cvgl replay`: play a bag through the real nodes with /clock and record their outputs."""
+from __future__ import annotations
+
+import json
+import sys
+
+from cvgl_ros.cli.args import existing_path, positive_float
+
+
+def run(args) -> int:
+    from cvgl_ros.nodes.launcher import parse_override
+    from cvgl_ros.replay import replay_bag
+
+    overrides = dict(parse_override(text) for text in args.param or [])
+    summary = replay_bag(args.bag, args.out, tiles=args.tiles, model=args.model, rate=args.rate,
+                         lockstep=args.lockstep, params_file=args.params, overrides=overrides, log_dir=args.log_dir)
+    s = summary
+    print(f"replayed {s.frames} camera frames ({s.bag_duration_s:.1f} s of bag) in {s.wall_s:.1f} s: "
+          f"real-time factor {s.real_time_factor:.2f}x; processed {s.frames_processed}, skipped {s.frames_skipped}, "
+          f"/cvgl/pose {s.poses}; wrote {s.out_bag}", file=sys.stderr)
+    for reason, count in s.skip_reasons.items():
+        print(f"  skipped {count}x: {reason}", file=sys.stderr)
+    if s.lockstep_timeouts:
+        print(f"  {s.lockstep_timeouts} lockstep waits timed out", file=sys.stderr)
+    if args.summary:
+        from cvgl_ros import atomic
+
+        atomic.write_json(args.summary, s.to_dict())
+    else:
+        print(json.dumps(s.to_dict()["stage_latency_ms"]))
+    bad = {exe: code for exe, code in s.node_exit_codes.items() if code not in (0, -2)}
+    if bad:
+        print(f"cvgl replay: node(s) exited badly: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("replay", help="play a bag (with /clock) through the nodes, record /cvgl/* into a bag")
+    p.add_argument("--bag", required=True, type=existing_path, help="input rosbag2 (a recorded or simulated drive)")
+    p.add_argument("--tiles", type=existing_path, help="satellite tile cache (MBTiles or XYZ directory)")
+    p.add_argument("--model", type=existing_path, help="exported model .onnx (default: the shipped models/*.onnx)")
+    p.add_argument("--out", required=True, help="output rosbag2 with every /cvgl/* topic and /diagnostics")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--rate", type=positive_float, default=1.0, help="playback speed x real time (default 1.0)")
+    mode.add_argument("--lockstep", action="store_true",
+                      help="wait for each camera frame's result before the next message (reproducible)")
+    p.add_argument("--params", help="ROS 2 parameter file (default: config/cvgl.yaml)")
+    p.add_argument("-p", "--param", action="append", metavar="NAME:=VALUE", help="override one node parameter")
+    p.add_argument("--log-dir", help="keep the nodes' logs here (default: a temporary directory)")
+    p.add_argument("--summary", metavar="FILE.json", help="write the replay summary (RTF, latencies) as JSON")
+    p.set_defaults(func=run)
