@@ -1,7 +1,8 @@
 """What every node shares: QoS profiles, a steady-clock timer, and `main` with clean shutdown.
 
 `run_node(NodeClass)` initializes rclpy (which installs handlers for SIGINT *and* SIGTERM:
-either shuts the context down and the executor returns), builds the node, spins it, then
+either shuts the context down and the executor returns), builds the node, prints
+"[name] spinning" on stderr and spins it (a signal during start-up ends it cleanly too), then
 closes it (worker threads joined, publishers destroyed) and exits 0. A configuration error
 (`InputError` from the node's constructor, e.g. a parameter out of range) prints one line
 and exits 2.
@@ -37,22 +38,31 @@ def run_node(node_class, args=None) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args)
+    node = executor = None
     try:
-        node = node_class()
-    except InputError as exc:
-        print(f"{getattr(node_class, 'NODE_NAME', node_class.__name__)}: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
+        try:
+            executor = SingleThreadedExecutor()
+            node = node_class()
+            executor.add_node(node)
+        except InputError as exc:
+            print(f"{getattr(node_class, 'NODE_NAME', node_class.__name__)}: error: {exc}", file=sys.stderr)
+            return 2
+        except Exception:
+            if rclpy.ok():
+                raise
+            return 0  # SIGTERM while starting: the context is gone, nothing to run
+        print(f"[{node.get_name()}] spinning", file=sys.stderr, flush=True)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        print(f"[{node.get_name()}] shutting down", file=sys.stderr, flush=True)
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
+        if node is not None:
+            print(f"[{node.get_name()}] shutting down", file=sys.stderr, flush=True)
+            node.close()
+            if executor is not None:
+                executor.shutdown()
+            node.destroy_node()
+        elif executor is not None:
+            executor.shutdown()
         rclpy.try_shutdown()
     return 0
