@@ -247,3 +247,21 @@ def test_bad_patch_arguments(worlds):
             sampler.patch_wgs84(91.0, 0.0, 64, 0.2)
         with pytest.raises(InputError):
             sampler.patch_wgs84(0.0, 0.0, 512, 50.0)  # footprint far too large for z19
+
+
+def test_xyz_directory_gives_the_same_patches(worlds, tmp_path):
+    from cvgl_ros.tiles.store import open_store
+    from cvgl_ros.tiles.xyz import XYZStore
+
+    _, stores = worlds
+    path, datum = stores[49.0]
+    root = tmp_path / "xyz"
+    with MBTilesStore.open(path) as src, XYZStore.create(root, name="copy", image_format="png") as dst:
+        for key in src.tile_keys():
+            dst.put_tile(*key, src.get_tile(*key))
+    assert isinstance(open_store(root), XYZStore)
+    with PatchSampler(path) as a, PatchSampler(root) as b:
+        pa = a.patch_enu(datum, 5.0, 9.0, 300, 0.25)
+        pb = b.patch_enu(datum, 5.0, 9.0, 300, 0.25)
+    np.testing.assert_array_equal(pa.rgb, pb.rgb)
+    assert pb.valid.all()

@@ -15,6 +15,7 @@ import cv2
 import mercantile
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from cvgl_ros.datasets.bag import MSG_NAVSATFIX, TOPIC_GNSS_FIX, BagWriter, navsatfix_msg
 from cvgl_ros.geo import Datum
@@ -301,3 +302,15 @@ def test_prefetch_bad_input(cvgl_bin_module, tmp_path):
     sqlite3.connect(notmb).execute("CREATE TABLE a (b)").connection.commit()
     proc = run("--url", "http://127.0.0.1:1/{z}/{x}/{y}.png", "--bbox", "8.4,49,8.401,49.001", "--out", str(notmb))
     assert proc.returncode == 2 and "not MBTiles" in proc.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("/.%2e\\0123456789abcpngjw?:-_")), max_size=40))
+def test_request_path_parser_is_total_and_safe(target):
+    """Any target gets 200/400/404; only plain tile or metadata paths get 200; '..' never does."""
+    status, what = parse_request_path(target)
+    assert status in (200, 400, 404)
+    if ".." in target.split("?")[0] or "%" in target.split("?")[0]:
+        assert status == 400
+    if status == 200:
+        assert what == "metadata" or (isinstance(what, tuple) and len(what) == 3)

@@ -349,6 +349,7 @@ class MBTilesStore(TileStore):
                     self._writer.execute("COMMIT" if commit else "ROLLBACK")
                 if self._wal:
                     try:  # at rest: rollback journal, readable on read-only media
+                        self._writer.execute("PRAGMA busy_timeout=0")
                         self._writer.execute("PRAGMA journal_mode=DELETE")
                     except sqlite3.OperationalError:
                         pass  # another process still has it open; it stays in WAL mode
