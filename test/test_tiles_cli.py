@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
-from rasterio.transform import from_origin
+from affine import Affine
 
 from cvgl_ros.geo import Datum
 from cvgl_ros.geo.grid import grid_to_en
@@ -30,6 +30,11 @@ def texture(size: int, seed: int) -> np.ndarray:
         w, h = (int(v) for v in rng.integers(20, 120, 2))
         cv2.rectangle(img, (x, y), (x + w, y + h), tuple(float(v) for v in rng.uniform(20, 235, 3)), -1)
     return np.clip(cv2.GaussianBlur(img, (0, 0), 1.5), 0, 255).astype(np.uint8)
+
+
+def from_origin(west, north, xsize, ysize):
+    """North-up geotransform (rasterio's helper warns about affine's deprecated `*`)."""
+    return Affine(xsize, 0.0, west, 0.0, -ysize, north)
 
 
 def run(cvgl_bin, *args, timeout=120):

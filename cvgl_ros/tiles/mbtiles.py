@@ -374,10 +374,3 @@ class MBTilesStore(TileStore):
             ctx, self._atomic_ctx = self._atomic_ctx, None
             err = RuntimeError("aborted")
             ctx.__exit__(RuntimeError, err, None)
-
-    def __del__(self):  # pragma: no cover - best effort for forgotten stores
-        try:
-            if not self._closed and self._atomic_ctx is None:
-                self.close()
-        except Exception:
-            pass

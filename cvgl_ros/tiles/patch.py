@@ -128,6 +128,7 @@ class PatchSampler:
         self.decode_threads = max(1, int(decode_threads))
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._scratch = threading.local()  # per-thread mosaic/warp buffers, reused between patches
 
     # -- public ---------------------------------------------------------------------
 
@@ -215,6 +216,16 @@ class PatchSampler:
 
     # -- sampling -------------------------------------------------------------------
 
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A per-thread uint8 scratch array of `shape` (reused: no allocation or page faults)."""
+        buffers = getattr(self._scratch, "buffers", None)
+        if buffers is None:
+            buffers = self._scratch.buffers = {}
+        buf = buffers.get(name)
+        if buf is None or buf.shape != shape:
+            buf = buffers[name] = np.empty(shape, np.uint8)
+        return buf
+
     def _sample(self, affine: np.ndarray, x0: float, y0: float, size_px: int, mpp: float) -> Patch:
         """Resample: global px = (x0, y0) + affine @ (c - half, r - half) for patch pixel (c, r)."""
         half = (size_px - 1) / 2.0
@@ -238,7 +249,7 @@ class PatchSampler:
                 keys[(tx, ty)] = (self.zoom, tx % n_tiles, ty) if 0 <= ty < n_tiles else None
         entries = self._tiles(sorted({k for k in keys.values() if k is not None}))
 
-        mosaic = np.empty((yb - ya, xb - xa, 4), np.uint8)
+        mosaic = self._buffer("mosaic", (yb - ya, xb - xa, 4))
         all_valid = True
         missing = corrupt = 0
         for (tx, ty), key in keys.items():
@@ -264,8 +275,9 @@ class PatchSampler:
         m[:, :2] = affine
         m[0, 2] = x0 - affine[0, 0] * half - affine[0, 1] * half - xa - 0.5
         m[1, 2] = y0 - affine[1, 0] * half - affine[1, 1] * half - ya - 0.5
-        out = cv2.warpAffine(mosaic, m, (size_px, size_px), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out = cv2.warpAffine(mosaic, m, (size_px, size_px), dst=self._buffer("warped", (size_px, size_px, 4)),
+                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=0)
         rgb = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         if all_valid:
             valid = np.ones((size_px, size_px), bool)
