@@ -162,3 +162,27 @@ def test_one_writer_many_readers_threads(tmp_path):
     assert not errors, errors
     assert reader_store.tile_count(10) == len(tiles) + 1  # row y=0 plus (0, 1)
     reader_store.close()
+
+
+def test_reads_mbutil_style_view_schema(tmp_path):
+    """MBTiles whose `tiles` is a view over map/images (as mbutil writes them) read fine, write not."""
+    path = tmp_path / "view.mbtiles"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE map (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_id TEXT);
+        CREATE TABLE images (tile_data BLOB, tile_id TEXT);
+        CREATE TABLE metadata (name TEXT, value TEXT);
+        CREATE VIEW tiles AS SELECT map.zoom_level AS zoom_level, map.tile_column AS tile_column,
+            map.tile_row AS tile_row, images.tile_data AS tile_data
+            FROM map JOIN images ON images.tile_id = map.tile_id;
+    """)
+    conn.execute("INSERT INTO map VALUES (2, 1, 0, 'a')")  # TMS row 0 = XYZ row 3 at zoom 2
+    conn.execute("INSERT INTO images VALUES (?, 'a')", (_png(5),))
+    conn.execute("INSERT INTO metadata VALUES ('name', 'v'), ('format', 'png')")
+    conn.commit()
+    conn.close()
+    with MBTilesStore.open(path) as store:
+        assert store.get_tile(2, 1, 3) == _png(5)
+        assert store.tile_keys() == [(2, 1, 3)]
+    with pytest.raises(InputError, match="view"):
+        MBTilesStore.open(path, writable=True)

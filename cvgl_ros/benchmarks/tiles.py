@@ -2,6 +2,7 @@
 under 10 000 random patches (peak RSS reported)."""
 from __future__ import annotations
 
+import os
 import tempfile
 from itertools import cycle
 from pathlib import Path
@@ -60,7 +61,7 @@ def tiles_benchmark() -> dict:
     datum = Datum(LAT, LON)
     size = int(WORLD_M / WORLD_MPP)
     raster = EnuRaster(_orthophoto(size), datum, 0.0, 0.0, WORLD_MPP)
-    out: dict = {"setup": {"rss_mb_after_building_world": _rss_mb()}}
+    out: dict = {"setup": {"rss_mb_after_building_world": _rss_mb(), "loadavg_1min_at_start": os.getloadavg()[0]}}
     with tempfile.TemporaryDirectory(prefix="cvgl-bench-tiles-") as tmp:
         paths = {}
         for fmt in ("png", "jpg"):
@@ -121,4 +122,5 @@ def tiles_benchmark() -> dict:
                 "rss_mb_at_end": _rss_mb(),
                 "peak_rss_mb_process": peak_rss_mb(),
             }
+    out["setup"]["loadavg_1min_at_end"] = os.getloadavg()[0]  # other work on the machine skews medians
     return out

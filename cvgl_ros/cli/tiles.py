@@ -20,6 +20,26 @@ def _zoom(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside [0, 65535]")
+    return value
+
+
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"retries {text!r} is not an integer") from None
+    if not 0 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"retries {value} is outside [0, 20]")
+    return value
+
+
 def _info(args) -> int:
     from cvgl_ros.tiles.store import open_store
     from cvgl_ros.tiles.mbtiles import MBTilesStore
@@ -165,7 +185,7 @@ def register(subparsers) -> None:
 
     serve = sub.add_parser("serve", help="serve a cache as XYZ tiles over HTTP (loopback by default)")
     serve.add_argument("cache", type=existing_path, metavar="CACHE")
-    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1 only)")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
@@ -179,7 +199,7 @@ def register(subparsers) -> None:
     pre.add_argument("--zoom", type=_zoom, default=19)
     pre.add_argument("--out", type=Path, required=True, metavar="C.mbtiles")
     pre.add_argument("--workers", type=positive_int, default=8, help="concurrent downloads")
-    pre.add_argument("--retries", type=int, default=4)
+    pre.add_argument("--retries", type=_retries, default=4)
     pre.add_argument("--timeout-s", type=positive_float, default=10.0)
     pre.add_argument("--batch", type=positive_int, default=64, help="tiles per committed transaction")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
