@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 def shipped_model() -> Path:
     from cvgl_ros.nodes.cross_view_node import default_model_path
 
-    path = default_model_path()
+    import os  # TEMPORARY-DEV: remove once models/ ships a model
+
+    path = Path(os.environ["CVGL_TEST_MODEL"]) if os.environ.get("CVGL_TEST_MODEL") else default_model_path()
     assert path is not None, "no shipped model in models/*.onnx"
     return path
 
@@ -144,4 +146,125 @@ class Probe:
 
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def model_image_hw(model: Path) -> tuple[int, int]:
+    import json
+
+    card = json.loads(model.with_suffix(".json").read_text())
+    return int(card["image_hw"][0]), int(card["image_hw"][1])
+
+
+class LiveNodes:
+    """Both nodes in-process (own context, one executor thread) plus a probe that publishes
+    sensor messages and records every output."""
+
+    OUTPUTS = None
+
+    def __init__(self, tiles: Path, model: Path, **params):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter import Parameter
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix, PointCloud2
+
+        from cvgl_ros.nodes.cross_view_node import CrossViewNode
+        from cvgl_ros.nodes.particle_filter_node import ParticleFilterNode
+        from cvgl_ros.nodes.runner import RESULT_QOS
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        common = {"datum": [DATUM.lat_deg, DATUM.lon_deg, DATUM.alt_m], "diagnostics_period_s": 0.1,
+                  "tiles": str(tiles), "model": str(model), "providers": ["cpu"], **params}
+        overrides = [Parameter(k, value=v) for k, v in common.items()]
+        self.cross_view = CrossViewNode(context=self.context, parameter_overrides=overrides)
+        self.filter = ParticleFilterNode(context=self.context, parameter_overrides=overrides)
+        self.probe = rclpy.create_node("probe", context=self.context)
+        self.lock = threading.Lock()
+        topics = {"/cvgl/pose": PoseWithCovarianceStamped, "/cvgl/cross_view/pose": PoseWithCovarianceStamped,
+                  "/cvgl/likelihood": PointCloud2, "/cvgl/cross_view/frame_status": DiagnosticArray,
+                  "/diagnostics": DiagnosticArray, "/cvgl/debug/overlay": Image}
+        self.got = {t: [] for t in topics}
+        for topic, cls in topics.items():
+            self.probe.create_subscription(cls, topic, lambda m, t=topic: self._add(t, m), RESULT_QOS)
+        self.pub = {"image": self.probe.create_publisher(Image, B.TOPIC_IMAGE, RESULT_QOS),
+                    "compressed": self.probe.create_publisher(CompressedImage, B.TOPIC_IMAGE_COMPRESSED, RESULT_QOS),
+                    "info": self.probe.create_publisher(CameraInfo, B.TOPIC_CAMERA_INFO, RESULT_QOS),
+                    "fix": self.probe.create_publisher(NavSatFix, B.TOPIC_GNSS_FIX, RESULT_QOS)}
+        self.executor = SingleThreadedExecutor(context=self.context)
+        for n in (self.cross_view, self.filter, self.probe):
+            self.executor.add_node(n)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        assert self.wait(lambda: all(p.get_subscription_count() for p in self.pub.values()), 20)
+        self.image_hw = model_image_hw(model)
+
+    def _add(self, topic, msg):
+        with self.lock:
+            self.got[topic].append(msg)
+
+    def wait(self, predicate, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if predicate():
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def publish(self, kind: str, msg) -> None:
+        """Publish an rclpy message, or a rosbags message (converted through CDR)."""
+        from rclpy.serialization import deserialize_message
+
+        if type(msg).__module__.startswith("rosbags"):
+            cls = {"image": "sensor_msgs/msg/Image", "compressed": "sensor_msgs/msg/CompressedImage",
+                   "info": "sensor_msgs/msg/CameraInfo", "fix": "sensor_msgs/msg/NavSatFix"}[kind]
+            msg = deserialize_message(bytes(B.TYPESTORE.serialize_cdr(msg, cls)), self.pub[kind].msg_type)
+        self.pub[kind].publish(msg)
+
+    def status_for(self, stamp_ns: int):
+        for m in self.got["/cvgl/cross_view/frame_status"]:
+            if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp_ns:
+                return m.status[0]
+        return None
+
+    def frame(self, stamp_ns: int, msg=None, timeout_s: float = 30.0):
+        """Publish camera_info + a frame (default: a good one) and wait for its status."""
+        h, w = self.image_hw
+        k, _, _ = camera((h, w))
+        self.publish("info", B.camera_info_msg(k, w, h, stamp_ns))
+        time.sleep(0.05)
+        if msg is None:
+            rgb = np.random.default_rng(stamp_ns % 1000).integers(0, 255, (h, w, 3), dtype=np.uint8)
+            msg = B.image_msg(rgb, stamp_ns)
+        kind = "compressed" if type(msg).__name__.startswith("sensor_msgs__msg__CompressedImage") else "image"
+        self.publish(kind, msg)
+        assert self.wait(lambda: self.status_for(stamp_ns) is not None, timeout_s), "no frame status"
+        return self.status_for(stamp_ns)
+
+    def fix(self, stamp_ns: int, east=0.0, north=0.0, status=0, lat=None):
+        la, lo, al = DATUM.to_wgs84(east, north, 0.0)
+        msg = B.navsatfix_msg(float(la) if lat is None else lat, float(lo), float(al), stamp_ns, sigma_m=2.0,
+                              status=status)
+        self.publish("fix", msg)
+
+    def last_diag(self, node_name: str) -> dict:
+        from cvgl_ros.nodes.diagnostics import diagnostic_values
+
+        for m in reversed(self.got["/diagnostics"]):
+            values = diagnostic_values(m, node_name)
+            if values is not None:
+                return values
+        return {}
+
+    def close(self):
+        import rclpy
+
+        self.cross_view.close()
+        self.filter.close()
+        self.executor.shutdown(timeout_sec=2.0)
+        for n in (self.cross_view, self.filter, self.probe):
+            n.destroy_node()
         rclpy.try_shutdown(context=self.context)

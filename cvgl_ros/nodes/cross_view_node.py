@@ -142,7 +142,7 @@ class CrossViewNode(Node):
         card = self.estimator.card
         self.patch_px = int(card["patch_px"])
         self.patch_mpp = float(card["patch_mpp"])
-        self.camera_height_m = float(card.get("camera_height_m") or self.p["camera_height_m"])
+        self.camera_height_m = float(getattr(self.estimator, "camera_height_m", None) or self.p["camera_height_m"])
         self.health.set_value("providers", ",".join(getattr(self.estimator, "providers", []) or []))
 
     def _open_tiles(self) -> None:

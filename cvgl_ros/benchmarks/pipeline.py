@@ -1,0 +1,65 @@
+"""Benchmark of the whole on-vehicle pipeline: a simulated drive replayed through the real nodes.
+
+The replay runs in lockstep, i.e. at full speed: every camera frame is decoded, its patch
+cut, the network run and the filter updated before the next message is played, with no
+frame dropped. The real-time factor is bag seconds per wall second (target >= 1.5x on 2
+cores); per-stage latencies come from the cross-view node's frame statuses (decode, patch,
+inference, total) and the filter node's /diagnostics (filter).
+
+Data: the demo's world and drive under data/demo when `make demo` ran (the same 10 Hz
+camera as the demo), else a small world and a 30 s drive generated once under data/bench.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from cvgl_ros.benchmarks.harness import benchmark
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _drive_and_tiles(card) -> tuple[Path, Path]:
+    height, width = (int(v) for v in card["image_hw"])
+    demo = REPO / "data" / "demo"
+    drives = sorted(demo.glob(f"drive_urban_canyon_*_{width}x{height}_*hz")) if demo.is_dir() else []
+    if drives and (demo / "world" / "tiles.mbtiles").is_file():
+        return drives[0], demo / "world" / "tiles.mbtiles"
+    root = REPO / "data" / "bench"
+    world, drive = root / "world", root / f"drive_30s_{width}x{height}"
+    cvgl = [sys.executable, "-m", "cvgl_ros.cli.main"]
+    if not (world / "tiles.mbtiles").is_file():
+        subprocess.run(cvgl + ["sim", "world", "--seed", "7", "--style", "urban", "--size-m", "400", "--quiet",
+                               "--out", str(world)], check=True)
+    if not (drive / "metadata.yaml").is_file():
+        subprocess.run(cvgl + ["sim", "drive", "--world", str(world), "--seed", "1", "--duration-s", "30",
+                               "--gnss", "urban_canyon", "--width", str(width), "--height", str(height), "--quiet",
+                               "--out", str(drive)], check=True)
+    return drive, world / "tiles.mbtiles"
+
+
+@benchmark("pipeline", "replay real-time factor at full speed (lockstep) and per-stage latency of the nodes")
+def pipeline_benchmark() -> dict:
+    from cvgl_ros.nodes.cross_view_node import default_model_path
+    from cvgl_ros.replay import replay_bag
+    from cvgl_ros.runtime.card import read_card
+
+    model = default_model_path()
+    if model is None:
+        raise RuntimeError("no shipped model in models/*.onnx")
+    drive, tiles = _drive_and_tiles(read_card(model))
+    with tempfile.TemporaryDirectory(prefix="cvgl-bench-pipeline-") as tmp:
+        s = replay_bag(drive, Path(tmp) / "out", tiles=tiles, model=model, lockstep=True, progress=False,
+                       overrides={"providers": ["cpu"], "intra_op_threads": 2}, log_dir=Path(tmp) / "logs")
+    cases = {
+        "replay_lockstep": {
+            "real_time_factor": s.real_time_factor, "bag_duration_s": s.bag_duration_s, "wall_s": s.wall_s,
+            "frames": s.frames, "frames_processed": s.frames_processed, "frames_skipped": s.frames_skipped,
+            "poses": s.poses, "lockstep_timeouts": s.lockstep_timeouts, "drive": str(drive),
+        },
+    }
+    for stage, stats in s.stage_latency_ms.items():
+        cases[f"stage_{stage}"] = {f"{k}_ms": v for k, v in stats.items()}
+    return cases
