@@ -265,3 +265,20 @@ def test_xyz_directory_gives_the_same_patches(worlds, tmp_path):
         pb = b.patch_enu(datum, 5.0, 9.0, 300, 0.25)
     np.testing.assert_array_equal(pa.rgb, pb.rgb)
     assert pb.valid.all()
+
+
+def test_extent_metadata_grows_with_each_raster(tmp_path):
+    from cvgl_ros.tiles.raster import write_extent_metadata
+
+    ref = reference_orthophoto(9)[:200, :200]
+    datum = Datum(-33.9, 151.2)
+    with MBTilesStore.create(tmp_path / "two.mbtiles", name="two") as store:
+        add_enu_raster(store, EnuRaster(ref, datum, -300.0, 0.0, 0.2))
+        add_enu_raster(store, EnuRaster(ref, datum, 300.0, 150.0, 0.2))
+        merged = store.metadata
+        write_extent_metadata(store)  # the full recomputation agrees with the incremental one
+        assert store.metadata["bounds"] == merged["bounds"]
+    west, south, east, north = (float(v) for v in merged["bounds"].split(","))
+    for e, n in [(-300.0, 0.0), (300.0, 150.0)]:
+        lat, lon, _ = datum.to_wgs84(e, n)
+        assert west < lon < east and south < lat < north

@@ -151,7 +151,7 @@ def add_enu_raster(store: TileStore, raster: EnuRaster, zoom: int = 19) -> int:
     step = _LATTICE_STEP_PX
     weights = _interp_matrix(TILE_SIZE_PX, step)
     lattice = np.arange(0, TILE_SIZE_PX + 1, step) + 0.5  # pixel centres at 0.5, 16.5, ..., 256.5
-    written = 0
+    written = []
     for tx, ty in _footprint_tiles(raster, zoom):
         gx, gy = np.meshgrid(tx * TILE_SIZE_PX + lattice, ty * TILE_SIZE_PX + lattice)
         lon, lat = global_px_to_lonlat(gx, gy, zoom)
@@ -183,10 +183,10 @@ def add_enu_raster(store: TileStore, raster: EnuRaster, zoom: int = 19) -> int:
         rgba[paint, 3] = 255
         pixels = rgba[:, :, :3] if rgba[:, :, 3].min() == 255 else rgba
         store.put_tile(zoom, tx, ty, encode_tile(pixels, fmt))
-        written += 1
+        written.append((tx, ty))
     if written:
-        write_extent_metadata(store)
-    return written
+        _merge_extent_metadata(store, zoom, written)
+    return len(written)
 
 
 def _downsample_2x(rgba: np.ndarray) -> np.ndarray:
@@ -244,6 +244,34 @@ def build_overviews(store: TileStore, min_zoom: int) -> int:
     return written
 
 
+def _set_extent(store: TileStore, west: float, south: float, east: float, north: float,
+                min_zoom: int, max_zoom: int) -> None:
+    store.set_metadata(
+        bounds=f"{west:.8f},{south:.8f},{east:.8f},{north:.8f}",
+        center=f"{(west + east) / 2:.8f},{(south + north) / 2:.8f},{max_zoom}",
+        minzoom=str(min_zoom),
+        maxzoom=str(max_zoom),
+    )
+
+
+def _merge_extent_metadata(store: TileStore, zoom: int, tiles: list[tuple[int, int]]) -> None:
+    """Grow the stored bounds/minzoom/maxzoom by `tiles` of `zoom` (O(1) in the store's size,
+    so painting thousands of small rasters one by one stays linear)."""
+    xs = [t[0] for t in tiles]
+    ys = [t[1] for t in tiles]
+    west, north = mercantile.ul(min(xs), min(ys), zoom)
+    east, south = mercantile.ul(max(xs) + 1, max(ys) + 1, zoom)
+    min_zoom = max_zoom = zoom
+    meta = store.metadata
+    try:
+        w0, s0, e0, n0 = (float(v) for v in meta["bounds"].split(","))
+        west, south, east, north = min(west, w0), min(south, s0), max(east, e0), max(north, n0)
+        min_zoom, max_zoom = min(zoom, int(meta["minzoom"])), max(zoom, int(meta["maxzoom"]))
+    except (KeyError, ValueError):
+        pass  # no (usable) extent yet
+    _set_extent(store, west, south, east, north, min_zoom, max_zoom)
+
+
 def write_extent_metadata(store: TileStore) -> None:
     """Set MBTiles `bounds`, `center`, `minzoom`, `maxzoom` from the tiles a store holds."""
     zooms = store.zoom_levels()
@@ -255,9 +283,4 @@ def write_extent_metadata(store: TileStore) -> None:
     ys = [k[2] for k in keys]
     west, north = mercantile.ul(min(xs), min(ys), max_zoom)
     east, south = mercantile.ul(max(xs) + 1, max(ys) + 1, max_zoom)
-    store.set_metadata(
-        bounds=f"{west:.8f},{south:.8f},{east:.8f},{north:.8f}",
-        center=f"{(west + east) / 2:.8f},{(south + north) / 2:.8f},{max_zoom}",
-        minzoom=str(zooms[0]),
-        maxzoom=str(max_zoom),
-    )
+    _set_extent(store, west, south, east, north, zooms[0], max_zoom)
