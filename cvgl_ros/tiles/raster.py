@@ -115,17 +115,20 @@ def _footprint_tiles(raster: EnuRaster, zoom: int) -> list[tuple[int, int]]:
 
 
 def _prepared_source(raster: EnuRaster, tile_mpp: float):
-    """Raster (RGB float-ready), validity (float32) and per-axis mpp, pre-shrunk if much finer than tiles."""
-    rgb = np.ascontiguousarray(raster.rgb)
-    valid = (np.ones(rgb.shape[:2], np.float32) if raster.valid is None
-             else np.asarray(raster.valid, dtype=np.float32))
+    """(rgb uint8, valid bool or None, mpp_x, mpp_y), area-shrunk first if much finer than the tiles.
+
+    No float copy of the whole raster is made: a 5 km orthophoto is gigabytes already.
+    """
+    rgb = raster.rgb
+    valid = None if raster.valid is None else np.asarray(raster.valid, dtype=bool)
     mpp_x = mpp_y = raster.mpp
     factor = tile_mpp / raster.mpp
     if factor > 1.5:
         w = max(2, int(round(raster.width / factor)))
         h = max(2, int(round(raster.height / factor)))
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-        valid = cv2.resize(valid, (w, h), interpolation=cv2.INTER_AREA)
+        rgb = cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=cv2.INTER_AREA)
+        if valid is not None:
+            valid = cv2.resize(valid.view(np.uint8) * np.uint8(255), (w, h), interpolation=cv2.INTER_AREA) >= 128
         mpp_x = raster.mpp * raster.width / w
         mpp_y = raster.mpp * raster.height / h
     return rgb, valid, mpp_x, mpp_y
@@ -145,8 +148,6 @@ def add_enu_raster(store: TileStore, raster: EnuRaster, zoom: int = 19) -> int:
     lat_c, _, _ = raster.datum.to_wgs84(raster.center_e_m, raster.center_n_m)
     tile_mpp = 2 * math.pi * 6378137.0 * math.cos(math.radians(float(lat_c))) / (TILE_SIZE_PX * 2**zoom)
     src_rgb, src_valid, mpp_x, mpp_y = _prepared_source(raster, tile_mpp)
-    src_valid = (src_valid >= 0.5).astype(np.float32)
-    src_premul = src_rgb.astype(np.float32) * src_valid[:, :, None]
     h_src, w_src = src_rgb.shape[:2]
     step = _LATTICE_STEP_PX
     weights = _interp_matrix(TILE_SIZE_PX, step)
@@ -156,21 +157,27 @@ def add_enu_raster(store: TileStore, raster: EnuRaster, zoom: int = 19) -> int:
         gx, gy = np.meshgrid(tx * TILE_SIZE_PX + lattice, ty * TILE_SIZE_PX + lattice)
         lon, lat = global_px_to_lonlat(gx, gy, zoom)
         e, n, _ = raster.datum.to_enu(lat, lon)
-        col = (e - raster.center_e_m) / mpp_x + (w_src - 1) / 2.0
-        row = (raster.center_n_m - n) / mpp_y + (h_src - 1) / 2.0
-        map_c = (weights @ col @ weights.T).astype(np.float32)
-        map_r = (weights @ row @ weights.T).astype(np.float32)
-        if (map_c.max() < -1 or map_c.min() > w_src or map_r.max() < -1 or map_r.min() > h_src):
+        col = weights @ ((e - raster.center_e_m) / mpp_x + (w_src - 1) / 2.0) @ weights.T
+        row = weights @ ((raster.center_n_m - n) / mpp_y + (h_src - 1) / 2.0) @ weights.T
+        # The window of the source this tile reads (bilinear and nearest neighbours, +1 margin).
+        c0, c1 = max(0, int(math.floor(col.min())) - 1), min(w_src, int(math.floor(col.max())) + 3)
+        r0, r1 = max(0, int(math.floor(row.min())) - 1), min(h_src, int(math.floor(row.max())) + 3)
+        if c0 >= c1 or r0 >= r1:
             continue
+        map_c = (col - c0).astype(np.float32)
+        map_r = (row - r0).astype(np.float32)
+        win_valid = (np.ones((r1 - r0, c1 - c0), np.float32) if src_valid is None
+                     else src_valid[r0:r1, c0:c1].astype(np.float32))
+        win_premul = src_rgb[r0:r1, c0:c1].astype(np.float32) * win_valid[:, :, None]
         # A tile pixel belongs to the raster where its nearest raster pixel is valid (so rasters
         # with complementary masks tile the plane without gaps or overlaps); its colour is the
-        # bilinear mean over the valid neighbours only.
-        near = cv2.remap(src_valid, map_c, map_r, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        weight = cv2.remap(src_valid, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        # bilinear mean over the valid neighbours only. Outside the raster counts as invalid.
+        near = cv2.remap(win_valid, map_c, map_r, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        weight = cv2.remap(win_valid, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         paint = (near > 0.5) & (weight > 1e-6)
         if not paint.any():
             continue
-        premul = cv2.remap(src_premul, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        premul = cv2.remap(win_premul, map_c, map_r, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         new_rgb = np.clip(np.rint(premul / np.maximum(weight, 1e-6)[:, :, None]), 0, 255).astype(np.uint8)
         rgba = np.zeros((TILE_SIZE_PX, TILE_SIZE_PX, 4), np.uint8)
         old = store.get_tile(zoom, tx, ty)
