@@ -93,9 +93,15 @@ class MBTilesStore(TileStore):
         self._format: str | None = None
         if writable:
             self._writer = _connect(self._db_path, read_only=False)
-            if wal:
-                self._writer.execute("PRAGMA journal_mode=WAL")
-            self._writer.execute("PRAGMA synchronous=FULL")
+            if atomic_ctx is not None:
+                # A temporary file that only becomes the cache on success: no on-disk journal
+                # or per-commit fsync needed; close() fsyncs once before the rename.
+                self._writer.execute("PRAGMA journal_mode=MEMORY")
+                self._writer.execute("PRAGMA synchronous=OFF")
+            else:
+                if wal:
+                    self._writer.execute("PRAGMA journal_mode=WAL")
+                self._writer.execute("PRAGMA synchronous=FULL")
 
     # -- construction ---------------------------------------------------------------
 
@@ -363,6 +369,8 @@ class MBTilesStore(TileStore):
         self._close_connections(commit=True)
         if self._atomic_ctx is not None:
             ctx, self._atomic_ctx = self._atomic_ctx, None
+            with open(self._db_path, "rb+") as f:
+                os.fsync(f.fileno())
             ctx.__exit__(None, None, None)
 
     def abort(self) -> None:
