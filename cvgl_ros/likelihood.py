@@ -11,11 +11,20 @@ Grid convention (one place, used by runtime, filter, nodes):
 * `yaw_bins_rad`: K uniformly spaced ENU yaws (counter-clockwise from east). When they cover
   the full circle, interpolation wraps around; otherwise they span [yaw_bins[0], yaw_bins[-1]].
 * `stamp_ns`: ROS time of the camera frame it was computed from.
+
+Interpolation (`LikelihoodVolume.interpolate`, what the particle filter evaluates at every
+particle): bilinear in (x, y) between the four surrounding cell centres and linear in yaw
+between the two neighbouring bins, on the log-likelihood; yaw wraps around when the bins
+cover the circle. Inside the grid's footprint but beyond the outermost cell centres (the
+outer half cell) the edge value is used. Outside the footprint (or outside the yaw span of
+bins that do not wrap, or for a non-finite query) the result is the *floor*: by default the
+smallest log-likelihood in the volume (a pose the network never saw is no more likely than
+the least likely pose it did see), or `outside_log_likelihood` when given. Never NaN.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +40,8 @@ class LikelihoodVolume:
     cell_m: float
     yaw_bins_rad: np.ndarray  # (K,) uniform ENU yaws
     stamp_ns: int = 0
+    _floor: float | None = field(default=None, init=False, repr=False, compare=False)
+    _log_normalizer: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         ll = np.asarray(self.log_likelihood, dtype=np.float32)
@@ -74,3 +85,108 @@ class LikelihoodVolume:
         _, h, w = self.shape
         east, north = grid_to_en(c, r, self.center_e_m, self.center_n_m, w, h, self.cell_m)
         return float(east), float(north), float(self.yaw_bins_rad[k])
+
+    @property
+    def floor_log_likelihood(self) -> float:
+        """The value `interpolate` returns outside the grid by default: the volume's minimum."""
+        if self._floor is None:
+            self._floor = float(self.log_likelihood.min())
+        return self._floor
+
+    @property
+    def log_normalizer(self) -> float:
+        """log of the sum of exp(log_likelihood) over all cells (computed once, cached).
+
+        `log_likelihood - log_normalizer` is the log-probability of each cell.
+        """
+        if self._log_normalizer is None:
+            ll = self.log_likelihood
+            peak = float(ll.max())
+            self._log_normalizer = peak + math.log(float(np.exp(ll - np.float32(peak)).sum(dtype=np.float64)))
+        return self._log_normalizer
+
+    def set_log_normalizer(self, value: float) -> None:
+        """Give `log_normalizer` when it is known in closed form (saves a pass over the volume)."""
+        if not math.isfinite(value):
+            raise InputError(f"log normalizer must be finite, got {value}")
+        self._log_normalizer = float(value)
+
+    def interpolate(self, east_m, north_m, yaw_enu_rad, outside_log_likelihood: float | None = None) -> np.ndarray:
+        """Log-likelihood at arbitrary poses: bilinear in (east, north), linear in yaw.
+
+        Arrays broadcast; returns float64 of the broadcast shape. Poses outside the grid (see
+        the module docstring) get `outside_log_likelihood`, by default `floor_log_likelihood`.
+        """
+        east, north, yaw = np.broadcast_arrays(np.asarray(east_m, dtype=np.float64),
+                                               np.asarray(north_m, dtype=np.float64),
+                                               np.asarray(yaw_enu_rad, dtype=np.float64))
+        shape = east.shape
+        east, north, yaw = east.reshape(-1), north.reshape(-1), yaw.reshape(-1)
+        k_bins, h, w = self.shape
+        # Fractional (col, row, yaw bin) of every query; NaN compares False, so a
+        # non-finite query is never inside.
+        col = (east - self.center_e_m) * (1.0 / self.cell_m)
+        col += (w - 1) * 0.5
+        row = (north - self.center_n_m) * (-1.0 / self.cell_m)
+        row += (h - 1) * 0.5
+        yaw_pos = (yaw - self.yaw_bins_rad[0]) * (1.0 / self.yaw_step_rad)
+        inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
+        if self.wraps_yaw:
+            inside &= np.isfinite(yaw_pos)
+            yaw_pos[~inside] = 0.0
+            yaw_pos -= np.floor(yaw_pos * (1.0 / k_bins)) * k_bins  # now in [0, K]
+        else:
+            inside &= (yaw_pos >= -0.5) & (yaw_pos <= k_bins - 0.5)
+            yaw_pos[~inside] = 0.0
+            np.clip(yaw_pos, 0.0, k_bins - 1, out=yaw_pos)
+        col[~inside] = 0.0
+        row[~inside] = 0.0
+        np.clip(col, 0.0, w - 1, out=col)
+        np.clip(row, 0.0, h - 1, out=row)
+
+        # Lower corner (c0, r0, k0) and the fractions towards the upper one; all >= 0 here,
+        # so truncation is floor.
+        c0 = col.astype(np.intp)
+        r0 = row.astype(np.intp)
+        k0 = yaw_pos.astype(np.intp)
+        np.minimum(c0, max(w - 2, 0), out=c0)
+        np.minimum(r0, max(h - 2, 0), out=r0)
+        if self.wraps_yaw:
+            np.minimum(k0, k_bins - 1, out=k0)
+            k1 = k0 + 1
+            k1[k1 == k_bins] = 0
+        else:
+            np.minimum(k0, max(k_bins - 2, 0), out=k0)
+            k1 = np.minimum(k0 + 1, k_bins - 1)
+        fc = col - c0
+        fr = row - r0
+        fk = yaw_pos - k0
+        step_c = 1 if w > 1 else 0
+        step_r = w if h > 1 else 0
+
+        flat = self.log_likelihood.reshape(-1)
+        plane = h * w
+        xy = r0 * w
+        xy += c0
+
+        def bilinear(k):
+            base = k * plane
+            base += xy
+            top = flat[base]
+            top += (flat[base + step_c] - top) * fc
+            base += step_r
+            bottom = flat[base]
+            bottom += (flat[base + step_c] - bottom) * fc
+            bottom -= top
+            bottom *= fr
+            return top + bottom  # float32 mixed with float64 fractions -> float64
+
+        value = bilinear(k0)
+        upper = bilinear(k1)
+        upper -= value
+        upper *= fk
+        value += upper
+        value = value.astype(np.float64, copy=False)
+        if not inside.all():
+            value[~inside] = self.floor_log_likelihood if outside_log_likelihood is None else float(outside_log_likelihood)
+        return value.reshape(shape)
