@@ -50,7 +50,7 @@ def _still_works(live, stamp_ns):
 
 
 def _diag_says(live, node, text):
-    return live.wait(lambda: text in live.last_diag(node).get("last_problem", ""), 10)
+    return live.wait(lambda: text in live.last_diag(node).get("recent_problems", ""), 10)
 
 
 def _image(encoding="rgb8", h=8, w=8, step=None, data=None, stamp=T0):

@@ -176,8 +176,11 @@ class LiveNodes:
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
+        # prior_yaw_max_std_deg 360: the filter's yaw is always the yaw prior, so each frame is
+        # one network window rather than a full-circle search (fast tests on 2 cores)
         common = {"datum": [DATUM.lat_deg, DATUM.lon_deg, DATUM.alt_m], "diagnostics_period_s": 0.1,
-                  "tiles": str(tiles), "model": str(model), "providers": ["cpu"], **params}
+                  "tiles": str(tiles), "model": str(model), "providers": ["cpu"], "prior_yaw_max_std_deg": 360.0,
+                  **params}
         overrides = [Parameter(k, value=v) for k, v in common.items()]
         self.cross_view = CrossViewNode(context=self.context, parameter_overrides=overrides)
         self.filter = ParticleFilterNode(context=self.context, parameter_overrides=overrides)
@@ -264,7 +267,8 @@ class LiveNodes:
 
         self.cross_view.close()
         self.filter.close()
-        self.executor.shutdown(timeout_sec=2.0)
+        self.executor.shutdown(timeout_sec=10.0)
+        self.thread.join(timeout=10.0)
         for n in (self.cross_view, self.filter, self.probe):
             n.destroy_node()
         rclpy.try_shutdown(context=self.context)

@@ -91,6 +91,7 @@ class CrossViewNode(Node):
         self._open_tiles()
 
         self.k = None  # (K, width, height) from camera_info
+        self._have_info = threading.Event()
         self.filter_prior = None  # (stamp_ns, east, north, yaw, yaw_std)
         self.gnss_prior = None    # (stamp_ns, east, north)
         self.last_frame_ns: int | None = None
@@ -166,6 +167,7 @@ class CrossViewNode(Node):
             return
         with self._lock:
             self.k = (k, width, height)
+        self._have_info.set()
 
     def on_filter_pose(self, msg: PoseWithCovarianceStamped) -> None:
         if msg.header.frame_id != self.map_frame:
@@ -242,6 +244,7 @@ class CrossViewNode(Node):
         t0 = time.perf_counter()
         rgb = conv.image_to_rgb(msg)
         timings["decode_ms"] = (time.perf_counter() - t0) * 1e3
+        self._have_info.wait(timeout=0.5)  # the frame's camera_info may be a moment behind it
         with self._lock:
             camera, fprior, gprior, datum = self.k, self.filter_prior, self.gnss_prior, self.datum
         if camera is None:

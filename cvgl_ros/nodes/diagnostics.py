@@ -8,7 +8,8 @@ per stage, `count("gnss_rejected")` per event, `problem("...")` for bad input it
 * level ERROR while a fatal condition holds (no model, no tiles), WARN for `warn_hold_s`
   after a problem, OK otherwise; the message is the fatal reason or the last problem;
 * values: `rate_<input>_hz` (over the last `window_s` of wall time), `latency_<stage>_ms`
-  (mean and p95 of the last 100), every counter, `last_problem`.
+  (mean and p95 of the last 100), every counter, `last_problem`, and `recent_problems`
+  (the distinct problems of the last `warn_hold_s`, newest first, " | "-separated).
 Rates and latencies use the monotonic wall clock, so they are right under `use_sim_time`.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ class NodeHealth:
         self.values: dict[str, str] = {}
         self.last_problem = ""
         self._last_problem_t = -1e18
+        self._recent: deque = deque(maxlen=5)  # (monotonic time, message), newest last
         self.fatal_reason = ""
 
     def tick(self, stream: str) -> None:
@@ -59,6 +61,8 @@ class NodeHealth:
         with self._lock:
             self.last_problem = message
             self._last_problem_t = time.monotonic()
+            self._recent = deque(((t, m) for t, m in self._recent if m != message), maxlen=5)
+            self._recent.append((self._last_problem_t, message))
             if counter:
                 self.counters[counter] = self.counters.get(counter, 0) + 1
 
@@ -100,6 +104,9 @@ class NodeHealth:
             values += [KeyValue(key=k, value=str(v)) for k, v in sorted(self.counters.items())]
             values += [KeyValue(key=k, value=v) for k, v in sorted(self.values.items())]
             values.append(KeyValue(key="last_problem", value=self.last_problem))
+            now = time.monotonic()
+            recent = [m for t, m in reversed(self._recent) if now - t <= self.warn_hold_s]
+            values.append(KeyValue(key="recent_problems", value=" | ".join(recent)))
         status = DiagnosticStatus(level=level, name=f"cvgl_ros: {self.name}", message=message,
                                   hardware_id=self.hardware_id, values=values)
         msg = DiagnosticArray(status=[status])

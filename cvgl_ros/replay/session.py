@@ -191,6 +191,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             recorder.discover()
 
             first_ns = last_ns = None
+            pending = None  # lockstep: a camera frame whose result is awaited once its stamp's messages are out
             wall0 = time.monotonic()
             bar = tqdm(total=total, unit="msg", desc="replay", disable=not progress, mininterval=1.0)
             for topic, _msgtype, t_ns, cdr in read_messages(bag, raw=True):
@@ -201,6 +202,9 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                     first_ns = t_ns
                     wall0 = time.monotonic()
                 last_ns = t_ns
+                if pending is not None and t_ns > pending[0]:
+                    _wait_frame(tracker, pending[1], frame_timeout_s, pose_timeout_s, summary, nodes)
+                    pending = None
                 if not lockstep:
                     start_ns = first_ns
                     player.sleep_until(wall0 + (t_ns - start_ns) * 1e-9 / rate,
@@ -208,12 +212,14 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                 player.publish(topic, t_ns, cdr)
                 if topic in CAMERA_TOPICS:
                     summary.frames += 1
-                    if lockstep:
-                        _wait_frame(tracker, cdr, frame_timeout_s, pose_timeout_s, summary, nodes)
+                    if lockstep:  # wait after the frame's camera_info (same stamp) is out too
+                        pending = (t_ns, cdr)
                 elif topic == TOPIC_GNSS_FIX and lockstep and _valid_fix(cdr):
                     stamp = header_stamp_ns(cdr)
                     if not tracker.wait(lambda: stamp in tracker.gnss_stamps, pose_timeout_s):
                         summary.lockstep_timeouts += 1
+            if pending is not None:
+                _wait_frame(tracker, pending[1], frame_timeout_s, pose_timeout_s, summary, nodes)
             bar.close()
             summary.wall_s = time.monotonic() - wall0
             # let the last results arrive: quiet for 1 s (at most 10 s)
