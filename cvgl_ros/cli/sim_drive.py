@@ -1,0 +1,63 @@
+"""`cvgl sim drive`: a simulated drive through a generated world, recorded as a bag.
+
+`cvgl_ros.cli.sim` creates the `sim` group and calls `register(sim_subparsers)` here.
+"""
+from __future__ import annotations
+
+import argparse
+
+from cvgl_ros.cli.args import existing_path, positive_float, positive_int
+
+
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"duration {text} s must be a positive number")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed {text} must be >= 0")
+    return value
+
+
+def _drive(args) -> int:
+    from cvgl_ros.sim.drive import record_drive
+
+    result = record_drive(args.world, args.out, seed=args.seed, duration_s=args.duration_s, gnss=args.gnss,
+                          camera_hz=args.camera_hz, gnss_hz=args.gnss_hz, compressed=args.compressed,
+                          width=args.width, height=args.height, progress=not args.quiet)
+    truth = result.trajectory
+    stats = result.gnss_error_stats()
+    counts = ", ".join(f"{topic} {n}" for topic, n in sorted(result.counts.items()))
+    print(f"wrote {result.out_bag}: {truth.duration_s:g} s, {truth.distance_m[-1]:.0f} m driven, "
+          f"{result.camera_frames} camera frames {result.image_size[0]}x{result.image_size[1]}")
+    print(f"messages: {counts}")
+    print(f"raw GNSS error ({args.gnss}, {stats['n_fixes']} fixes, {100 * stats['no_fix_fraction']:.1f}% NO_FIX): "
+          f"mean {stats['mean_m']:.2f} m, p95 {stats['p95_m']:.2f} m, p99 {stats['p99_m']:.2f} m")
+    return 0
+
+
+def register(sim_subparsers) -> None:
+    p = sim_subparsers.add_parser("drive", help="drive through a world: camera, GNSS and ground truth into a bag")
+    p.add_argument("--world", type=existing_path, required=True, help="world directory (from `cvgl sim world`)")
+    p.add_argument("--seed", type=_seed, default=0, help="route, speed profile and GNSS noise seed")
+    p.add_argument("--duration-s", type=_duration, default=300.0)
+    p.add_argument("--gnss", choices=("clean", "open_sky", "urban_canyon"), default="urban_canyon",
+                   help="GNSS error model (see cvgl_ros/sim/gnss.py)")
+    p.add_argument("--camera-hz", type=positive_float, default=10.0)
+    p.add_argument("--gnss-hz", type=positive_float, default=5.0)
+    p.add_argument("--width", type=positive_int, help="camera width in px (default: the renderer's training size)")
+    p.add_argument("--height", type=positive_int, help="camera height in px")
+    p.add_argument("--compressed", action="store_true", help="JPEG on /camera/image_raw/compressed instead of rgb8")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output bag directory")
+    p.set_defaults(func=_drive)

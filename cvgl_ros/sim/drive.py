@@ -1,0 +1,166 @@
+"""A simulated drive through a generated world, recorded as a rosbag2 in the project's topics.
+
+`record_drive(world_dir, out_bag, seed, duration_s, gnss)`:
+
+1. `World.load(world_dir)`; a route of the road graph (`world.route(seed, length)`), long
+   enough that the car never reaches its end at 15 m/s;
+2. `simulate_drive(route.points_en, route.stop_s, seed, duration_s)`: the ground truth
+   (100 Hz internally; see `cvgl_ros.sim.trajectory`);
+3. the GNSS model (`cvgl_ros.sim.gnss`) at `gnss_hz`, with `world.sky_openness` driving the
+   urban-canyon errors;
+4. the ground camera (`default_camera(width, height)`, KITTI-like, and `GroundRenderer` of
+   `cvgl_ros.sim.ground_camera` with the drive seed as its appearance: time of day, season,
+   traffic) at `camera_hz`;
+5. everything written in stamp order by `BagWriter` (atomic: no bag appears unless complete).
+
+Topics and stamps. Simulated time t (s) maps to ROS time `SIM_EPOCH_NS + t * 1e9` (a fixed
+epoch, so the same seed gives the same bag). Camera frames at t = k / camera_hz:
+`/camera/image_raw` (rgb8) or `/camera/image_raw/compressed` (JPEG) + `/camera/camera_info`.
+GNSS epochs at t = k / gnss_hz: `/gnss/fix` (NavSatStatus FIX with the receiver's reported
+sigma as diagonal covariance; NO_FIX with NaN position and unknown covariance during a
+drop-out) and `/ground_truth/fix` (the true position). `/ground_truth/pose` (frame `map`,
+ENU at the world datum, REP-103 yaw) at every camera and GNSS stamp. Heights: the ground is
+the datum's up = 0 plane; fixes carry the WGS84 altitude of that point.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cvgl_ros.errors import InputError
+from cvgl_ros.sim.gnss import MODEL_NAMES, STATUS_NO_FIX, GnssModel, GnssTrack
+from cvgl_ros.sim.trajectory import Trajectory, simulate_drive
+
+SIM_EPOCH_NS = 1_700_000_000 * 1_000_000_000  # 2023-11-14T22:13:20Z: t = 0 of every simulated drive
+TRAJECTORY_HZ = 100.0
+MAX_SPEED_MPS = 15.0
+MAX_RATE_HZ = 100.0
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class DriveResult:
+    """What `record_drive` wrote: the truth, the GNSS track, and the message counts."""
+
+    out_bag: Path
+    trajectory: Trajectory
+    gnss: GnssTrack
+    counts: dict
+    camera_frames: int
+    image_size: tuple[int, int]
+
+    def gnss_error_stats(self) -> dict:
+        return self.gnss.error_stats()
+
+
+def sim_time_to_ns(t_s) -> np.ndarray:
+    """Simulated seconds -> integer ROS time nanoseconds (rounded to the nanosecond)."""
+    return SIM_EPOCH_NS + np.rint(np.asarray(t_s, dtype=float) * 1e9).astype(np.int64)
+
+
+def check_drive_args(duration_s: float, gnss: str, camera_hz: float, gnss_hz: float) -> None:
+    if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and duration_s > 0):
+        raise InputError(f"drive duration must be a positive number of seconds, got {duration_s}")
+    if gnss not in MODEL_NAMES:
+        raise InputError(f"unknown GNSS model {gnss!r}; expected one of {', '.join(MODEL_NAMES)}")
+    for name, hz in (("camera", camera_hz), ("GNSS", gnss_hz)):
+        if not (math.isfinite(hz) and 0 < hz <= MAX_RATE_HZ):
+            raise InputError(f"{name} rate must be in (0, {MAX_RATE_HZ:g}] Hz, got {hz}")
+
+
+def _renderer(world, width: int | None, height: int | None, appearance_seed: int):
+    """The ground camera (KITTI-like, `default_camera`) and its renderer under the drive's appearance."""
+    from cvgl_ros.sim.ground_camera import GroundRenderer, default_camera
+
+    kwargs = {}
+    if width is not None:
+        kwargs["width"] = int(width)
+    if height is not None:
+        kwargs["height"] = int(height)
+    camera = default_camera(**kwargs)
+    return GroundRenderer(world, camera, appearance_seed=appearance_seed), camera
+
+
+def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration_s: float, gnss: str = "urban_canyon",
+                 camera_hz: float = 10.0, gnss_hz: float = 5.0, compressed: bool = False,
+                 width: int | None = None, height: int | None = None, progress: bool = True) -> DriveResult:
+    """Simulate a drive and write it as a bag (see the module docstring)."""
+    import cv2
+    from tqdm import tqdm
+
+    from cvgl_ros.datasets import bag as B
+    from cvgl_ros.datasets.kitti import check_output_path
+    from cvgl_ros.sim.world import World
+
+    check_drive_args(duration_s, gnss, camera_hz, gnss_hz)
+    out_bag = check_output_path(out_bag)
+    world = World.load(world_dir)
+    route = world.route(seed, duration_s * MAX_SPEED_MPS * 1.2 + 100.0)
+    truth = simulate_drive(route.points_en, route.stop_s, seed=seed, duration_s=float(duration_s),
+                           rate_hz=TRAJECTORY_HZ, max_speed_mps=MAX_SPEED_MPS)
+    track = GnssModel.from_name(gnss, seed).simulate(truth, gnss_hz, world.sky_openness)
+    renderer, camera = _renderer(world, width, height, appearance_seed=seed)
+    cam_w, cam_h = int(camera.width), int(camera.height)
+
+    n_frames = int(math.floor(duration_s * camera_hz + 1e-9)) + 1
+    cam_t = np.arange(n_frames) / float(camera_hz)
+    cam_pose = truth.sample(cam_t)
+    cam_ns = sim_time_to_ns(cam_t)
+    gnss_ns = sim_time_to_ns(track.t_s)
+    fix_lat, fix_lon, fix_alt = world.datum.to_wgs84(np.nan_to_num(track.east_m), np.nan_to_num(track.north_m),
+                                                     np.zeros(len(track)))
+    true_lat, true_lon, true_alt = world.datum.to_wgs84(track.true_east_m, track.true_north_m, np.zeros(len(track)))
+    pose_t = np.union1d(cam_t, track.t_s)
+    pose = truth.sample(pose_t)
+    pose_ns = sim_time_to_ns(pose_t)
+
+    # (stamp, order within a stamp, kind, index): poses before sensors at equal stamps.
+    events = [(int(t), 0, "pose", i) for i, t in enumerate(pose_ns)]
+    events += [(int(t), 1, "gnss", i) for i, t in enumerate(gnss_ns)]
+    events += [(int(t), 2, "camera", i) for i, t in enumerate(cam_ns)]
+    events.sort()
+    bar = tqdm(total=n_frames, desc="camera frames", unit="frame", disable=not progress)
+    try:
+        with B.BagWriter(out_bag) as bag:
+            bag.set_datum(world.datum)
+            bag.set_custom_data("cvgl.source", f"sim:world_seed={world.seed},style={world.style},drive_seed={seed},"
+                                               f"gnss={gnss}")
+            for stamp, _, kind, i in events:
+                if kind == "pose":
+                    bag.write(B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, stamp,
+                              B.pose_stamped_msg(pose.east_m[i], pose.north_m[i], 0.0, pose.yaw_enu_rad[i], stamp))
+                elif kind == "gnss":
+                    if track.status[i] == STATUS_NO_FIX:
+                        fix = B.navsatfix_msg(math.nan, math.nan, math.nan, stamp, sigma_m=None,
+                                              status=B.NAVSAT_STATUS_NO_FIX)
+                    else:
+                        fix = B.navsatfix_msg(fix_lat[i], fix_lon[i], fix_alt[i], stamp,
+                                              sigma_m=float(track.reported_sigma_m[i]), status=int(track.status[i]))
+                    bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp, fix)
+                    bag.write(B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, stamp,
+                              B.navsatfix_msg(true_lat[i], true_lon[i], true_alt[i], stamp, sigma_m=None,
+                                              frame_id="base_link"))
+                else:
+                    rgb = renderer.render(cam_pose.east_m[i], cam_pose.north_m[i], cam_pose.yaw_enu_rad[i],
+                                          time_s=float(cam_t[i]))
+                    if rgb.shape != (cam_h, cam_w, 3) or rgb.dtype != np.uint8:
+                        raise RuntimeError(f"ground renderer returned {rgb.dtype} {rgb.shape}, expected uint8 "
+                                           f"({cam_h}, {cam_w}, 3)")
+                    if compressed:
+                        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                               [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                        if not ok:
+                            raise RuntimeError("JPEG encoding of a rendered frame failed")
+                        bag.write(B.TOPIC_IMAGE_COMPRESSED, B.MSG_COMPRESSED, stamp,
+                                  B.compressed_image_msg(buf.tobytes(), stamp))
+                    else:
+                        bag.write(B.TOPIC_IMAGE, B.MSG_IMAGE, stamp, B.image_msg(rgb, stamp))
+                    bag.write(B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, stamp, camera.to_camera_info(stamp))
+                    bar.update(1)
+            counts = dict(bag.counts)
+    finally:
+        bar.close()
+    return DriveResult(out_bag, truth, track, counts, n_frames, (cam_w, cam_h))
