@@ -125,11 +125,12 @@ class LikelihoodVolume:
         k_bins, h, w = self.shape
         # Fractional (col, row, yaw bin) of every query; NaN compares False, so a
         # non-finite query is never inside.
-        col = (east - self.center_e_m) * (1.0 / self.cell_m)
-        col += (w - 1) * 0.5
-        row = (north - self.center_n_m) * (-1.0 / self.cell_m)
-        row += (h - 1) * 0.5
-        yaw_pos = (yaw - self.yaw_bins_rad[0]) * (1.0 / self.yaw_step_rad)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge queries become inf: outside
+            col = (east - self.center_e_m) * (1.0 / self.cell_m)
+            col += (w - 1) * 0.5
+            row = (north - self.center_n_m) * (-1.0 / self.cell_m)
+            row += (h - 1) * 0.5
+            yaw_pos = (yaw - self.yaw_bins_rad[0]) * (1.0 / self.yaw_step_rad)
         inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
         if self.wraps_yaw:
             inside &= np.isfinite(yaw_pos)

@@ -73,6 +73,14 @@ class FilterRun:
         return self.error_m[keep]
 
 
+def city_block_route(block_m: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
+    """A closed loop around city blocks (ENU metres) and the arc lengths of its intersections."""
+    b = float(block_m)
+    points = np.array([(0, 0), (2 * b, 0), (2 * b, b), (4 * b, b), (4 * b, 2.5 * b), (2 * b, 2.5 * b),
+                       (2 * b, b), (0, b), (0, 0)], dtype=float)
+    return points, np.cumsum(np.hypot(*np.diff(points, axis=0).T))[:-1]
+
+
 def gnss_messages(track) -> list[GnssMessage]:
     """The fixes of a `cvgl_ros.sim.gnss.GnssTrack`, arriving at their stamps."""
     valid = track.valid
