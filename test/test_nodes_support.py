@@ -107,6 +107,12 @@ def image_frames(n: int, camera_hz: float = 5.0, image_hw=(128, 512), seed: int 
             for i in range(n)]
 
 
+def spin_until_stopped(executor, stop: threading.Event) -> None:
+    """Spin in small steps until `stop` is set (no executor shutdown racing a spin)."""
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.05)
+
+
 class Probe:
     """A real rclpy node in its own context that records what arrives on given topics."""
 
@@ -125,7 +131,8 @@ class Probe:
             self.node.create_subscription(cls, topic, lambda m, t=topic: self._add(t, m), RESULT_QOS)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=spin_until_stopped, args=(self.executor, self.stop), daemon=True)
         self.thread.start()
 
     def _add(self, topic, msg):
@@ -144,6 +151,8 @@ class Probe:
     def close(self):
         import rclpy
 
+        self.stop.set()
+        self.thread.join(timeout=10.0)
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
@@ -199,7 +208,8 @@ class LiveNodes:
         self.executor = SingleThreadedExecutor(context=self.context)
         for n in (self.cross_view, self.filter, self.probe):
             self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=spin_until_stopped, args=(self.executor, self.stop), daemon=True)
         self.thread.start()
         assert self.wait(lambda: all(p.get_subscription_count() for p in self.pub.values()), 20)
         self.image_hw = model_image_hw(model)
@@ -265,10 +275,11 @@ class LiveNodes:
     def close(self):
         import rclpy
 
+        self.stop.set()
+        self.thread.join(timeout=10.0)
         self.cross_view.close()
         self.filter.close()
         self.executor.shutdown(timeout_sec=10.0)
-        self.thread.join(timeout=10.0)
         for n in (self.cross_view, self.filter, self.probe):
             n.destroy_node()
         rclpy.try_shutdown(context=self.context)

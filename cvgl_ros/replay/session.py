@@ -174,6 +174,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     rclpy.init(context=context, args=[], signal_handler_options=SignalHandlerOptions.NO)
     executor = SingleThreadedExecutor(context=context)
     spinner = None
+    stop_spin = threading.Event()
     recorder = None
     try:
         nodes.start()
@@ -185,7 +186,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             recorder = Recorder(node, writer, lambda: player.now_ns, RESULT_QOS)
             recorder.listeners.append(tracker)
             executor.add_node(node)
-            spinner = threading.Thread(target=executor.spin, name="cvgl_replay_spin", daemon=True)
+            spinner = threading.Thread(target=_spin, args=(executor, stop_spin), name="cvgl_replay_spin", daemon=True)
             spinner.start()
             _wait_ready(player, recorder, nodes, topics, ready_timeout_s)
             recorder.discover()
@@ -234,10 +235,11 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             summary.node_exit_codes = nodes.stop()
         if recorder is not None:
             recorder.close()
-        executor.shutdown(timeout_sec=5.0)
-        rclpy.try_shutdown(context=context)
+        stop_spin.set()
         if spinner is not None:
             spinner.join(timeout=5.0)
+        executor.shutdown(timeout_sec=5.0)
+        rclpy.try_shutdown(context=context)
 
     if first_ns is not None:
         summary.bag_duration_s = (last_ns - first_ns) * 1e-9
@@ -260,6 +262,11 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
         if key in tracker.filter_diag:
             summary.stage_latency_ms.setdefault("filter", {})[stat] = float(tracker.filter_diag[key])
     return summary
+
+
+def _spin(executor, stop: threading.Event) -> None:
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.05)
 
 
 def _valid_fix(cdr: bytes) -> bool:
