@@ -1,0 +1,150 @@
+"""Run one federation end to end: check the inputs, start the fleet, run the app, summarize.
+
+    summary = run_federation(FederationSettings(strategy="encoders", data=DS, out=RUN), engine="deployment")
+
+`engine="deployment"` starts a SuperLink and one SuperNode per vehicle as separate
+processes on 127.0.0.1; `engine="simulation"` runs the same app on Flower's simulation
+engine (Ray). Output (RUN = `settings.out`):
+
+    RUN/server/rounds.jsonl      per round: what the server sent and received, wall time, metrics
+    RUN/server/model.pt          fedavg: the global model
+    RUN/server/encoders.pt       encoders: the shared encoders (no head)
+    RUN/vehicles/vK/model.pt     encoders: vehicle K's own model (shared encoders + its head)
+    RUN/vehicles/vK/rounds.jsonl vehicle K's log (digests of its shared and local parameters)
+    RUN/summary.json             settings, per-round table, bytes, wall time
+    RUN/logs/                    the processes' logs
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+from cvgl_ros.atomic import write_json
+from cvgl_ros.errors import InputError
+from cvgl_ros.federated.settings import FederationSettings
+
+ENGINES = ("deployment", "simulation")
+
+
+def preflight(settings: FederationSettings) -> dict:
+    """Refuse, with one line, what would fail later inside the fleet; returns the vehicles' share sizes."""
+    from cvgl_ros.datasets.pairs import PairDataset
+    from cvgl_ros.federated.partition import cap_evenly, partition_dataset
+    from cvgl_ros.federated.task import PoseTask
+
+    settings.validate()
+    if not Path(settings.data).is_dir():
+        raise InputError(f"no such data set directory: {settings.data}")
+    task = PoseTask(settings)
+    parts = partition_dataset(task.train_split, settings.vehicles)
+    batch = task.config.train.batch_size
+    shares = [len(cap_evenly(p.indices, settings.max_train_pairs)) for p in parts]
+    for k, n in enumerate(shares):
+        if n < batch:
+            raise InputError(f"data set {settings.data} is too small for {settings.vehicles} vehicles: vehicle {k} "
+                             f"gets {n} training pair(s), fewer than one batch of {batch}")
+    evaluation = PairDataset(settings.data, settings.eval_split)
+    if len(evaluation) == 0:
+        raise InputError(f"split {settings.eval_split} of {settings.data} holds no pairs to evaluate on")
+    return {"pairs_per_vehicle": shares, "worlds_per_vehicle": [p.worlds for p in parts],
+            "drives_per_vehicle": [len(p.drives) for p in parts]}
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    if engine == "simulation" and importlib.util.find_spec("ray") is None:
+        raise InputError("the simulation engine needs Ray (pip install ray, as pinned in requirements/training.txt)")
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Turn SIGTERM into KeyboardInterrupt while the fleet runs, so that it is always shut down."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def read_rounds(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_federation(settings: FederationSettings, engine: str = "deployment", progress: bool = True,
+                   timeout_s: float | None = None, fleet_hook=None) -> dict:
+    """Run the federation described by `settings`; returns (and writes) its summary.
+
+    `fleet_hook(fleet)` is called while waiting (tests use it to crash a vehicle).
+    """
+    from tqdm import tqdm
+
+    from cvgl_ros.federated.deployment import LoopbackFleet
+    from cvgl_ros.federated.server_app import ROUNDS_FILE
+
+    check_engine(engine)
+    shares = preflight(settings)
+    out = Path(settings.out).resolve()
+    settings.out = str(out)
+    settings.data = str(Path(settings.data).resolve())
+    if settings.model_config:
+        settings.model_config = str(Path(settings.model_config).resolve())
+    for stale in ("server", "vehicles"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    workdir = out / "flower"
+    rounds_file = settings.server_dir / ROUNDS_FILE
+    bar = tqdm(total=settings.rounds, desc=f"{settings.strategy} rounds", unit="round", disable=not progress)
+    fleet = LoopbackFleet(workdir, settings.vehicles, simulation=engine == "simulation", logs_dir=out / "logs",
+                          vehicle_dirs=[settings.vehicle_dir(k) for k in range(settings.vehicles)])
+
+    def on_wait():
+        done = len(read_rounds(rounds_file))
+        if done > bar.n:
+            bar.update(done - bar.n)
+        if fleet_hook is not None:
+            fleet_hook(fleet)
+
+    try:
+        with stop_on_sigterm(), fleet:
+            result = fleet.run(settings, timeout_s=timeout_s, on_wait=on_wait)
+        on_wait()
+    finally:
+        bar.close()
+        shutil.rmtree(workdir / "flwr-home", ignore_errors=True)
+    rows = read_rounds(rounds_file)
+    summary = {"engine": engine, "settings": settings.to_run_config(), "result": result, **shares,
+               "rounds": [summarize_round(r) for r in rows]}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def summarize_round(row: dict) -> dict:
+    """The numbers of one round that a comparison needs (bytes per vehicle, wall time, metrics)."""
+    received = [r for r in row.get("received", []) if "rejected" not in r]
+    sent = row.get("sent_to_each_vehicle", {})
+    return {
+        "round": row["round"],
+        "vehicles_answered": len(received),
+        "vehicles_failed": len(row.get("failures", [])),
+        "uplink_bytes_per_vehicle": max((r["bytes"] for r in received), default=0),
+        "downlink_bytes_per_vehicle": sent.get("train_bytes", 0),
+        "evaluation_downlink_bytes_per_vehicle": sent.get("evaluate_bytes", 0),
+        "arrays_per_message": sent.get("train_arrays", 0),
+        "wall_s": row.get("wall_s"),
+        "train_wall_s": row.get("train_wall_s"),
+        "metrics": row.get("metrics") or {},
+    }
