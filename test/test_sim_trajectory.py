@@ -133,14 +133,17 @@ def test_bad_input_is_an_input_error(points, kwargs):
     pts=st.lists(st.tuples(st.floats(-300, 300), st.floats(-300, 300)), min_size=2, max_size=8),
     seed=st.integers(0, 2**31),
     vmax=st.floats(3.0, 15.0),
+    stops=st.lists(st.floats(0.0, 800.0), max_size=5),
 )
-def test_any_polyline_gives_a_bounded_monotonic_drive(pts, seed, vmax):
+def test_any_polyline_gives_a_bounded_monotonic_drive(pts, seed, vmax, stops):
     pts = np.asarray(pts)
     if np.sum(np.hypot(*np.diff(pts, axis=0).T)) < 1.0:
         return  # too short to be a route
-    tr = simulate_drive(pts, [], seed=seed, duration_s=30.0, rate_hz=20.0, max_speed_mps=vmax)
+    tr = simulate_drive(pts, stops, seed=seed, duration_s=30.0, rate_hz=20.0, max_speed_mps=vmax)
     assert len(tr) == 601
-    assert np.all(np.isfinite(tr.east_m)) and np.all(np.isfinite(tr.yaw_enu_rad))
+    assert np.all(np.isfinite(tr.east_m)) and np.all(np.isfinite(tr.yaw_enu_rad)) and np.all(np.isfinite(tr.speed_mps))
     assert tr.speed_mps.min() >= 0.0 and tr.speed_mps.max() <= vmax + 1e-9
+    accel = np.diff(tr.speed_mps) / np.diff(tr.t_s)
+    assert accel.max() <= 2.5 + 1e-6 and accel.min() >= -3.0 - 1e-6
     assert np.all(np.diff(tr.distance_m) >= -1e-9)
     assert np.all(tr.yaw_enu_rad >= -math.pi) and np.all(tr.yaw_enu_rad < math.pi)
