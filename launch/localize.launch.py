@@ -3,7 +3,8 @@
     ros2 launch cvgl_ros localize.launch.py [params_file:=...] [use_sim_time:=true]
 
 Starts the cross-view node and the particle-filter node with the shared parameter file
-(config/cvgl.yaml). `cvgl launch` starts the same executables with the same file where the
+(config/cvgl.yaml; set `tiles`, `model` and `datum` there or with params_file:=...), the
+sensor topics remappable, and `use_sim_time` for bag replays. RViz: rviz/cvgl.rviz. `cvgl launch` starts the same executables with the same file where the
 `launch` package is not available (see README).
 """
 import os
@@ -26,6 +27,7 @@ def generate_launch_description():
     use_sim_time = LaunchConfiguration("use_sim_time")
     remappings = [
         ("/camera/image_raw", LaunchConfiguration("image_topic")),
+        ("/camera/image_raw/compressed", LaunchConfiguration("compressed_image_topic")),
         ("/camera/camera_info", LaunchConfiguration("camera_info_topic")),
         ("/gnss/fix", LaunchConfiguration("gnss_topic")),
     ]
@@ -46,6 +48,7 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (true when replaying a bag)"),
         DeclareLaunchArgument("image_topic", default_value="/camera/image_raw"),
+        DeclareLaunchArgument("compressed_image_topic", default_value="/camera/image_raw/compressed"),
         DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info"),
         DeclareLaunchArgument("gnss_topic", default_value="/gnss/fix"),
         *nodes,

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -30,15 +29,10 @@ def _cvgl(*args: str) -> None:
         raise InputError(f"`cvgl {' '.join(args)}` failed with status {done.returncode}")
 
 
-def _metric(metrics: dict, *names: str):
-    """metrics[name]['mean_m'] for the first name present (the evaluation's row names)."""
-    for name in names:
-        row = metrics.get(name) or metrics.get("rows", {}).get(name)
-        if isinstance(row, dict):
-            for key in ("mean_m", "mean"):
-                if key in row:
-                    return float(row[key])
-    return None
+def _mean_error(metrics: dict, method: str):
+    """Mean position error (m) of one row of evaluate_track's table, None when absent."""
+    value = metrics.get("methods", {}).get(method, {}).get("mean_m")
+    return None if value is None else float(value)
 
 
 def run(args) -> int:
@@ -81,9 +75,9 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluate_track(estimate, drive, out, tiles=world / "tiles.mbtiles")
     table_file = out / "table.md"
-    table = table_file.read_text().strip() if table_file.is_file() else json.dumps(metrics, indent=2)
-    fused = _metric(metrics, "fused", "cvgl", "estimate")
-    raw = _metric(metrics, "raw_gnss", "gnss", "raw")
+    table = table_file.read_text().strip()
+    fused = _mean_error(metrics, "fused")
+    raw = _mean_error(metrics, "gnss_raw")
     pngs = sorted(p.name for p in out.glob("*.png"))
     verdict = ("fused mean error {:.2f} m vs raw GNSS {:.2f} m: {}".format(
         fused, raw, "the fusion beats GNSS" if fused < raw else "the fusion does NOT beat GNSS")

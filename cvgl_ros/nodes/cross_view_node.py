@@ -53,6 +53,9 @@ PARAMS = [
     Param("prior_max_age_s", 2.0, "a prior (filter pose or GNSS fix) older than this is not used, s", 0.0, 3600.0),
     Param("prior_yaw_max_std_deg", 20.0, "the filter's yaw is the yaw prior when its 1-sigma is below this, deg",
           0.0, 360.0),
+    Param("unknown_yaw_search_every_n", 10,
+          "while the filter's yaw is unknown, search the full circle (one network pass per yaw window) on every "
+          "n-th frame only and skip the others (0: never, 1: every frame)", 0, 1_000_000),
     Param("min_patch_valid_fraction", 0.5, "skip a frame when less of its satellite patch has tiles", 0.0, 1.0),
     Param("likelihood_threshold_nats", 12.0, "/cvgl/likelihood carries cells within this of the maximum", 0.0, 1e6),
     Param("likelihood_max_points", 20000, "and at most this many cells", 2, 10_000_000),
@@ -76,6 +79,10 @@ def default_model_path() -> Path | None:
     return None
 
 
+class _Waiting(Exception):
+    """A frame skipped by design (not bad input): reported in its status, not as a problem."""
+
+
 class CrossViewNode(Node):
     NODE_NAME = NODE_NAME
 
@@ -96,6 +103,7 @@ class CrossViewNode(Node):
         self.gnss_prior = None    # (stamp_ns, east, north)
         self.last_frame_ns: int | None = None
         self.processed = 0
+        self.unknown_yaw_frames = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._newest = None
@@ -220,6 +228,10 @@ class CrossViewNode(Node):
             t_ns = conv.stamp_ns(msg.header.stamp)
             try:
                 level, text, timings = self._process(msg, t_ns)
+            except _Waiting as exc:
+                level, text, timings = DiagnosticStatus.WARN, f"skipped: {exc}", {}
+                self._status(t_ns, level, text, timings)
+                continue
             except InputError as exc:
                 level, text, timings = DiagnosticStatus.WARN, f"skipped: {exc}", {}
             except Exception as exc:  # noqa: BLE001 - the node keeps running; the reason goes to /diagnostics
@@ -255,6 +267,13 @@ class CrossViewNode(Node):
         if self.health.fatal_reason:
             return DiagnosticStatus.ERROR, f"skipped: {self.health.fatal_reason}", timings
         prior = self._prior(t_ns, fprior, gprior)
+        if prior.yaw_enu_rad is None:
+            every = self.p["unknown_yaw_search_every_n"]
+            self.unknown_yaw_frames += 1
+            if every == 0 or (self.unknown_yaw_frames - 1) % every:
+                self.health.count("frames_waiting_for_yaw")
+                raise _Waiting(f"yaw prior unknown: full-circle search on every {every}th frame only"
+                               if every else "yaw prior unknown (full-circle search disabled)")
 
         t1 = time.perf_counter()
         patch = self.sampler.patch_enu(datum, prior.east_m, prior.north_m, self.patch_px, self.patch_mpp)
