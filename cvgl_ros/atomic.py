@@ -17,6 +17,8 @@ from cvgl_ros.errors import InputError
 
 def _check_parent_writable(path: Path) -> None:
     parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"cannot write {path}: {parent} is a file, not a directory")
     if not parent.exists():
         try:
             parent.mkdir(parents=True, exist_ok=True)

@@ -112,3 +112,18 @@ def test_pairs_round_trip_across_shards(tmp_path):
         PairDataset(tmp_path / "ds", "same_area")
     with pytest.raises(InputError):
         PairDataset(tmp_path, "train")
+
+
+def test_bag_storage_file_carries_the_bag_name(tmp_path):
+    with bagio.BagWriter(tmp_path / "drive7") as bag:
+        bag.write(bagio.TOPIC_GT_POSE, bagio.MSG_POSE_STAMPED, 1, bagio.pose_stamped_msg(0, 0, 0, 0, 1))
+    names = sorted(p.name for p in (tmp_path / "drive7").iterdir())
+    assert names == ["drive7.mcap", "metadata.yaml"]
+    assert len(list(bagio.read_messages(tmp_path / "drive7"))) == 1
+
+
+def test_output_under_a_file_is_one_line_input_error(tmp_path):
+    blocker = tmp_path / "plain_file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match="is a file"):
+        atomic.write_text(blocker / "x.txt", "x")

@@ -135,9 +135,10 @@ class BagWriter:
 
     def __enter__(self) -> "BagWriter":
         self._dir_ctx = atomic_dir(self.path)
-        tmp = self._dir_ctx.__enter__()
-        tmp.rmdir()  # rosbags creates the directory itself
-        self._writer = Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP)
+        # rosbags creates the bag directory itself and names the storage file after it: write
+        # to <tmp>/<final name>/ so the .mcap gets its final name, then lift it up on close.
+        self._tmp = self._dir_ctx.__enter__()
+        self._writer = Writer(self._tmp / self.path.name, version=9, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         return self
 
@@ -166,8 +167,14 @@ class BagWriter:
     def __exit__(self, exc_type, exc, tb):
         try:
             self._writer.close()
-        finally:
-            self._dir_ctx.__exit__(exc_type, exc, tb)
+            inner = self._tmp / self.path.name
+            for item in inner.iterdir():
+                item.rename(self._tmp / item.name)
+            inner.rmdir()
+        except BaseException as close_exc:
+            self._dir_ctx.__exit__(type(close_exc), close_exc, close_exc.__traceback__)
+            raise
+        self._dir_ctx.__exit__(exc_type, exc, tb)
         return False
 
 
