@@ -53,7 +53,8 @@ Beyond the paper (each a documented choice)
   `outlier_warmup_s` after a (re)initialization, when the speed is still unknown. A fix is
   *suspicious* when it is beyond r_outlier or when the particles hold (almost) no weight in
   its 3-sigma circle. A suspicious fix is an outlier when GNSS *jumped*: it is also beyond
-  3 sigma_gps + v dt from the previous raw fix, or an earlier jump has not come back yet.
+  3 sigma_gps + v dt from the previous raw fix (unless that is older than
+  `jump_test_max_gap_s`), or an earlier jump has not come back yet.
   A suspicious fix that continues the raw GNSS track smoothly means the estimate drifted
   away from GNSS (in GNSS-only mode, a yaw that lagged through a turn): it is rejected
   while cross-view results hold the estimate (one within `cross_view_timeout_s`),
@@ -112,6 +113,7 @@ class ParticleFilterConfig:
     gate_sigmas: float = 3.0                 # particles outside gate_sigmas * sigma_gps are discarded
     gate_min_weight: float = 1e-3            # less weight than this inside the circle: "none"
     outlier_sigmas: float = 3.0              # r_outlier = outlier_sigmas * sigma_gps + v dt (+ spread)
+    jump_test_max_gap_s: float = 1.0         # no jump test across a longer gap between valid fixes
     outlier_warmup_s: float = 3.0            # no outlier test this long after a (re)initialization
     relock_after_s: float = 10.0             # re-seed around GNSS after rejecting fixes this long
     default_gnss_sigma_m: float = 5.0        # used when a fix reports no (finite, positive) sigma
@@ -356,6 +358,8 @@ class ParticleFilter:
         if s.last_fix is None:
             return False
         t_prev, e_prev, n_prev = s.last_fix
+        if fix.stamp_s - t_prev > self.config.jump_test_max_gap_s:
+            return False  # after a gap in the fixes, motion and jump cannot be told apart
         r_step = self.config.outlier_sigmas * fix.sigma_m + s.reference[3] * max(fix.stamp_s - t_prev, 0.0)
         return math.hypot(fix.east_m - e_prev, fix.north_m - n_prev) > r_step
 
@@ -386,8 +390,8 @@ class ParticleFilter:
         RMS of the east and north standard deviations.
         """
         p, w = self._state.particles, self._weights()
-        mean_e, mean_n, mean_v = p[E] @ w, p[N] @ w, p[V] @ w
-        var = ((p[E] - mean_e) ** 2 + (p[N] - mean_n) ** 2) @ w
+        mean_e, mean_n, mean_v = _wsum(p[E], w), _wsum(p[N], w), _wsum(p[V], w)
+        var = _wsum((p[E] - mean_e) ** 2 + (p[N] - mean_n) ** 2, w)
         self._state.reference = (stamp_s, float(mean_e), float(mean_n), float(mean_v), math.sqrt(0.5 * max(var, 0.0)))
 
     def update_cross_view(self, volume: LikelihoodVolume, log_normalizer: float | None = None) -> None:
@@ -463,11 +467,12 @@ class ParticleFilter:
         s = self._state
         w = None if s.uniform else self._weights()
         weights = w if w is not None else np.full(p.shape[1], 1.0 / p.shape[1])
-        mean_e = float(weights @ p[E])
-        mean_n = float(weights @ p[N])
-        mean_yaw = float(wrap_angle(math.atan2(weights @ np.sin(p[YAW]), weights @ np.cos(p[YAW]))))
+        mean_e = _wsum(p[E], weights)
+        mean_n = _wsum(p[N], weights)
+        mean_yaw = float(wrap_angle(math.atan2(_wsum(np.sin(p[YAW]), weights), _wsum(np.cos(p[YAW]), weights))))
         dev = np.stack([p[E] - mean_e, p[N] - mean_n, wrap_angle(p[YAW] - mean_yaw)])
-        cov = (dev * weights) @ dev.T
+        weighted = dev * weights
+        cov = np.array([[_wsum(weighted[i], dev[j]) for j in range(3)] for i in range(3)])
         median_yaw = float(wrap_angle(mean_yaw + _weighted_median(dev[2], w)))
         return PoseEstimate(
             stamp_s=float(stamp_s),
@@ -619,6 +624,12 @@ class ParticleFilter:
     def _count(self, name: str | None) -> None:
         if name is not None and not self._replaying:
             self._counters[name] += 1
+
+
+def _wsum(values: np.ndarray, weights: np.ndarray, scale: float = 1.0) -> float:
+    """sum(values * weights), without BLAS: a multi-threaded BLAS dot spins badly on a busy
+    vehicle computer, and these vectors are too short to gain from it."""
+    return float(np.multiply(values, weights).sum()) * scale
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray | None) -> float:

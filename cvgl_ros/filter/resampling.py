@@ -25,4 +25,4 @@ def systematic_resample(weights: np.ndarray, rng: np.random.Generator) -> np.nda
 def effective_sample_size(weights: np.ndarray) -> float:
     """ESS = 1 / sum(w^2) of normalized weights: M for equal weights, 1 for a single survivor."""
     w = np.asarray(weights, dtype=np.float64)
-    return float(1.0 / np.dot(w, w))
+    return float(1.0 / np.square(w).sum())  # no BLAS dot: see particle_filter._wsum
