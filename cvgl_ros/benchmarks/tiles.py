@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from itertools import cycle
 from pathlib import Path
 
@@ -47,20 +46,6 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _cpu_ms(func, repeats: int) -> dict:
-    """Median CPU time per call of this whole process (all threads), ms.
-
-    Unlike wall time it does not grow when other processes compete for the cores, so it
-    bounds the uncontended cost: on 2 idle cores the wall time lies between cpu/2 and cpu.
-    """
-    times = np.empty(repeats)
-    for i in range(repeats):
-        t0 = time.process_time()
-        func()
-        times[i] = time.process_time() - t0
-    return {"cpu_ms_median": float(np.median(times)) * 1e3, "cpu_ms_p95": float(np.percentile(times, 95)) * 1e3}
-
-
 def _centres(n: int, seed: int) -> list[tuple[float, float]]:
     """Random patch centres (WGS84) whose whole patch lies inside the world."""
     rng = np.random.default_rng(seed)
@@ -92,14 +77,12 @@ def tiles_benchmark() -> dict:
                 for lat, lon in centres:  # warm every tile
                     sampler.patch_wgs84(lat, lon, PATCH_PX, PATCH_MPP)
                 it = cycle(centres)
-                out[f"warm_patch_wgs84_{fmt}"] = dict(
-                    measure(lambda: sampler.patch_wgs84(*next(it), PATCH_PX, PATCH_MPP), repeats=400, warmup=5),
-                    **_cpu_ms(lambda: sampler.patch_wgs84(*next(it), PATCH_PX, PATCH_MPP), 400))
+                out[f"warm_patch_wgs84_{fmt}"] = measure(
+                    lambda: sampler.patch_wgs84(*next(it), PATCH_PX, PATCH_MPP), repeats=400, warmup=5)
                 enu = [tuple(float(v) for v in datum.to_enu(la, lo)[:2]) for la, lo in centres]
                 it_enu = cycle(enu)
-                out[f"warm_patch_enu_{fmt}"] = dict(
-                    measure(lambda: sampler.patch_enu(datum, *next(it_enu), PATCH_PX, PATCH_MPP), repeats=400, warmup=5),
-                    **_cpu_ms(lambda: sampler.patch_enu(datum, *next(it_enu), PATCH_PX, PATCH_MPP), 400))
+                out[f"warm_patch_enu_{fmt}"] = measure(
+                    lambda: sampler.patch_enu(datum, *next(it_enu), PATCH_PX, PATCH_MPP), repeats=400, warmup=5)
 
                 def cold():
                     sampler.clear_cache()
@@ -112,7 +95,7 @@ def tiles_benchmark() -> dict:
                     sampler.patch_wgs84(*next(it), PATCH_PX, PATCH_MPP)
                     tiles_per_patch.append(len(sampler.lru))
                 out[f"cold_patch_wgs84_{fmt}"] = dict(
-                    measure(cold, repeats=100, warmup=2), **_cpu_ms(cold, 100),
+                    measure(cold, repeats=100, warmup=2),
                     tiles_decoded_per_patch=float(np.mean(tiles_per_patch)))
 
         # LRU cap: 10 000 random patches through a cache smaller than the world.
