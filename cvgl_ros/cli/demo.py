@@ -40,6 +40,7 @@ def run(args) -> int:
     from cvgl_ros.errors import InputError
     from cvgl_ros.evaluation.track import evaluate_track
     from cvgl_ros.nodes.cross_view_node import default_model_path
+    from cvgl_ros.nodes.launcher import parse_override
     from cvgl_ros.replay import replay_bag
     from cvgl_ros.runtime.card import read_card
 
@@ -67,8 +68,9 @@ def run(args) -> int:
     estimate = data / f"estimate_{drive.name}"
     print(f"$ cvgl replay --bag {drive} --tiles {world / 'tiles.mbtiles'} --model {model} --out {estimate} --lockstep",
           file=sys.stderr, flush=True)
+    overrides = dict(parse_override(text) for text in args.param or [])
     summary = replay_bag(drive, estimate, tiles=world / "tiles.mbtiles", model=model, lockstep=True,
-                         log_dir=data / "logs")
+                         overrides=overrides, log_dir=data / "logs")
     print(f"replay: {summary.frames_processed}/{summary.frames} frames processed, real-time factor "
           f"{summary.real_time_factor:.2f}x", file=sys.stderr)
 
@@ -114,4 +116,5 @@ def register(subparsers) -> None:
     p.add_argument("--drive-seed", type=int, default=1)
     p.add_argument("--duration-s", type=positive_float, default=120.0)
     p.add_argument("--camera-hz", type=positive_float, default=10.0)
+    p.add_argument("-p", "--param", action="append", metavar="NAME:=VALUE", help="override one node parameter")
     p.set_defaults(func=run)

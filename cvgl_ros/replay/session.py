@@ -170,6 +170,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="cvgl-replay-logs-"))
 
     nodes = NodeProcesses(params_file or default_params_file(), node_params, log_dir=log_dir)
+    restore_sigterm = _sigterm_as_interrupt()
     context = rclpy.Context()
     rclpy.init(context=context, args=[], signal_handler_options=SignalHandlerOptions.NO)
     executor = SingleThreadedExecutor(context=context)
@@ -240,6 +241,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             spinner.join(timeout=5.0)
         executor.shutdown(timeout_sec=5.0)
         rclpy.try_shutdown(context=context)
+        restore_sigterm()
 
     if first_ns is not None:
         summary.bag_duration_s = (last_ns - first_ns) * 1e-9
@@ -262,6 +264,20 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
         if key in tracker.filter_diag:
             summary.stage_latency_ms.setdefault("filter", {})[stat] = float(tracker.filter_diag[key])
     return summary
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt (so the nodes are stopped, not orphaned); returns a restorer."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _spin(executor, stop: threading.Event) -> None:

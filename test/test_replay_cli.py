@@ -1,0 +1,67 @@
+"""`cvgl replay` and `cvgl launch` refuse bad input with one line on stderr and exit 2."""
+import subprocess
+
+import pytest
+
+from cvgl_ros.datasets import bag as B
+from test_nodes_support import DATUM, REPO
+
+
+def _run(cvgl_bin, *args):
+    return subprocess.run([cvgl_bin, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def _bag_without_camera(path):
+    with B.BagWriter(path) as bag:
+        bag.set_datum(DATUM)
+        bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, 10**9, B.navsatfix_msg(49.01, 8.42, 115.0, 10**9, sigma_m=2.0))
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing bag", "not a bag", "no camera", "bad rate", "bad override", "same out"])
+def test_replay_bad_input_is_one_line_exit_2(cvgl_bin, tmp_path, case):
+    bag = _bag_without_camera(tmp_path / "gnss_only")
+    args = {
+        "missing bag": ["--bag", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+        "not a bag": ["--bag", str(tmp_path), "--out", str(tmp_path / "o")],
+        "no camera": ["--bag", str(bag), "--out", str(tmp_path / "o")],
+        "bad rate": ["--bag", str(bag), "--out", str(tmp_path / "o"), "--rate", "-1"],
+        "bad override": ["--bag", str(bag), "--out", str(tmp_path / "o"), "-p", "tiles"],
+        "same out": ["--bag", str(bag), "--out", str(bag)],
+    }[case]
+    out = _run(cvgl_bin, "replay", *args)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in out.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_launch_bad_params_file_is_one_line_exit_2(cvgl_bin, tmp_path):
+    out = _run(cvgl_bin, "launch", "--params", str(tmp_path / "missing.yaml"))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no such parameter file" in out.stderr
+
+
+def test_replay_stopped_by_sigterm_stops_its_nodes(cvgl_bin, tmp_path):
+    import os
+    import signal
+    import time
+
+    from test_nodes_support import write_drive
+
+    bag = write_drive(tmp_path / "drive", duration_s=60.0, camera_hz=2.0)
+    proc = subprocess.Popen([cvgl_bin, "replay", "--bag", str(bag), "--out", str(tmp_path / "o"), "--rate", "1",
+                             "--log-dir", str(tmp_path / "logs")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (tmp_path / "logs" / "particle_filter_node.log").is_file():
+        time.sleep(0.2)
+    while time.monotonic() < deadline and "spinning" not in (tmp_path / "logs" / "particle_filter_node.log").read_text():
+        time.sleep(0.2)
+    time.sleep(3.0)  # playing
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out[-2000:]
+    for exe in ("cross_view_node", "particle_filter_node"):
+        assert "shutting down" in (tmp_path / "logs" / f"{exe}.log").read_text()
+    assert not (tmp_path / "o").exists()  # an interrupted recording leaves no half bag
+    assert not any(str(tmp_path) in line for line in os.popen("ps -eo args").read().splitlines())
