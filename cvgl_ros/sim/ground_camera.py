@@ -40,8 +40,8 @@ import numpy as np
 from cvgl_ros.errors import InputError
 from cvgl_ros.sim.world_cars import TrafficModel, parked_cars
 from cvgl_ros.sim.world_mesh import (
-    MAT_CAR, MAT_CROWN, MAT_GROUND, MAT_ROOF, MAT_TRUNK, MAT_WALL, Mesh, building_mesh, car_mesh, ground_mesh,
-    tree_mesh,
+    MAT_CAR, MAT_CROWN, MAT_GROUND, MAT_ROOF, MAT_TRUNK, MAT_WALL, Mesh, building_mesh, car_mesh, car_mesh_arrays,
+    ground_mesh, tree_mesh,
 )
 from cvgl_ros.sim.world_layout import ROOF_COLOURS
 from cvgl_ros.sim.world_raster import (
@@ -213,7 +213,10 @@ def world_static_mesh(world):
 class GroundRenderer:
     """Renders `camera` views of `world` under one seeded `Appearance` (see the module docstring)."""
 
-    def __init__(self, world, camera: CameraModel, appearance_seed: int = 0):
+    def __init__(self, world, camera: CameraModel, appearance_seed: int = 0, threads: int | None = None):
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
         from embreex import rtcore_scene
         from embreex.mesh_construction import TriangleMesh
 
@@ -233,6 +236,8 @@ class GroundRenderer:
         self._TriangleMesh, self._EmbreeScene = TriangleMesh, rtcore_scene.EmbreeScene
         self.traffic = TrafficModel(world.roads, world.rng("appearance", app.seed, "traffic"), world.style)
         self.rays_cam = camera.ray_directions().astype(np.float32)
+        self.threads = max(1, min(4, os.cpu_count() or 1)) if threads is None else max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="raycast") if self.threads > 1 else None
         self.origins = np.zeros((len(self.rays_cam), 3), np.float32)
         self._palette(world)
         self._shadow_raster(world)
@@ -280,6 +285,16 @@ class GroundRenderer:
         self.wall_h = np.array([b.wall_height_m for b in bl], np.float32)
         kinds = {"house": 0, "apartment": 1, "tower": 2, "commercial": 3, "barn": 4, "shed": 5}
         self.kind = np.array([kinds.get(b.kind, 1) for b in bl], np.int32)
+        # one row per wall: origin, direction, length, door, 1/floor height, 1/window spacing, kind,
+        # eaves height, ground floor height
+        wt = self.walls
+        owner = wt.building
+        ground_floor = np.where(self.kind[owner] == 0, 0.0, np.maximum(self.floor_h[owner], 3.6))
+        self.wall_table = np.column_stack([
+            wt.origin_en, wt.direction_en, wt.length_m, wt.door_u_m, 1.0 / self.floor_h[owner],
+            1.0 / self.win_spacing[owner], self.kind[owner], self.wall_h[owner], ground_floor,
+        ]).astype(np.float32) if len(owner) else np.zeros((0, 11), np.float32)
+        self.wall_rgb = self.facade_rgb[owner] if len(owner) else np.zeros((0, 3), np.float32)
 
     def _shadow_raster(self, world) -> None:
         """Cast shadows of buildings, crowns, trunks and parked cars on the ground for this sun."""
@@ -325,13 +340,22 @@ class GroundRenderer:
         dirs = _mat3(self.rays_cam, rot)
         origin = np.array([east_m, north_m, self.camera.height_m], np.float32)
         self.origins[:] = origin
-        res = self.scene.run(self.origins, dirs, output=1)
-        hits = _Hits(res, self.mesh)
+        hits = _Hits(self._run(dirs), self.mesh)
         parked = np.flatnonzero(hits.material == MAT_CAR)
         hits.car_rgb[parked] = self.car_rgb[hits.obj[parked]]
         hits.car_h[parked] = self.car_height[hits.obj[parked]]
         self._traffic(time_s, origin, rot, dirs, hits)
         return origin, dirs, hits
+
+    def _run(self, dirs) -> dict:
+        """Embree's nearest hits for all rays; split over threads (Embree releases the GIL)."""
+        if self._pool is None:
+            return self.scene.run(self.origins, dirs, output=1)
+        n = len(dirs)
+        cuts = np.linspace(0, n, self.threads + 1).astype(int)
+        parts = list(self._pool.map(lambda ab: self.scene.run(self.origins[ab[0]:ab[1]], dirs[ab[0]:ab[1]], output=1),
+                                    zip(cuts[:-1], cuts[1:])))
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in ("tfar", "primID", "Ng")}
 
     def cast(self, east_m: float, north_m: float, yaw_enu_rad: float, time_s: float = 0.0):
         """Geometry of a view: (distance m HxW, inf for sky; material HxW, MAT_* or 255 for sky;
@@ -389,42 +413,46 @@ class GroundRenderer:
         return self._sensor(rgb, time_s)
 
     def _traffic(self, time_s, origin, rot, dirs, hits: "_Hits") -> None:
-        cars = self.traffic.cars_at(time_s, near_en=origin[:2], radius_m=TRAFFIC_RANGE_M)
-        if not cars:
+        cars, rgbs = self.traffic.snapshot(time_s, near_en=origin[:2], radius_m=TRAFFIC_RANGE_M)
+        if not len(cars):
             return
-        fwd = rot[:2, 2]
-        right = rot[:2, 0]
-        keep = []
-        for c in cars:
-            rel = np.array([c.east_m - origin[0], c.north_m - origin[1]], np.float32)
-            along = float(rel @ fwd)
-            side = float(rel @ right)
-            if along < -8.0 or (abs(side) < 2.4 and along < 9.0):
-                continue  # behind the camera, or in our own lane on top of us
-            keep.append(c)
-        if not keep:
+        rel = cars[:, :2] - origin[None, :2].astype(float)
+        along = rel @ rot[:2, 2].astype(float)
+        side = rel @ rot[:2, 0].astype(float)
+        # not behind the camera, and not in our own lane on top of us
+        keep = (along > -8.0) & ~((np.abs(side) < 2.4) & (along < 9.0))
+        cars, rgbs = cars[keep], rgbs[keep]
+        if not len(cars):
             return
-        mesh = car_mesh(keep)
+        mesh = car_mesh_arrays(cars)
         cam = self.camera
         cam_pts = _mat3(mesh.tris.reshape(-1, 3) - origin[None, :], rot.T)  # world -> camera frame
         # cars reaching behind the image plane are beside us, outside the field of view but
         # for a sliver at the image border: leave them out rather than cast every pixel
-        per_car = cam_pts.reshape(len(keep), -1, 3)
+        per_car = cam_pts.reshape(len(cars), -1, 3)
         in_front = np.all(per_car[:, :, 2] > 0.3, axis=1)
         if not in_front.any():
             return
         if not in_front.all():
-            keep = [c for c, f in zip(keep, in_front) if f]
-            mesh = car_mesh(keep)
+            cars, rgbs = cars[in_front], rgbs[in_front]
+            mesh = car_mesh_arrays(cars)
             cam_pts = per_car[in_front].reshape(-1, 3)
-        uv = _mat3(cam_pts, cam.k.astype(np.float32))
-        u = uv[:, 0] / uv[:, 2]
-        v = uv[:, 1] / uv[:, 2]
-        x0, x1 = int(max(0, np.floor(u.min()))), int(min(cam.width, np.ceil(u.max()) + 1))
-        y0, y1 = int(max(0, np.floor(v.min()))), int(min(cam.height, np.ceil(v.max()) + 1))
-        if x1 <= x0 or y1 <= y0:
+        # each car's pixel box; cars hidden behind nearer geometry over all of it are dropped
+        uv = _mat3(cam_pts, cam.k.astype(np.float32)).reshape(len(cars), -1, 3)
+        u = uv[:, :, 0] / uv[:, :, 2]
+        v = uv[:, :, 1] / uv[:, :, 2]
+        near = np.min(np.linalg.norm(cam_pts.reshape(len(cars), -1, 3), axis=2), axis=1)
+        t_img = hits.t.reshape(cam.height, cam.width)
+        boxes = []
+        for k in range(len(cars)):
+            x0, x1 = int(max(0, np.floor(u[k].min()))), int(min(cam.width, np.ceil(u[k].max()) + 1))
+            y0, y1 = int(max(0, np.floor(v[k].min()))), int(min(cam.height, np.ceil(v[k].max()) + 1))
+            if x1 <= x0 or y1 <= y0 or t_img[y0:y1, x0:x1].max() < near[k]:
+                continue
+            boxes.append((np.arange(y0, y1)[:, None] * cam.width + np.arange(x0, x1)[None, :]).reshape(-1))
+        if not boxes:
             return
-        idx = (np.arange(y0, y1)[:, None] * cam.width + np.arange(x0, x1)[None, :]).reshape(-1)
+        idx = np.unique(np.concatenate(boxes))
         scene = self._EmbreeScene()
         self._TriangleMesh(scene, mesh.tris)
         res = scene.run(self.origins[idx], np.ascontiguousarray(dirs[idx]), output=1)
@@ -433,8 +461,7 @@ class GroundRenderer:
         closer = (pc >= 0) & ((hits.material[idx] == 255) | (tc < hits.t[idx]))
         sel = idx[closer]
         which = mesh.obj[pc[closer]]
-        rgbs = np.array([c.rgb for c in keep], np.float32)
-        heights = np.array([c.height_m for c in keep], np.float32)
+        heights = cars[:, 5].astype(np.float32)
         hits.t[sel] = tc[closer]
         hits.normal[sel] = np.asarray(res["Ng"], np.float32)[closer]
         hits.material[sel] = MAT_CAR
@@ -469,39 +496,37 @@ class GroundRenderer:
         return albedo * self._light(np.float32(self.sun[2]), shadow)[:, None]
 
     def _shade_walls(self, p, normal, b, prim) -> np.ndarray:
+        """Facades in wall coordinates (u along the wall, z up): floors of framed windows,
+        shop windows or house windows on the ground floor, doors, towers in glass."""
         w = self.mesh.wall[prim]
-        direction = self.walls.direction_en[w]
-        u = ((p[:, 0] - self.walls.origin_en[w, 0]) * direction[:, 0]
-             + (p[:, 1] - self.walls.origin_en[w, 1]) * direction[:, 1]).astype(np.float32)
+        P = self.wall_table[w]
+        u = (p[:, 0] - P[:, 0]) * P[:, 2] + (p[:, 1] - P[:, 1]) * P[:, 3]
         z = p[:, 2]
-        length = self.walls.length_m[w]
-        floor_h = self.floor_h[b]
-        spacing = self.win_spacing[b]
-        kind = self.kind[b]
-        ground_floor = np.where(kind == 0, 0.0, np.maximum(floor_h, 3.6)).astype(np.float32)
-        fu = np.mod(u, spacing) / spacing
-        zr = z - ground_floor
-        fz = np.mod(zr, floor_h) / floor_h
-        in_span = (u > 0.7) & (u < length - 0.7) & (z < self.wall_h[b] - 0.4)
-        upper = in_span & (zr > 0) & (kind < 4)
+        kind = P[:, 8]
+        fu = u * P[:, 7]
+        col_index = np.floor(fu)
+        fu -= col_index
+        zr = z - P[:, 10]
+        fz = zr * P[:, 6]
+        row_index = np.floor(fz)
+        fz -= row_index
+        in_span = (u > 0.7) & (u < P[:, 4] - 0.7) & (z < P[:, 9] - 0.4)
+        upper = in_span & (zr > 0) & (kind < 3.5)
         frame = upper & (fu > 0.27) & (fu < 0.73) & (fz > 0.3) & (fz < 0.8)
-        window = upper & (fu > 0.31) & (fu < 0.69) & (fz > 0.34) & (fz < 0.76)
-        tower = kind == 2
-        window |= tower & in_span & (zr > 0) & (fz > 0.12) & (np.abs(fu - 0.5) > 0.03)
-        # ground floors: houses get windows too; shops get wide glass; barns a big door
-        shop = in_span & (kind >= 1) & (kind <= 3) & (z > 0.5) & (z < ground_floor - 0.6) & (fu > 0.08) & (fu < 0.92)
-        house_gf = in_span & (kind == 0) & (fu > 0.3) & (fu < 0.7) & (z > 0.9) & (z < 2.1)
-        door_u = self.walls.door_u_m[w]
+        glassy = upper & (fu > 0.31) & (fu < 0.69) & (fz > 0.34) & (fz < 0.76)
+        glassy |= (kind == 2) & in_span & (zr > 0) & (fz > 0.12) & (np.abs(fu - 0.5) > 0.03)   # towers
+        glassy |= in_span & (kind >= 1) & (kind <= 3) & (z > 0.5) & (zr < -0.6) & (fu > 0.08) & (fu < 0.92)  # shops
+        glassy |= in_span & (kind == 0) & (fu > 0.3) & (fu < 0.7) & (z > 0.9) & (z < 2.1)     # house ground floor
         barn = kind == 4
-        door = (np.abs(u - door_u) < np.where(barn, 2.5, 0.6)) & (z < np.where(barn, 4.0, 2.15))
-        grain = hash_noise(np.floor(u * 3.3), np.floor(z * 3.3), 5) - 0.5
-        albedo = self.facade_rgb[b] * ((1.0 + 0.06 * grain) * np.where(z < 0.5, 0.8, 1.0))[:, None]
-        albedo = np.where(frame[:, None], np.float32(0.5) * albedo + np.float32(100.0), albedo)
+        door = (np.abs(u - P[:, 5]) < np.where(barn, 2.5, 0.6)) & (z < np.where(barn, 4.0, 2.15))
+        grain = hash_noise(u * 3.3, z * 3.3, 5)
+        albedo = self.wall_rgb[w] * ((0.97 + 0.06 * grain) * np.where(z < 0.5, 0.8, 1.0))[:, None]
+        frame &= ~glassy
+        albedo[frame] = np.float32(0.5) * albedo[frame] + np.float32(100.0)
         # each pane reflects a bit differently (curtains, sky, lit rooms)
-        pane = hash_noise(np.floor(u / spacing) + 131 * b, np.floor(zr / floor_h), 9)
-        glass = GLASS_RGB[None, :] * (np.clip(0.75 + 0.035 * z, 0.75, 1.6) * (0.7 + 0.6 * pane))[:, None]
-        albedo = np.where((window | shop | house_gf)[:, None], glass, albedo)
-        albedo = np.where(door[:, None], DOOR_RGB[None, :], albedo)
+        pane = hash_noise(col_index[glassy] + 131 * w[glassy], row_index[glassy], 9)
+        albedo[glassy] = GLASS_RGB[None, :] * (np.clip(0.75 + 0.035 * z[glassy], 0.75, 1.6) * (0.7 + 0.6 * pane))[:, None]
+        albedo[door] = DOOR_RGB
         return albedo * self._light(_dot3(normal, self.sun), self._wall_shadow(p))[:, None]
 
     def _wall_shadow(self, p) -> np.ndarray:

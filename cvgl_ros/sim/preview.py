@@ -21,6 +21,7 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
     import matplotlib.pyplot as plt
 
     from cvgl_ros.sim.ground_camera import GroundRenderer, default_camera
+    from cvgl_ros.sim.world_mesh import MAT_WALL
     from cvgl_ros.tiles import PatchSampler
 
     if not world.contains(east_m, north_m):
@@ -29,10 +30,12 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
     camera = default_camera(width, height)
     renderer = GroundRenderer(world, camera, appearance_seed=appearance_seed)
     ground = renderer.render(east_m, north_m, yaw_enu_rad, time_s=time_s)
+    _, material, points = renderer.cast(east_m, north_m, yaw_enu_rad, time_s=time_s)
+    facades = points[material == MAT_WALL][::3]
     with PatchSampler(world.tiles_path) as sampler:
         patch = sampler.patch_enu(world.datum, east_m, north_m, patch_px, patch_mpp)
 
-    fig = plt.figure(figsize=(16.0, 5.4), dpi=110)
+    fig = plt.figure(figsize=(16.0, 4.4), dpi=110)
     grid = fig.add_gridspec(1, 2, width_ratios=[width / height, 1.7], wspace=0.03)
     ax_g = fig.add_subplot(grid[0])
     ax_s = fig.add_subplot(grid[1])
@@ -42,6 +45,12 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
                    f"{renderer.appearance.sun_elevation_deg:.0f} deg, {renderer.appearance.season}", fontsize=9)
     ax_g.axis("off")
     ax_s.imshow(patch.rgb)
+    if len(facades):
+        fc, fr = en_to_grid(facades[:, 0], facades[:, 1], east_m, north_m, patch_px, patch_px, patch_mpp)
+        inside = (fc >= 0) & (fc < patch_px) & (fr >= 0) & (fr < patch_px)
+        ax_s.scatter(fc[inside], fr[inside], s=0.6, c="cyan", alpha=0.5, linewidths=0,
+                     label="facades the camera sees")
+        ax_s.legend(loc="lower left", fontsize=7, markerscale=8, framealpha=0.6)
     c, r = en_to_grid(east_m, north_m, east_m, north_m, patch_px, patch_px, patch_mpp)
     hfov = 2.0 * math.atan(camera.width / 2.0 / camera.k[0, 0])
     reach_m = patch_px * patch_mpp * 0.45

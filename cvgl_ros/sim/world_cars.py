@@ -84,14 +84,17 @@ class TrafficModel:
         self._s0 = np.array(s0)
         self._speed = np.array(speed)
         self._cars = cars
+        self._dims = np.array([[c.length_m, c.width_m, c.height_m] for c in cars], float).reshape(-1, 3)
+        self._rgb = np.array([c.rgb for c in cars], np.float32).reshape(-1, 3)
 
     def __len__(self) -> int:
         return len(self._cars)
 
-    def cars_at(self, time_s: float, near_en=None, radius_m: float = math.inf) -> list[Car]:
-        """The cars at `time_s` (optionally only those within `radius_m` of `near_en`)."""
+    def snapshot(self, time_s: float, near_en=None, radius_m: float = math.inf):
+        """Arrays of the cars at `time_s` (optionally within `radius_m` of `near_en`):
+        (N,6) east, north, yaw, length, width, height and (N,3) RGB."""
         if not self._cars:
-            return []
+            return np.zeros((0, 6)), np.zeros((0, 3))
         s = np.mod(self._s0 + self._speed * float(time_s), self._length)
         i = np.minimum(np.floor(s).astype(np.int64), (self._length - 1).astype(np.int64))
         f = (s - i)[:, None]
@@ -99,8 +102,14 @@ class TrafficModel:
         p1 = self._points[self._start + i + 1]
         pos = p0 + f * (p1 - p0)
         yaw = np.arctan2(p1[:, 1] - p0[:, 1], p1[:, 0] - p0[:, 0])
-        keep = np.arange(len(self._cars))
+        keep = slice(None)
         if near_en is not None:
-            keep = np.nonzero(np.hypot(*(pos - np.asarray(near_en, dtype=float)).T) < radius_m)[0]
-        return [Car(float(pos[k, 0]), float(pos[k, 1]), float(yaw[k]), self._cars[k].length_m, self._cars[k].width_m,
-                    self._cars[k].height_m, self._cars[k].rgb) for k in keep]
+            keep = np.hypot(pos[:, 0] - near_en[0], pos[:, 1] - near_en[1]) < radius_m
+        cars = np.column_stack([pos, yaw, self._dims])[keep]
+        return cars, self._rgb[keep]
+
+    def cars_at(self, time_s: float, near_en=None, radius_m: float = math.inf) -> list[Car]:
+        """The cars at `time_s` (optionally only those within `radius_m` of `near_en`)."""
+        cars, rgb = self.snapshot(time_s, near_en, radius_m)
+        return [Car(float(c[0]), float(c[1]), float(c[2]), float(c[3]), float(c[4]), float(c[5]),
+                    tuple(int(v) for v in col)) for c, col in zip(cars, rgb)]

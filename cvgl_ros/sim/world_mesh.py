@@ -195,20 +195,27 @@ _BOX = np.array(
 
 
 def car_mesh(cars, first_obj: int = 0) -> Mesh:
-    """Each car: a body box (0.25 .. 0.55 h wheels-to-belt, full size) and a cabin box on top."""
-    if not cars:
+    """Each car: a body box (0.18 m above the road up to the belt line at 0.58 h) and a cabin box on top."""
+    if not len(cars):
         return Mesh.concat([])
-    out = []
-    for i, c in enumerate(cars):
-        cy, sy = math.cos(c.yaw_enu_rad), math.sin(c.yaw_enu_rad)
-        rot = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-        belt = 0.58 * c.height_m
-        body = _BOX * np.array([c.length_m / 2, c.width_m / 2, belt - 0.18]) + np.array([0, 0, 0.18])
-        cabin = _BOX * np.array([c.length_m * 0.28, c.width_m * 0.44, c.height_m - belt]) + \
-            np.array([-0.05 * c.length_m, 0, belt])
-        tri = np.concatenate([body, cabin]) @ rot.T + np.array([c.east_m, c.north_m, 0.0])
-        out.append(tri)
-    tris = np.concatenate(out).astype(np.float32)
+    arr = np.array([[c.east_m, c.north_m, c.yaw_enu_rad, c.length_m, c.width_m, c.height_m] for c in cars], float)
+    return car_mesh_arrays(arr, first_obj)
+
+
+def car_mesh_arrays(cars: np.ndarray, first_obj: int = 0) -> Mesh:
+    """`car_mesh` from an (N,6) array of east, north, yaw, length, width, height (vectorized)."""
+    e, n, yaw, length, width, height = (cars[:, k][:, None, None] for k in range(6))
+    belt = 0.58 * height
+    box = _BOX[None]                                          # (1,10,3,3)
+    body = np.stack([box[..., 0] * length / 2, box[..., 1] * width / 2,
+                     0.18 + box[..., 2] * (belt - 0.18)], axis=-1)
+    cabin = np.stack([box[..., 0] * length * 0.28 - 0.05 * length, box[..., 1] * width * 0.44,
+                      belt + box[..., 2] * (height - belt)], axis=-1)
+    local = np.concatenate([body, cabin], axis=1)             # (N,20,3,3)
+    c, s = np.cos(yaw)[..., None], np.sin(yaw)[..., None]
+    x, y = local[..., 0:1], local[..., 1:2]
+    world = np.concatenate([c * x - s * y + e[..., None], s * x + c * y + n[..., None], local[..., 2:3]], axis=-1)
+    tris = world.reshape(-1, 3, 3).astype(np.float32)
     per = 2 * len(_BOX)
     obj = np.repeat(np.arange(len(cars)) + first_obj, per).astype(np.int32)
     return Mesh(tris, np.full(len(tris), MAT_CAR, np.uint8), obj, np.full(len(tris), -1, np.int32))

@@ -299,9 +299,11 @@ class NoiseField:
 
 
 def hash_noise(ix, iy, salt: int) -> np.ndarray:
-    """Deterministic white noise in [0, 1) from integer lattice coordinates."""
-    x = np.asarray(ix).astype(np.int64).astype(np.uint32)
-    y = np.asarray(iy).astype(np.int64).astype(np.uint32)
+    """Deterministic white noise in [0, 1) from lattice coordinates (floats are floored)."""
+    x = np.floor(ix).astype(np.int64).astype(np.uint32) if np.asarray(ix).dtype.kind == "f" else \
+        np.asarray(ix).astype(np.int64).astype(np.uint32)
+    y = np.floor(iy).astype(np.int64).astype(np.uint32) if np.asarray(iy).dtype.kind == "f" else \
+        np.asarray(iy).astype(np.int64).astype(np.uint32)
     h = (x * np.uint32(0x8DA6B343)) ^ (y * np.uint32(0xD8163841)) ^ np.uint32((salt * 0x9E3779B1) & 0xFFFFFFFF)
     h ^= h >> np.uint32(13)
     h *= np.uint32(0x5BD1E995)
