@@ -6,8 +6,8 @@ frame dropped. The real-time factor is bag seconds per wall second (target >= 1.
 cores); per-stage latencies come from the cross-view node's frame statuses (decode, patch,
 inference, total) and the filter node's /diagnostics (filter).
 
-Data: the demo's world and drive under data/demo when `make demo` ran (the same 10 Hz
-camera as the demo), else a small world and a 30 s drive generated once under data/bench.
+Data: a 30 s urban_canyon drive (10 Hz camera, as in the demo) generated once under
+data/bench, through the demo's world when `make demo` made it, else a small world.
 """
 from __future__ import annotations
 
@@ -22,17 +22,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _drive_and_tiles(card) -> tuple[Path, Path]:
+    """A 30 s urban_canyon drive at the model's image size: through the demo's world when
+    `make demo` made it, else through a small (400 m) world made once under data/bench."""
     height, width = (int(v) for v in card["image_hw"])
-    demo = REPO / "data" / "demo"
-    drives = sorted(demo.glob(f"drive_urban_canyon_*_{width}x{height}_*hz")) if demo.is_dir() else []
-    if drives and (demo / "world" / "tiles.mbtiles").is_file():
-        return drives[0], demo / "world" / "tiles.mbtiles"
-    root = REPO / "data" / "bench"
-    world, drive = root / "world", root / f"drive_30s_{width}x{height}"
     cvgl = [sys.executable, "-m", "cvgl_ros.cli.main"]
+    world = REPO / "data" / "demo" / "world"
     if not (world / "tiles.mbtiles").is_file():
-        subprocess.run(cvgl + ["sim", "world", "--seed", "7", "--style", "urban", "--size-m", "400", "--quiet",
-                               "--out", str(world)], check=True)
+        world = REPO / "data" / "bench" / "world"
+        if not (world / "tiles.mbtiles").is_file():
+            subprocess.run(cvgl + ["sim", "world", "--seed", "7", "--style", "urban", "--size-m", "400", "--quiet",
+                                   "--out", str(world)], check=True)
+    drive = REPO / "data" / "bench" / f"drive_{world.parent.name}_30s_{width}x{height}"
     if not (drive / "metadata.yaml").is_file():
         subprocess.run(cvgl + ["sim", "drive", "--world", str(world), "--seed", "1", "--duration-s", "30",
                                "--gnss", "urban_canyon", "--width", str(width), "--height", str(height), "--quiet",
