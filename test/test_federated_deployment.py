@@ -6,12 +6,14 @@ What the server receives is what its strategy recorded from the reply messages
 import json
 
 import psutil
+import pytest
 import torch
 
 from cvgl_ros.federated.fixtures import write_tiny_model_config, write_tiny_pairs
 from cvgl_ros.federated.runner import read_rounds, run_federation
 from cvgl_ros.federated.settings import FederationSettings
 from cvgl_ros.models import ENCODER_MODULES, PoseNet, load_config
+from cvgl_ros.train.checkpoint import read_checkpoint
 
 
 def _vehicle_log(run, k):
@@ -24,6 +26,7 @@ def _phase(log, server_round, phase):
     return rows[0]
 
 
+@pytest.mark.timeout(600)    # a loaded shared machine: the fleet's processes start slowly
 def test_encoders_only_the_encoders_reach_the_server_and_agree_on_every_vehicle(tmp_path):
     data = write_tiny_pairs(tmp_path / "ds", worlds=2, drives_per_world=2, pairs_per_drive=4)
     config = write_tiny_model_config(tmp_path / "tiny.yaml")
@@ -41,7 +44,7 @@ def test_encoders_only_the_encoders_reach_the_server_and_agree_on_every_vehicle(
                 continue
             started.extend(p for p in tree if p.pid not in {q.pid for q in started})
 
-    summary = run_federation(settings, engine="deployment", progress=False, timeout_s=280,
+    summary = run_federation(settings, engine="deployment", progress=False, timeout_s=560,
                              fleet_hook=remember_processes)
     assert summary["result"]["status"] == "completed"
 
@@ -79,11 +82,17 @@ def test_encoders_only_the_encoders_reach_the_server_and_agree_on_every_vehicle(
     for k in range(2):
         kept = torch.load(run / "vehicles" / f"v{k}" / "local_state.pt", weights_only=True)
         assert set(kept) == head_keys
-        models.append(torch.load(run / "vehicles" / f"v{k}" / "model.pt", weights_only=False)["state_dict"])
+        models.append(read_checkpoint(run / "vehicles" / f"v{k}" / "model.pt")["model"])
     for key in encoder_keys:
         assert torch.equal(models[0][key], models[1][key])
         assert torch.equal(models[0][key].to(server_encoders[key].dtype), server_encoders[key])
     assert any(not torch.equal(models[0][key], models[1][key]) for key in head_keys)
+
+    # Each vehicle's own model (shared encoders + its head) exports like any checkpoint.
+    from cvgl_ros.train.export import export_checkpoint
+
+    card = export_checkpoint(run / "vehicles" / "v1" / "model.pt", tmp_path / "v1.onnx", progress=False)
+    assert card["parity"]["ok"] and (tmp_path / "v1.onnx").is_file()
 
     # Every process the fleet started is gone.
     assert started

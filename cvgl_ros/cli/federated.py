@@ -42,10 +42,10 @@ def _run(args) -> int:
     summary = run_federation(_settings(args, args.strategy), engine=args.engine)
     for row in summary["rounds"]:
         m = row["metrics"]
+        recalls = (f"lateral<5m {m['lateral_recall_5m']:.1f} %, angle<5° {m['azimuth_recall_5deg']:.1f} %"
+                   if "lateral_recall_5m" in m else "not evaluated")
         print(f"round {row['round']}: {row['vehicles_answered']} vehicle(s), sent {row['uplink_bytes_per_vehicle']} B "
-              f"and received {row['downlink_bytes_per_vehicle']} B per vehicle, {row['wall_s']:.1f} s, "
-              f"lateral<5m {m.get('lateral_recall_5m', float('nan')):.1f} %, "
-              f"angle<5° {m.get('azimuth_recall_5deg', float('nan')):.1f} %")
+              f"and received {row['downlink_bytes_per_vehicle']} B per vehicle, {row['wall_s']:.1f} s, {recalls}")
     print(f"wrote {args.out}/summary.json")
     return 0
 

@@ -45,7 +45,7 @@ def train_baseline(settings: FederationSettings, data, out_dir: Path, label: str
             log.flush()
             if progress is not None:
                 progress(label, server_round)
-    task.save(model, out_dir / "model.pt", scenario=label, rounds=settings.rounds)
+    task.save(model, out_dir / "model.pt", dataset=data, server_round=settings.rounds, scenario=label)
     return rows
 
 

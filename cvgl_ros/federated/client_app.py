@@ -134,8 +134,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     data = vehicle.task.eval_data()
     metrics = vehicle.task.evaluate(model, data)
     shared, local = split_state(model.state_dict(), vehicle.settings.strategy)
-    vehicle.task.save(model, vehicle.dir / MODEL_FILE, vehicle=vehicle.index, round=server_round,
-                      strategy=vehicle.settings.strategy)
+    vehicle.task.save(model, vehicle.dir / MODEL_FILE, dataset=vehicle.task.vehicle_data(vehicle.index),
+                      server_round=server_round, strategy=vehicle.settings.strategy, vehicle=vehicle.index)
     vehicle.log(round=server_round, phase="evaluate", shared_digest=_digest(shared), local_digest=_digest(local),
                 metrics=metrics)
     record = MetricRecord({**{k: float(v) for k, v in metrics.items()}, WEIGHT_KEY: len(data),

@@ -148,10 +148,6 @@ class LoopbackFleet:
         import tomli_w
 
         connection = {"address": f"127.0.0.1:{self.superlink_port}", "insecure": True}
-        if self.simulation:
-            connection["options"] = {"num-supernodes": self.vehicles,
-                                     "backend": {"client-resources": {"num-cpus": 1, "num-gpus": 0.0},
-                                                 "init-args": {"num-cpus": max(1, os.cpu_count() or 1)}}}
         config = {"superlink": {"default": CONNECTION, CONNECTION: connection}}
         home = Path(self.env("cli")["FLWR_HOME"])
         (home / "config.toml").write_text(tomli_w.dumps(config))
@@ -199,6 +195,9 @@ class LoopbackFleet:
         out.mkdir(parents=True, exist_ok=True)
         run_config = write_run_config(out / "run_config.toml", settings)
         cmd = [flower_executable("flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", str(run_config), "--stream"]
+        if self.simulation:   # virtual SuperNodes, one CPU each (Ray runs as many at once as there are cores)
+            cmd += ["--federation-config", f"num-supernodes={self.vehicles} client-resources-num-cpus=1 "
+                                           f"client-resources-num-gpus=0.0 init-args-num-cpus={os.cpu_count() or 1}"]
         log = open(self.logs_dir / "flwr-run.log", "ab")
         try:
             popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -35,22 +35,24 @@ def preflight(settings: FederationSettings) -> dict:
     """Refuse, with one line, what would fail later inside the fleet; returns the vehicles' share sizes."""
     from cvgl_ros.datasets.pairs import PairDataset
     from cvgl_ros.federated.partition import cap_evenly, partition_dataset
-    from cvgl_ros.federated.task import PoseTask
 
     settings.validate()
     if not Path(settings.data).is_dir():
         raise InputError(f"no such data set directory: {settings.data}")
-    task = PoseTask(settings)
-    parts = partition_dataset(task.train_split, settings.vehicles)
-    batch = task.config.train.batch_size
+    if settings.model_config and not Path(settings.model_config).is_file():
+        raise InputError(f"no such config file: {settings.model_config}")
+    parts = partition_dataset(PairDataset(settings.data, "train"), settings.vehicles)
+    evaluation = PairDataset(settings.data, settings.eval_split)
+    if len(evaluation) == 0:
+        raise InputError(f"split {settings.eval_split} of {settings.data} holds no pairs to evaluate on")
+    from cvgl_ros.federated.task import PoseTask    # torch: only once the cheap checks passed
+
+    batch = PoseTask(settings).config.train.batch_size
     shares = [len(cap_evenly(p.indices, settings.max_train_pairs)) for p in parts]
     for k, n in enumerate(shares):
         if n < batch:
             raise InputError(f"data set {settings.data} is too small for {settings.vehicles} vehicles: vehicle {k} "
                              f"gets {n} training pair(s), fewer than one batch of {batch}")
-    evaluation = PairDataset(settings.data, settings.eval_split)
-    if len(evaluation) == 0:
-        raise InputError(f"split {settings.eval_split} of {settings.data} holds no pairs to evaluate on")
     return {"pairs_per_vehicle": shares, "worlds_per_vehicle": [p.worlds for p in parts],
             "drives_per_vehicle": [len(p.drives) for p in parts]}
 
@@ -93,11 +95,12 @@ def run_federation(settings: FederationSettings, engine: str = "deployment", pro
     """
     from tqdm import tqdm
 
+    check_engine(engine)
+    shares = preflight(settings)
+
     from cvgl_ros.federated.deployment import LoopbackFleet
     from cvgl_ros.federated.server_app import ROUNDS_FILE
 
-    check_engine(engine)
-    shares = preflight(settings)
     out = Path(settings.out).resolve()
     settings.out = str(out)
     settings.data = str(Path(settings.data).resolve())

@@ -68,7 +68,7 @@ def run_federation(grid: Grid, settings: FederationSettings) -> dict:
     final = result.arrays.to_torch_state_dict()
     if settings.strategy == "fedavg":
         model.load_state_dict(final, strict=True)
-        task.save(model, settings.server_dir / "model.pt", strategy="fedavg", rounds=settings.rounds)
+        task.save(model, settings.server_dir / "model.pt", server_round=settings.rounds, strategy="fedavg")
     else:
         from cvgl_ros.atomic import atomic_path
 

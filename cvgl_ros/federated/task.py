@@ -6,7 +6,6 @@ one vehicle's local data, local epochs, evaluation and checkpoints.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,12 @@ class PoseTask:
 
     def __init__(self, settings: FederationSettings):
         from cvgl_ros.models import load_config
+        from cvgl_ros.train.trainer import camera_from_meta
 
         self.settings = settings
-        self.config = load_config(settings.model_config or None)
         self._train: PairDataset | None = None
+        # as `cvgl train`: the data's camera mounting goes into the model config
+        self.config = camera_from_meta(load_config(settings.model_config or None), self.train_split.meta)
 
     # -- model --------------------------------------------------------------------------------
     def build_model(self):
@@ -68,18 +69,23 @@ class PoseTask:
         cosine learning rate continue from round to round. The optimizer (Adam) starts
         afresh each round, as in classical FedAvg.
         """
+        import dataclasses
+
         import torch
 
         from cvgl_ros.train.loop import train_one_epoch
+        from cvgl_ros.train.trainer import make_optimizer
 
         t = self.config.train
-        total_epochs = rounds * epochs
         steps_per_epoch = max(1, len(dataset) // t.batch_size)
         first_epoch = (round_index - 1) * epochs
-        optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        # `cvgl train`'s optimizer and schedule (warm-up, cosine) over all rounds x local epochs,
+        # entered at this round's step
+        whole_run = dataclasses.replace(self.config, train=dataclasses.replace(t, epochs=rounds * epochs))
+        optimizer, schedule = make_optimizer(model, whole_run, steps_per_epoch)
+        factor = schedule.lr_lambdas[0]
         offset = first_epoch * steps_per_epoch
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: cosine_factor(offset + step, total_epochs * steps_per_epoch, t.lr_final_fraction))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(offset + step))
         stats = {}
         for epoch in range(first_epoch, first_epoch + epochs):
             stats = train_one_epoch(model, dataset, optimizer, self.config, epoch, scheduler=scheduler,
@@ -95,18 +101,16 @@ class PoseTask:
         metrics = pose_metrics(result["pose"], result["truth"])
         return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
 
-    def save(self, model, path: str | Path, **meta) -> Path:
-        import torch
+    def save(self, model, path: str | Path, dataset=None, server_round: int = 0, **federated) -> Path:
+        """A `cvgl train` checkpoint (`cvgl export --ckpt` reads it), with the federated provenance."""
+        from cvgl_ros.train.checkpoint import save_checkpoint
 
-        from cvgl_ros.atomic import atomic_path
-
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save({"state_dict": model.state_dict(), "config": self.config.to_dict(), "meta": meta}, tmp)
-        return path
-
-
-def cosine_factor(step: int, total_steps: int, final_fraction: float) -> float:
-    """Cosine decay of the learning rate from 1 to `final_fraction` over `total_steps`."""
-    progress = min(1.0, step / max(1, total_steps))
-    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+        split = self.train_split
+        provenance = {"data": self.settings.data, "config_file": self.settings.model_config or None,
+                      "command": federated.pop("command", "cvgl federated"),
+                      "train_pairs": len(dataset) if dataset is not None else len(split),
+                      "worlds": split.index.get("worlds", {}), "data_meta": split.meta,
+                      "federated": {"vehicles": self.settings.vehicles, "rounds": self.settings.rounds,
+                                    "local_epochs": self.settings.local_epochs, **federated}}
+        return save_checkpoint(path, model=model, epoch=server_round * self.settings.local_epochs, config=self.config,
+                               history=[], provenance=provenance)
