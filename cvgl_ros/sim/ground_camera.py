@@ -54,6 +54,7 @@ KITTI_K = np.array([[721.5377, 0.0, 609.5593], [0.0, 721.5377, 172.854], [0.0, 0
 KITTI_CAMERA_HEIGHT_M = 1.65
 SHADOW_MPP = 0.2
 TRAFFIC_RANGE_M = 150.0
+CLOUD_HEIGHT_M = 1500.0
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class Appearance:
     exposure: float
     sky_zenith_rgb: tuple[float, float, float] = field(default=(70.0, 118.0, 196.0))
     sky_horizon_rgb: tuple[float, float, float] = field(default=(196.0, 210.0, 226.0))
+    wind_en_mps: tuple[float, float] = field(default=(6.0, 0.0))   # clouds (and their shadows) drift
 
     @classmethod
     def draw(cls, world, seed: int) -> "Appearance":
@@ -173,9 +175,12 @@ class Appearance:
               1.0 + rng.uniform(-0.08, 0.05) - 0.08 * low_sun)
         zen = np.array([70.0, 118.0, 196.0]) * rng.uniform(0.85, 1.1)
         hor = np.array([196.0, 210.0, 226.0]) + low_sun * np.array([30.0, 5.0, -25.0])
+        wind_dir = rng.uniform(0.0, 2 * math.pi)
+        wind = rng.uniform(3.0, 15.0) * np.array([math.cos(wind_dir), math.sin(wind_dir)])
         return cls(int(seed), az, el, season, float(rng.uniform(0.0, 0.7)), float(rng.uniform(500.0, 1600.0)),
                    tuple(float(x) for x in wb), float(rng.uniform(0.9, 1.12)),
-                   tuple(float(x) for x in zen), tuple(float(np.clip(x, 0, 255)) for x in hor))
+                   tuple(float(x) for x in zen), tuple(float(np.clip(x, 0, 255)) for x in hor),
+                   (float(wind[0]), float(wind[1])))
 
     @property
     def sun_direction(self) -> np.ndarray:
@@ -251,6 +256,19 @@ class GroundRenderer:
         self._yy, self._xx = yy.astype(np.int64), xx.astype(np.int64)
         x = np.arange(512, dtype=np.float32)
         self._tone = (255.0 * (1.0 - np.exp(-x / 200.0)) / (1.0 - math.exp(-255.0 / 200.0))).astype(np.float32)
+
+    def close(self) -> None:
+        """Stop the ray-casting threads (also done when the renderer is garbage collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> "GroundRenderer":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
 
     # -- set-up
     def _palette(self, world) -> None:
@@ -432,8 +450,10 @@ class GroundRenderer:
         return depth.reshape(h, w), hits.material.reshape(h, w), points.reshape(h, w, 3)
 
     def render(self, east_m: float, north_m: float, yaw_enu_rad: float, time_s: float = 0.0) -> np.ndarray:
-        """The camera image (HxWx3 uint8) at an ENU pose; `time_s` moves the traffic."""
+        """The camera image (HxWx3 uint8) at an ENU pose; `time_s` moves the traffic and the
+        clouds (whose shadows drift over the ground)."""
         origin, dirs, hits = self._cast(east_m, north_m, yaw_enu_rad, time_s)
+        self._origin, self._time = origin, float(time_s)
         rgb = np.empty((len(dirs), 3), np.float32)
         groups = {m: np.flatnonzero(hits.material == m) for m in (MAT_GROUND, MAT_WALL, MAT_ROOF, MAT_TRUNK,
                                                                    MAT_CROWN, MAT_CAR, 255)}
@@ -539,6 +559,24 @@ class GroundRenderer:
         sky = 0.42 - 0.1 * app.cloud_cover
         return (np.float32(1.05 * (1.0 - 0.5 * app.cloud_cover)) * sun + np.float32(sky)).astype(np.float32)
 
+    def _clouds(self, ce, cn) -> np.ndarray:
+        """Cloud density in [0, 1] at points of the cloud layer (ENU metres, 1500 m up), drifting."""
+        app = self.appearance
+        if app.cloud_cover <= 0.02:
+            return np.zeros(np.shape(ce), np.float32)
+        ce = ce - np.float32(app.wind_en_mps[0] * self._time)
+        cn = cn - np.float32(app.wind_en_mps[1] * self._time)
+        cloud = _world_noise(self.world).sample(ce * 0.08 + 3000.0, cn * 0.08 - 3000.0)
+        return np.clip((cloud + 0.55 * app.cloud_cover - 0.3) * 3.0, 0.0, 1.0).astype(np.float32)
+
+    def _cloud_shadow(self, p, shadowed) -> np.ndarray:
+        """Combine cast shadows with the shadows of clouds between a point and the sun."""
+        if self.appearance.cloud_cover <= 0.02:
+            return shadowed
+        reach = (CLOUD_HEIGHT_M - p[:, 2]) / max(float(self.sun[2]), 0.05)
+        cloud = self._clouds(p[:, 0] + self.sun[0] * reach, p[:, 1] + self.sun[1] * reach)
+        return 1.0 - (1.0 - shadowed) * (1.0 - 0.85 * cloud)
+
     def _lookup(self, raster, tf: GridTransform, e, n, outside):
         col = np.rint((e - tf.center_e) * (1.0 / tf.mpp) + (tf.width - 1) / 2.0).astype(np.int64)
         row = np.rint((tf.center_n - n) * (1.0 / tf.mpp) + (tf.height - 1) / 2.0).astype(np.int64)
@@ -548,16 +586,18 @@ class GroundRenderer:
 
     def _shade_ground(self, p, t) -> np.ndarray:
         e, n = p[:, 0], p[:, 1]
-        cls = self._lookup(self.classes, self.ground_tf, e, n, BACKGROUND[self.world.style])
-        paint = self._lookup(self.paint, self.ground_tf, e, n, 0).astype(np.float32) * np.float32(1 / 255.0)
+        fine = hash_noise(e * 25.0, n * 25.0, 11) - 0.5
+        # material edges dithered by +-5 cm: ragged like real kerbs and verges, not 0.1 m stairs
+        je, jn = e + 0.1 * fine, n + 0.1 * (hash_noise(e * 25.0, n * 25.0, 12) - 0.5)
+        cls = self._lookup(self.classes, self.ground_tf, je, jn, BACKGROUND[self.world.style])
+        paint = self._lookup(self.paint, self.ground_tf, je, jn, 0).astype(np.float32) * np.float32(1 / 255.0)
         noise = _world_noise(self.world).sample(e, n)
-        fine = hash_noise(np.floor(e * 25.0), np.floor(n * 25.0), 11) - 0.5
         near = np.clip(1.0 - t * np.float32(1 / 25.0), 0.0, 1.0)
         albedo = _rows(self.ground_rgb, cls) * (1.0 + GROUND_NOISE[cls] * noise + 0.16 * fine * near)[:, None]
         alpha = paint * (0.85 - 0.3 * np.clip(noise, 0, 1))
         albedo += alpha[:, None] * (PAINT_RGB[None, :] - albedo)
         shadow = self._lookup(self.shadow, self.shadow_tf, e, n, 0).astype(np.float32) * np.float32(1 / 255.0)
-        return albedo * self._light(np.float32(self.sun[2]), shadow)[:, None]
+        return albedo * self._light(np.float32(self.sun[2]), self._cloud_shadow(p, shadow))[:, None]
 
     def _shade_walls(self, p, normal, b, prim) -> np.ndarray:
         """Facades in wall coordinates (u along the wall, z up): floors of framed windows,
@@ -584,14 +624,16 @@ class GroundRenderer:
         barn = kind == 4
         door = (np.abs(u - P[:, 5]) < np.where(barn, 2.5, 0.6)) & (z < np.where(barn, 4.0, 2.15))
         grain = hash_noise(u * 3.3, z * 3.3, 5)
-        albedo = _rows(self.wall_rgb, w) * ((0.97 + 0.06 * grain) * np.where(z < 0.5, 0.8, 1.0))[:, None]
+        # darker plinth at the foot, a cornice band under the eaves
+        band = np.where(z < 0.5, 0.8, 1.0) * np.where(z > P[:, 9] - 0.45, 0.78, 1.0)
+        albedo = _rows(self.wall_rgb, w) * ((0.97 + 0.06 * grain) * band)[:, None]
         frame &= ~glassy
         albedo[frame] = np.float32(0.5) * albedo[frame] + np.float32(100.0)
         # each pane reflects a bit differently (curtains, sky, lit rooms)
         pane = hash_noise(col_index[glassy] + 131 * w[glassy], row_index[glassy], 9)
         albedo[glassy] = GLASS_RGB[None, :] * (np.clip(0.75 + 0.035 * z[glassy], 0.75, 1.6) * (0.7 + 0.6 * pane))[:, None]
         albedo[door] = DOOR_RGB
-        return albedo * self._light(_dot3(normal, self.sun), self._wall_shadow(p))[:, None]
+        return albedo * self._light(_dot3(normal, self.sun), self._cloud_shadow(p, self._wall_shadow(p)))[:, None]
 
     def _wall_shadow(self, p) -> np.ndarray:
         """Cast shadow on a wall point, approximated from the ground shadow just in front of the
@@ -631,9 +673,9 @@ class GroundRenderer:
         glow = np.exp((_dot3(d, self.sun) - 1.0) / 0.02)[:, None] * np.array([70, 60, 40], np.float32)
         sky += glow
         if app.cloud_cover > 0.02:
-            h = 1500.0 / np.maximum(d[:, 2], 0.02)
-            cloud = _world_noise(self.world).sample(d[:, 0] * h * 0.08 + 3000.0, d[:, 1] * h * 0.08 - 3000.0)
-            amount = np.clip((cloud + 0.55 * app.cloud_cover - 0.3) * 3.0, 0.0, 1.0) * np.clip(d[:, 2] * 8.0, 0.0, 1.0)
+            h = (CLOUD_HEIGHT_M - self._origin[2]) / np.maximum(d[:, 2], 0.02)
+            amount = self._clouds(self._origin[0] + d[:, 0] * h, self._origin[1] + d[:, 1] * h)
+            amount *= np.clip(d[:, 2] * 8.0, 0.0, 1.0)
             cloud_rgb = np.array([232, 234, 238], np.float32)[None, :] * (0.85 + 0.15 * el[:, None])
             sky += amount[:, None] * (cloud_rgb - sky)
         return sky.astype(np.float32)

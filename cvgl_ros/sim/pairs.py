@@ -131,7 +131,7 @@ def render_drive(job: dict, world_dir: str, config: PairConfig) -> list[dict]:
     half_patch = config.satellite_px * config.satellite_mpp / 2.0 * math.sqrt(2.0)
     world_half = world.size_m / 2.0
     samples = []
-    with PatchSampler(world.tiles_path, cache_mb=64, decode_threads=1) as sampler:
+    with renderer, PatchSampler(world.tiles_path, cache_mb=64, decode_threads=1) as sampler:
         s_values = np.sort(rng.uniform(5.0, route.length_m - 5.0, job["frames"] * 3))
         frame = 0
         for s in s_values:

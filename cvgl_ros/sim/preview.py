@@ -28,9 +28,9 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
         half = world.size_m / 2.0
         raise InputError(f"position ({east_m:g}, {north_m:g}) m is outside the world (|east|, |north| <= {half:g} m)")
     camera = default_camera(width, height)
-    renderer = GroundRenderer(world, camera, appearance_seed=appearance_seed)
-    ground = renderer.render(east_m, north_m, yaw_enu_rad, time_s=time_s)
-    _, material, points = renderer.cast(east_m, north_m, yaw_enu_rad, time_s=time_s)
+    with GroundRenderer(world, camera, appearance_seed=appearance_seed) as renderer:
+        ground = renderer.render(east_m, north_m, yaw_enu_rad, time_s=time_s)
+        _, material, points = renderer.cast(east_m, north_m, yaw_enu_rad, time_s=time_s)
     facades = points[material == MAT_WALL][::3]
     with PatchSampler(world.tiles_path) as sampler:
         patch = sampler.patch_enu(world.datum, east_m, north_m, patch_px, patch_mpp)
