@@ -142,7 +142,7 @@ def summarize_round(row: dict) -> dict:
     return {
         "round": row["round"],
         "vehicles_answered": len(received),
-        "vehicles_failed": len(row.get("failures", [])),
+        "vehicles_failed": len(row.get("failures", [])) + len(row.get("no_reply", [])),
         "uplink_bytes_per_vehicle": max((r["bytes"] for r in received), default=0),
         "downlink_bytes_per_vehicle": sent.get("train_bytes", 0),
         "evaluation_downlink_bytes_per_vehicle": sent.get("evaluate_bytes", 0),

@@ -169,6 +169,7 @@ class FleetFedAvg(FedAvg):
             "round": server_round,
             "started_unix": time.time(),
             "vehicles_sampled": len(nodes),
+            "nodes_sampled": nodes,
             "sent_to_each_vehicle": {"train_bytes": arrays.count_bytes(), "train_arrays": len(arrays)},
         }
         record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
@@ -208,7 +209,9 @@ class FleetFedAvg(FedAvg):
                     entry["rejected"])
                 continue
             accepted.append((arrays, metrics))
+        answered = {r["node"] for r in received} | {f["node"] for f in failures}
         self._round.update(received=received, failures=failures,
+                           no_reply=[n for n in self._round.get("nodes_sampled", []) if n not in answered],
                            train_wall_s=time.time() - self._round.get("started_unix", time.time()))
         if not accepted:
             log(ERROR, "round %d: no usable reply; the global arrays stay as they were", server_round)
