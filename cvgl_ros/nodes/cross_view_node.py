@@ -91,6 +91,9 @@ class CrossViewNode(Node):
         self.p = declare_params(self, PARAMS)
         self.datum: Datum | None = parse_datum(self.p["datum"])
         self.health = NodeHealth(NODE_NAME)
+        for counter in ("frames_processed", "frames_skipped", "frames_dropped_stale", "tile_misses",
+                        "frames_without_tiles", "stamp_backwards"):
+            self.health.count(counter, 0)  # always listed in /diagnostics
         self.health.set_value("datum", self._datum_text() if self.datum else "unset: anchors at the first valid fix")
         self.estimator = None
         self.sampler = None

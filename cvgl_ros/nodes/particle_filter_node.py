@@ -90,6 +90,8 @@ class ParticleFilterNode(Node):
         self.pf = ParticleFilter(config, seed=self.p["seed"])
         self.datum: Datum | None = parse_datum(self.p["datum"])
         self.health = NodeHealth(NODE_NAME)
+        for counter in ("gnss_rejected", "gnss_invalid", "stamp_backwards", "likelihood_rejected", "filter_resets"):
+            self.health.count(counter, 0)  # always listed in /diagnostics
         self.health.set_value("datum", self._datum_text() if self.datum else "unset: anchors at the first valid fix")
         self.last_up_m = 0.0
         self.last_up_var = 100.0
