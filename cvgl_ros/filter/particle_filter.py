@@ -51,18 +51,20 @@ Beyond the paper (each a documented choice)
 * Outlier rejection, refined (see `update_gnss`). r_outlier also grows with the previous
   estimate's own spread, 3 sigma_gps + 3 sigma_est + v dt, and is not applied during
   `outlier_warmup_s` after a (re)initialization, when the speed is still unknown. A fix is
-  *suspicious* when it is beyond r_outlier or when the particles hold (almost) no weight in
-  its 3-sigma circle. A suspicious fix is an outlier when GNSS *jumped*: it is also beyond
-  3 sigma_gps + v dt from the previous raw fix (unless that is older than
-  `jump_test_max_gap_s`), or an earlier jump has not come back yet.
-  A suspicious fix that continues the raw GNSS track smoothly means the estimate drifted
-  away from GNSS (in GNSS-only mode, a yaw that lagged through a turn): it is rejected
-  while cross-view results hold the estimate (one within `cross_view_timeout_s`),
-  otherwise used, and when its circle holds no weight all weight has vanished: the
-  particles are re-seeded around the fix (diagnostic `reseeds`). After `relock_after_s` of
-  rejected fixes the filter re-seeds around GNSS anyway (`relocks`), so it can never lock
-  itself out. A re-seed draws positions around the fix; half the particles keep the speed
-  and yaw of the old ones, the other half are drawn as at initialization.
+  *suspicious* when it is beyond r_outlier or when its 3-sigma circle would discard most
+  of the particle weight (less than `gate_suspicious_weight` = 1/2 inside; in GNSS-only
+  operation, where the particles are nothing but GNSS history: all of it). A suspicious
+  fix is an outlier when GNSS *jumped*: it is also beyond 3 sigma_gps + v dt from the
+  previous raw fix (unless that is older than `jump_test_max_gap_s`), or an earlier jump
+  has not come back yet. A suspicious fix that continues the raw GNSS track smoothly means
+  the estimate drifted away from GNSS (in GNSS-only mode, a yaw that lagged through a
+  turn) or a slowly ramping multipath error: it is rejected while cross-view results hold
+  the estimate (one within `cross_view_timeout_s`), otherwise used; when its circle holds
+  no weight at all (< `gate_min_weight`) all weight has vanished and the particles are
+  re-seeded around the fix (diagnostic `reseeds`). After `relock_after_s` of rejected fixes
+  the filter re-seeds around GNSS anyway (`relocks`), so it can never lock itself out. A
+  re-seed draws positions around the fix; half the particles keep the speed and yaw of the
+  old ones, the other half are drawn as at initialization.
 * Measurements are applied in stamp order: the filter keeps `history_s` (0.5 s) of
   measurements with a snapshot of the particles before each; one that arrives late but
   within that window is applied at its own stamp and the newer ones are re-applied on top.
@@ -112,6 +114,7 @@ class ParticleFilterConfig:
     cross_view_timeout_s: float = 2.0        # a cross-view update this recent "holds" the estimate
     gate_sigmas: float = 3.0                 # particles outside gate_sigmas * sigma_gps are discarded
     gate_min_weight: float = 1e-3            # less weight than this inside the circle: "none"
+    gate_suspicious_weight: float = 0.5      # less weight than this inside the circle: suspicious fix
     outlier_sigmas: float = 3.0              # r_outlier = outlier_sigmas * sigma_gps + v dt (+ spread)
     jump_test_max_gap_s: float = 1.0         # no jump test across a longer gap between valid fixes
     outlier_warmup_s: float = 3.0            # no outlier test this long after a (re)initialization
@@ -311,7 +314,9 @@ class ParticleFilter:
         """Outlier rejection, then the GNSS factor of Eq. 5 with the 3-sigma circle.
 
         A fix is suspicious when it lies farther than r_outlier from the previous estimate,
-        or when the particles hold (almost) no weight inside its 3-sigma circle. A
+        or when its circle would discard most of the particle weight (less than
+        `gate_suspicious_weight` inside) while cross-view results hold the estimate, or all
+        of it (less than `gate_min_weight`) otherwise. A
         suspicious fix is an outlier if GNSS jumped: it is also farther than
         3 sigma_gps + v dt from the previous raw fix, or an earlier jump has not come back
         yet. A suspicious fix on a smooth continuation of the GNSS track means the estimate
@@ -322,14 +327,18 @@ class ParticleFilter:
         p = s.particles
         d2 = (p[E] - fix.east_m) ** 2 + (p[N] - fix.north_m) ** 2
         inside = d2 <= (cfg.gate_sigmas * fix.sigma_m) ** 2
-        empty = float(np.sum(self._weights()[inside])) < cfg.gate_min_weight
+        weight_inside = float(np.sum(self._weights()[inside]))
+        empty = weight_inside < cfg.gate_min_weight
+        held = self._cross_view_holds(fix.stamp_s)
+        suspicious = (weight_inside < (cfg.gate_suspicious_weight if held else cfg.gate_min_weight)
+                      or self._far_from_estimate(fix))
         jumped = self._jumped_from_previous_fix(fix)
         s.last_fix = (fix.stamp_s, fix.east_m, fix.north_m)
-        if not self._in_warmup(fix.stamp_s) and (empty or self._far_from_estimate(fix)):
+        if suspicious and not self._in_warmup(fix.stamp_s):
             if jumped or s.gnss_jumped:
                 s.gnss_jumped = True
                 return self._rejected(fix, GnssDecision.REJECTED_OUTLIER)
-            if self._cross_view_holds(fix.stamp_s):
+            if held:
                 return self._rejected(fix, GnssDecision.REJECTED_GATE)
         s.gnss_jumped = False
         if empty:
