@@ -134,14 +134,18 @@ class LikelihoodVolume:
         inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
         if self.wraps_yaw:
             inside &= np.isfinite(yaw_pos)
-            yaw_pos[~inside] = 0.0
-            yaw_pos -= np.floor(yaw_pos * (1.0 / k_bins)) * k_bins  # now in [0, K]
         else:
             inside &= (yaw_pos >= -0.5) & (yaw_pos <= k_bins - 0.5)
-            yaw_pos[~inside] = 0.0
+        all_inside = bool(inside.all())
+        if not all_inside:  # park the outside queries on cell (0, 0, 0); they get the floor below
+            outside = ~inside
+            col[outside] = 0.0
+            row[outside] = 0.0
+            yaw_pos[outside] = 0.0
+        if self.wraps_yaw:
+            yaw_pos -= np.floor(yaw_pos * (1.0 / k_bins)) * k_bins  # now in [0, K]
+        else:
             np.clip(yaw_pos, 0.0, k_bins - 1, out=yaw_pos)
-        col[~inside] = 0.0
-        row[~inside] = 0.0
         np.clip(col, 0.0, w - 1, out=col)
         np.clip(row, 0.0, h - 1, out=row)
 
@@ -188,6 +192,6 @@ class LikelihoodVolume:
         upper *= fk
         value += upper
         value = value.astype(np.float64, copy=False)
-        if not inside.all():
-            value[~inside] = self.floor_log_likelihood if outside_log_likelihood is None else float(outside_log_likelihood)
+        if not all_inside:
+            value[outside] = self.floor_log_likelihood if outside_log_likelihood is None else float(outside_log_likelihood)
         return value.reshape(shape)
