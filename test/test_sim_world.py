@@ -32,9 +32,12 @@ def saved(tmp_path_factory):
 
 
 def _tile_hashes(path):
-    with sqlite3.connect(path) as conn:
+    conn = sqlite3.connect(path)
+    try:
         rows = conn.execute("SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles "
                             "ORDER BY zoom_level, tile_column, tile_row").fetchall()
+    finally:
+        conn.close()
     return {(z, x, y): hashlib.sha256(d).hexdigest() for z, x, y, d in rows}
 
 

@@ -25,10 +25,14 @@ def sim_benchmark() -> dict:
         t_layout = time.perf_counter() - t0
         world.save(Path(tmp) / "w")
         t_total, cpu_total = time.perf_counter() - t0, time.process_time() - c0
-        with sqlite3.connect(Path(tmp) / "w" / "tiles.mbtiles") as conn:
+        conn = sqlite3.connect(Path(tmp) / "w" / "tiles.mbtiles")
+        try:
             n_tiles = conn.execute("SELECT COUNT(*) FROM tiles").fetchone()[0]
+        finally:
+            conn.close()
         cases["world_urban_1000m"] = {
-            "layout_s": t_layout, "total_s": t_total, "total_cpu_s": cpu_total, "tiles": n_tiles, "buildings": len(world.layout.buildings),
+            "layout_s": t_layout, "total_s": t_total, "total_cpu_s": cpu_total, "tiles": n_tiles,
+            "buildings": len(world.layout.buildings),
             "trees": len(world.layout.trees), "streets_km": world.roads.total_length_m() / 1000.0,
             "peak_rss_mb_after": peak_rss_mb(),
         }

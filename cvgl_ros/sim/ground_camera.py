@@ -245,6 +245,7 @@ class GroundRenderer:
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="raycast") if self.threads > 1 else None
         self._make_fill_plan()
         self.origins = np.zeros((len(self.rays_cam), 3), np.float32)
+        self._origin, self._time = np.zeros(3, np.float32), 0.0   # of the frame being shaded
         self._palette(world)
         self._shadow_raster(world)
         rng = world.rng("appearance", app.seed, "camera")
@@ -472,7 +473,8 @@ class GroundRenderer:
         idx = groups[MAT_ROOF]
         if len(idx):
             p, nrm = at(idx)
-            _put_rows(rgb, idx, _rows(self.roof_rgb, hits.obj[idx]) * 0.85 * self._light(_dot3(nrm, self.sun), 0.0)[:, None])
+            light = self._light(_dot3(nrm, self.sun), 0.0)
+            _put_rows(rgb, idx, _rows(self.roof_rgb, hits.obj[idx]) * (0.85 * light)[:, None])
         idx = groups[MAT_TRUNK]
         if len(idx):
             p, nrm = at(idx)
@@ -631,7 +633,8 @@ class GroundRenderer:
         albedo[frame] = np.float32(0.5) * albedo[frame] + np.float32(100.0)
         # each pane reflects a bit differently (curtains, sky, lit rooms)
         pane = hash_noise(col_index[glassy] + 131 * w[glassy], row_index[glassy], 9)
-        albedo[glassy] = GLASS_RGB[None, :] * (np.clip(0.75 + 0.035 * z[glassy], 0.75, 1.6) * (0.7 + 0.6 * pane))[:, None]
+        sky_reflection = np.clip(0.75 + 0.035 * z[glassy], 0.75, 1.6) * (0.7 + 0.6 * pane)
+        albedo[glassy] = GLASS_RGB[None, :] * sky_reflection[:, None]
         albedo[door] = DOOR_RGB
         return albedo * self._light(_dot3(normal, self.sun), self._cloud_shadow(p, self._wall_shadow(p)))[:, None]
 

@@ -87,7 +87,8 @@ class _OrthoPlan:
             mid = 0.5 * (t.canopy_base_m + t.canopy_top_m)
             half_h = 0.5 * (t.canopy_top_m - t.canopy_base_m)
             pts = []
-            for z, scale in ((mid - 0.8 * half_h, 0.7), (mid, 1.0), (mid + 0.8 * half_h, 0.7 if not t.conifer else 0.2)):
+            top_scale = 0.7 if not t.conifer else 0.2
+            for z, scale in ((mid - 0.8 * half_h, 0.7), (mid, 1.0), (mid + 0.8 * half_h, top_scale)):
                 r = t.canopy_radius_m * scale
                 pts.append(np.array([t.east_m, t.north_m]) + r * ring + world.sun.shadow_offset_en(z))
             self.shadows.append(cv2.convexHull(np.concatenate(pts).astype(np.float32)).reshape(-1, 2))

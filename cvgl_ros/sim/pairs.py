@@ -196,7 +196,8 @@ def generate_pairs(world_dirs, n: int, out, config: PairConfig = PairConfig(), w
     camera = default_camera(config.ground_width, config.ground_height)
     meta = {
         "source": "cvgl sim pairs",
-        "protocol": "KITTI cross-view (Shi & Li; seeds 000/002): +-max_shift_m lateral/longitudinal, +-max_yaw_prior_deg",
+        "protocol": ("KITTI cross-view (Shi & Li; seeds 000/002): centre offset +-max_shift_m lateral and "
+                     "longitudinal, yaw prior +-max_yaw_prior_deg"),
         "config": asdict(config),
         "ground_size_wh": [config.ground_width, config.ground_height],
         "satellite_px": config.satellite_px, "satellite_mpp": config.satellite_mpp,

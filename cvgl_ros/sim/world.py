@@ -180,7 +180,8 @@ class World:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             if isinstance(exc, InputError):
                 raise
-            raise InputError(f"world description is incomplete or malformed ({exc.__class__.__name__}: {exc})") from None
+            raise InputError(f"world description is incomplete or malformed "
+                             f"({exc.__class__.__name__}: {exc})") from None
         return world
 
     @classmethod

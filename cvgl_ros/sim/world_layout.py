@@ -306,7 +306,8 @@ class _Placer:
         self.road_tree = cKDTree(self.road_pts)
 
     # -- helpers
-    def _add_building(self, center, length, depth, angle, spec, margin: float, margin_across: float | None = None) -> bool:
+    def _add_building(self, center, length, depth, angle, spec, margin: float,
+                      margin_across: float | None = None) -> bool:
         """Place a building unless it overlaps what is there, grown by `margin` along its length
         and `margin_across` (default: `margin`) across it."""
         b = Building((float(center[0]), float(center[1])), float(length), float(depth), float(angle),
