@@ -128,3 +128,14 @@ def test_simulated_cross_view_rejects_bad_configuration():
         SimulatedCrossViewConfig(false_peak_fraction=1.5)
     with pytest.raises(InputError):
         SimulatedCrossView(seed=0).volume(0.0, math.nan, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_large_queries_are_interpolated_in_blocks_with_the_same_result():
+    v = volume()
+    rng = np.random.default_rng(3)
+    n = 40_000  # above INTERPOLATION_CHUNK: several blocks
+    e, nn, yaw = rng.uniform(7.0, 13.0, n), rng.uniform(-23.0, -17.0, n), rng.uniform(-4.0, 4.0, n)
+    whole = v.interpolate(e, nn, yaw)
+    parts = np.concatenate([v.interpolate(e[i:i + 999], nn[i:i + 999], yaw[i:i + 999]) for i in range(0, n, 999)])
+    np.testing.assert_array_equal(whole, parts)
+    assert (whole == v.floor_log_likelihood).any() and (whole != v.floor_log_likelihood).any()
