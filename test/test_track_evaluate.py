@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from cvgl_ros.datasets.bag import (NAVSAT_STATUS_FIX, NAVSAT_STATUS_NO_FIX, T, TOPIC_GNSS_FIX, TOPIC_GT_POSE,
+from cvgl_ros.datasets.bag import (NAVSAT_STATUS_NO_FIX, T, TOPIC_GNSS_FIX, TOPIC_GT_POSE,
                                    BagWriter, header, navsatfix_msg, pose_stamped_msg)
 from cvgl_ros.errors import InputError
 from cvgl_ros.evaluation.track import evaluate_track, load_gnss, load_truth

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from cvgl_ros.benchmarks.harness import benchmark, measure
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig, _Gnss
