@@ -7,7 +7,8 @@ lane width, parking lanes, sidewalks) and the arc positions of its zebra crossin
 
 `RoadGraph.generate` builds a jittered, rotated lattice (block sizes by style), removes edges
 while keeping the graph connected, and bends edges into quadratic/cubic Bezier curves.
-`RoadGraph.route` walks the graph (no U-turns unless at a dead end, straight on preferred),
+`RoadGraph.route` walks the graph (straight on preferred; no hairpin turns into a street at an
+acute angle; U-turns only where nothing else is left, e.g. at a dead end),
 offsets each traversed edge to the centre of its right-most lane, rounds the corners at
 intersections with Bezier arcs and resamples the result every 1 m.
 """
@@ -350,11 +351,13 @@ class RoadGraph:
             k_prev, fwd_prev = steps[-1]
             e_prev = self.edges[k_prev]
             node = e_prev.b if fwd_prev else e_prev.a
-            options = [j for j in self.incident[node] if j != k_prev]
+            d_in = _end_direction(e_prev, fwd_prev)
+            # no hairpins: streets meeting at an acute angle are not turned into from each other
+            options = [j for j in self.incident[node] if j != k_prev and
+                       float(np.dot(d_in, _start_direction(self.edges[j], self.edges[j].a == node))) > -0.5]
             if not options:
                 steps.append((k_prev, not fwd_prev))  # dead end: turn around
                 continue
-            d_in = _end_direction(e_prev, fwd_prev)
             weights = []
             for j in options:
                 d_out = _start_direction(self.edges[j], self.edges[j].a == node)
@@ -423,9 +426,7 @@ class RoadGraph:
         keep = np.concatenate([[True], np.hypot(*np.diff(full, axis=0).T) > 1e-6])
         full = full[keep]
         s_full = arc_lengths(full)
-        t = np.arange(0.0, length_m + 1e-9, ROUTE_STEP_M) + start_offset
-        if t[-1] < start_offset + length_m - 1e-9:
-            t = np.append(t, start_offset + length_m)
+        t = start_offset + np.linspace(0.0, length_m, max(2, int(round(length_m / ROUTE_STEP_M)) + 1))
         pts = np.stack([np.interp(t, s_full, full[:, 0]), np.interp(t, s_full, full[:, 1])], axis=1)
         stop_s = np.array(sorted(s - start_offset for s in junction_s if start_offset < s < start_offset + length_m))
         return Route(pts, stop_s)
@@ -433,7 +434,7 @@ class RoadGraph:
     def _corner_cut(self, node: int) -> float:
         if self.degree(node) == 1:
             return 0.0
-        return max(4.0, 0.75 * self.node_clearance_m(node))
+        return max(6.0, 0.9 * self.node_clearance_m(node))
 
 
 def _start_direction(edge: RoadEdge, forward: bool) -> np.ndarray:
@@ -461,14 +462,17 @@ def _junction_arc(prev_body: np.ndarray, body: np.ndarray, node: np.ndarray, u_t
         c1 = p0 + 10.0 * d_in + 5.0 * right
         c2 = p2 + 10.0 * d_in - 5.0 * right
         return cubic_bezier(p0, c1, c2, p2, 40)[1:-1]
-    a = np.stack([d_in, -d_out], axis=1)
-    if abs(np.linalg.det(a)) < 1e-3:
-        ctrl = 0.5 * (p0 + p2)
-    else:
-        t = np.linalg.solve(a, p2 - p0)
-        ctrl = p0 + t[0] * d_in if t[0] > 0 and t[1] > 0 else 0.5 * (p0 + p2)
+    # the corner where the incoming lane line (p0 + t0 d_in) meets the outgoing one (p2 - t1 d_out)
+    a = np.stack([d_in, d_out], axis=1)
     n = max(3, int(np.linalg.norm(p2 - p0) / 0.5))
-    return bezier(p0, ctrl, p2, n)[1:-1]
+    if abs(np.linalg.det(a)) > 1e-3:
+        t = np.linalg.solve(a, p2 - p0)
+        if t[0] > 0 and t[1] > 0:
+            # a quadratic arc tangent to both lanes, its control point at that corner
+            return bezier(p0, p0 + t[0] * d_in, p2, n)[1:-1]
+    # straight on, or a turn sharper than the lines allow: a cubic arc, still tangent to both lanes
+    k = 0.5 * max(float(np.linalg.norm(p2 - p0)), 2.0)
+    return cubic_bezier(p0, p0 + k * d_in, p2 - k * d_out, p2, n + 4)[1:-1]
 
 
 def _thin_edges(rng, n_nodes, pairs, arterial, protected, st: RoadStyle):
@@ -557,7 +561,7 @@ def _make_edge(rng, nodes, a, b, arterial: bool, st: RoadStyle) -> RoadEdge:
 class Route:
     """A drive along the road graph in the right-hand lane.
 
-    points_en: (N,2) float64 ENU metres, one point every ROUTE_STEP_M of arc length.
+    points_en: (N,2) float64 ENU metres, evenly spaced about every ROUTE_STEP_M of arc length.
     stop_s:    arc lengths (m from the start) of stop lines before intersections and of zebra
                crossings, where a car may have to stop.
     """
