@@ -1,0 +1,48 @@
+"""Benchmark of the shipped pose network on CPU ONNX Runtime (2 threads), as the node runs it."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cvgl_ros.benchmarks.harness import benchmark, measure, peak_rss_mb
+from cvgl_ros.errors import InputError
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def shipped_model() -> Path:
+    models = sorted(MODELS_DIR.glob("*.onnx"))
+    if not models:
+        raise InputError(f"no shipped model in {MODELS_DIR}")
+    return models[0]
+
+
+@benchmark("model", "pose network per frame on CPU ONNX Runtime, 2 threads: estimate() at the sim camera "
+                    "size (128x512, resized by the runtime), raw session.run, and the no-yaw-prior mode")
+def model_benchmark() -> dict:
+    from cvgl_ros.runtime import PoseEstimator, Prior
+    from cvgl_ros.runtime.preprocess import to_nchw_float
+
+    path = shipped_model()
+    est = PoseEstimator(path, providers=("cpu",), intra_op_threads=2)
+    rng = np.random.default_rng(0)
+    h, w = 128, 512
+    k = np.array([[w / 2, 0, (w - 1) / 2], [0, w / 2, (h - 1) / 2], [0, 0, 1]])
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    patch = rng.integers(0, 256, (est.patch_px, est.patch_px, 3), dtype=np.uint8)
+    prior = Prior(10.0, -5.0, 0.3)
+    feeds = {"ground": to_nchw_float(np.zeros((*est.image_hw, 3), np.uint8)),
+             "satellite": to_nchw_float(patch), "intrinsics": k[None].astype(np.float32) / 2,
+             "camera_height_m": np.array([1.6], np.float32), "yaw_prior_rad": np.array([0.3], np.float32)}
+    cases = {
+        "estimate_128x512": measure(lambda: est.estimate(image, k, patch, prior), repeats=50, warmup=3),
+        "session_run_batch1": measure(lambda: est.session.run(None, feeds), repeats=50, warmup=3),
+        "estimate_no_yaw_prior": measure(lambda: est.estimate(image, k, patch, Prior(10.0, -5.0, None)),
+                                         repeats=5, warmup=1),
+    }
+    cases["estimate_128x512"]["peak_rss_mb"] = peak_rss_mb()
+    cases["model"] = {"size_mb": path.stat().st_size / 1e6, "windows_without_yaw_prior":
+                      math.ceil(2 * math.pi / (est.yaw_offsets[-1] - est.yaw_offsets[0]) - 1e-9)}
+    return cases

@@ -1,0 +1,29 @@
+"""`cvgl evaluate`: pose metrics (seed 002 Table 1, seed 000 recalls) of a model on a split."""
+from __future__ import annotations
+
+from cvgl_ros.cli.args import existing_dir, existing_file, positive_int
+
+
+def run(args) -> int:
+    import json
+    import sys
+
+    from cvgl_ros.train.evaluation_run import evaluate_model, write_report
+
+    report = evaluate_model(args.model, args.data, args.split, max_pairs=args.max_pairs, progress=not args.quiet)
+    out, png = write_report(report, args.out)
+    t1 = {k: round(v, 3) for k, v in report["table1"].items()}
+    print(json.dumps({"split": args.split, "count": report["count"], **t1}))
+    print(f"wrote {out} and {png}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="evaluate a checkpoint or exported .onnx on a pair split")
+    p.add_argument("--model", type=existing_file, required=True, metavar="M", help="checkpoint (.pt) or exported .onnx")
+    p.add_argument("--data", type=existing_dir, required=True, metavar="DS", help="pair data set")
+    p.add_argument("--split", choices=("same_area", "cross_area", "val", "train"), default="same_area")
+    p.add_argument("--out", required=True, metavar="report.json", help="report (error-CDF PNG written beside)")
+    p.add_argument("--max-pairs", type=positive_int, help="evaluate only the first N pairs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

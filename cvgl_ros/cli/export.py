@@ -1,0 +1,33 @@
+"""`cvgl export`: checkpoint -> ONNX + model card (with a parity check against torch)."""
+from __future__ import annotations
+
+from cvgl_ros.cli.args import existing_dir, existing_file, positive_int
+
+
+def run(args) -> int:
+    import sys
+
+    from cvgl_ros.runtime.card import card_path
+    from cvgl_ros.train.export import export_checkpoint
+
+    card = export_checkpoint(args.ckpt, args.out, eval_data=args.eval_data, eval_max_pairs=args.eval_max_pairs,
+                             progress=not args.quiet)
+    p = card["parity"]
+    print(f"wrote {args.out} ({card['size_bytes'] / 1e6:.2f} MB, sha256 {card['sha256'][:16]}...) and "
+          f"{card_path(args.out)}; parity max |d log-volume| {p['max_abs_diff_log_volume']:.2e}", file=sys.stderr)
+    for split, ev in card.get("evaluation", {}).items():
+        t1 = ev["table1"]
+        print(f"{split}: median position {t1['position_median_m']:.2f} m, lateral R@1m {t1['lateral_recall_1m']:.1f} %, "
+              f"median azimuth {t1['azimuth_median_deg']:.2f} deg ({ev['count']} pairs)", file=sys.stderr)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX with its model card")
+    p.add_argument("--ckpt", type=existing_file, required=True, metavar="C", help="checkpoint (.pt) from cvgl train")
+    p.add_argument("--out", required=True, metavar="models/NAME.onnx", help="ONNX file (card NAME.json beside)")
+    p.add_argument("--eval-data", type=existing_dir, metavar="DS",
+                   help="pair set: parity on real pairs, and same/cross-area metrics into the card")
+    p.add_argument("--eval-max-pairs", type=positive_int, help="evaluate only the first N pairs of each split")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)

@@ -1,0 +1,256 @@
+"""Run an exported pose network with ONNX Runtime: image + camera + patch + prior -> pose.
+
+    from cvgl_ros.runtime import PoseEstimator, Prior
+    est = PoseEstimator("models/cvgl_pose.onnx", providers=("tensorrt", "cuda", "cpu"))
+    res = est.estimate(image_rgb, k, patch_rgb, Prior(east_m, north_m, yaw_enu_rad_or_None))
+    res.volume          # LikelihoodVolume over (yaw, y, x) in the map frame, centred at the prior
+    res.east_m, res.north_m, res.yaw_enu_rad, res.covariance, res.latency_ms
+
+Never imports torch. The card beside the model (`NAME.json`) is read first and the model's
+sha256 must match it. Inputs are checked: the image must be rgb8 (HxWx3 uint8); a size
+other than the card's `image_hw` is resized with the intrinsics scaled, unless the card's
+`image_mismatch` is "refuse" or the aspect ratio changes by more than
+`image_max_aspect_change`; the patch must be `patch_px` square (cut at `patch_mpp`); NaN
+or Inf anywhere is an InputError, and the volume is never NaN.
+
+Yaw: the network scores a window of bins around the yaw prior (the card's
+`volume.yaw_offsets_rad`). Without a yaw prior the runtime runs one batch of windows that
+tile the circle and returns a full-circle volume (slower, for initialization).
+
+Covariance (3x3 over east, north, yaw): the second moments of the volume's probability
+about the refined pose plus the grid's quantization variance (cell^2/12, step^2/12).
+`patch_valid`: invalid pixels are filled with the mean valid colour, and volume cells whose
+centre is not covered get the mean probability of the volume (uninformative, not zero).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cvgl_ros.errors import InputError
+from cvgl_ros.geo.yaw import wrap_angle
+from cvgl_ros.likelihood import LikelihoodVolume
+from cvgl_ros.runtime.card import check_sha256, read_card
+from cvgl_ros.runtime.preprocess import resize_ground, to_nchw_float
+
+PROVIDER_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
+                  "cpu": "CPUExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Position prior in the map frame (the patch centre) and, when known, the yaw prior."""
+
+    east_m: float
+    north_m: float
+    yaw_enu_rad: float | None = None
+
+
+@dataclass
+class PoseResult:
+    volume: LikelihoodVolume
+    east_m: float
+    north_m: float
+    yaw_enu_rad: float
+    covariance: np.ndarray     # (3, 3) over (east, north, yaw)
+    latency_ms: float
+
+
+def _session_providers(providers, trt_cache_dir) -> list:
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    chosen: list = []
+    for name in providers:
+        key = str(name).lower()
+        if key not in PROVIDER_NAMES:
+            raise InputError(f"unknown execution provider {name!r}; use tensorrt, cuda or cpu")
+        full = PROVIDER_NAMES[key]
+        if full not in available or any((c[0] if isinstance(c, tuple) else c) == full for c in chosen):
+            continue
+        if key == "tensorrt":
+            options = {"trt_fp16_enable": False}
+            if trt_cache_dir:
+                Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
+                options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(trt_cache_dir),
+                               trt_timing_cache_enable=True, trt_timing_cache_path=str(trt_cache_dir))
+            chosen.append((full, options))
+        else:
+            chosen.append(full)
+    if "CPUExecutionProvider" not in [c[0] if isinstance(c, tuple) else c for c in chosen]:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def _finite(name: str, value) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} holds NaN or Inf")
+    return arr
+
+
+class PoseEstimator:
+    def __init__(self, model_path: str | Path, providers=("tensorrt", "cuda", "cpu"), trt_cache_dir=None,
+                 intra_op_threads: int = 2):
+        import onnxruntime as ort
+
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise InputError(f"no such model file: {self.model_path}")
+        self.card = read_card(self.model_path)
+        data = self.model_path.read_bytes()
+        check_sha256(data, self.card, self.model_path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(intra_op_threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(data, sess_options=options,
+                                                providers=_session_providers(providers, trt_cache_dir))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise InputError(f"ONNX Runtime cannot load {self.model_path}: {str(exc).splitlines()[0]}") from None
+        self.providers = self.session.get_providers()
+        card = self.card
+        self.image_hw = (int(card["image_hw"][0]), int(card["image_hw"][1]))
+        self.patch_px = int(card["patch_px"])
+        self.patch_mpp = float(card["patch_mpp"])
+        vol = card["volume"]
+        self.cells = int(vol["cells"])
+        self.cell_m = float(vol["cell_m"])
+        self.yaw_offsets = np.asarray(vol["yaw_offsets_rad"], dtype=np.float64)
+        self.image_mismatch = card.get("image_mismatch", "resize")
+        self.max_aspect_change = float(card.get("image_max_aspect_change", 0.05))
+        self.camera_height_m = float(card.get("camera_height_m") or card.get("camera", {}).get("height_m") or 1.6)
+
+    # -- input checks ---------------------------------------------------------------------
+    def _ground(self, image_rgb, k) -> tuple[np.ndarray, np.ndarray]:
+        image = np.asarray(image_rgb)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"image must be rgb8 (HxWx3 uint8) as the card says, got shape {image.shape} "
+                             f"dtype {image.dtype}")
+        k = _finite("intrinsics K", k)
+        if k.shape != (3, 3) or k[0, 0] <= 0 or k[1, 1] <= 0:
+            raise InputError(f"intrinsics K must be a 3x3 pinhole matrix with fx, fy > 0, got {k.tolist()}")
+        h, w = image.shape[:2]
+        th, tw = self.image_hw
+        if (h, w) != (th, tw):
+            if self.image_mismatch != "resize":
+                raise InputError(f"image is {w}x{h} but the model card requires {tw}x{th} (image_mismatch=refuse)")
+            change = abs(math.log((w / h) / (tw / th)))
+            if change > self.max_aspect_change:
+                raise InputError(f"image aspect {w}x{h} differs from the card's {tw}x{th} by more than "
+                                 f"{self.max_aspect_change:.0%}; refusing to resize")
+            image, k = resize_ground(image, k, self.image_hw)
+        return image, k
+
+    def _patch(self, patch_rgb, patch_valid):
+        patch = np.asarray(patch_rgb)
+        s = self.patch_px
+        if patch.shape != (s, s, 3) or patch.dtype != np.uint8:
+            raise InputError(f"satellite patch must be {s}x{s}x3 uint8 at {self.patch_mpp} m/px (model card), "
+                             f"got shape {patch.shape} dtype {patch.dtype}")
+        if patch_valid is None:
+            return patch, None
+        valid = np.asarray(patch_valid)
+        if valid.shape != (s, s):
+            raise InputError(f"patch_valid must be {s}x{s}, got {valid.shape}")
+        valid = valid.astype(bool)
+        if not valid.any():
+            raise InputError("satellite patch has no valid pixel")
+        if not valid.all():
+            patch = patch.copy()
+            patch[~valid] = patch[valid].mean(axis=0).astype(np.uint8)
+        return patch, valid
+
+    # -- inference ------------------------------------------------------------------------
+    def _yaw_centres(self, prior: Prior) -> tuple[np.ndarray, bool]:
+        if prior.yaw_enu_rad is not None:
+            return np.array([float(_finite("yaw prior", prior.yaw_enu_rad))]), False
+        span = float(self.yaw_offsets[-1] - self.yaw_offsets[0])
+        n = int(math.ceil(2 * math.pi / span - 1e-9))
+        return np.array([2 * math.pi * i / n for i in range(n)]) - math.pi, True
+
+    def estimate(self, image_rgb, k, patch_rgb, prior: Prior, stamp_ns: int = 0, patch_valid=None) -> PoseResult:
+        t0 = time.perf_counter()
+        if not isinstance(prior, Prior):
+            raise InputError(f"prior must be a cvgl_ros.runtime.Prior, got {type(prior).__name__}")
+        _finite("prior position", (prior.east_m, prior.north_m))
+        image, k_model = self._ground(image_rgb, k)
+        patch, valid = self._patch(patch_rgb, patch_valid)
+        centres, full_circle = self._yaw_centres(prior)
+        n = len(centres)
+        feeds = {
+            "ground": np.repeat(to_nchw_float(image), n, axis=0),
+            "satellite": np.repeat(to_nchw_float(patch), n, axis=0),
+            "intrinsics": np.repeat(k_model[None].astype(np.float32), n, axis=0),
+            "camera_height_m": np.full((n,), self.camera_height_m, dtype=np.float32),
+            "yaw_prior_rad": centres.astype(np.float32),
+        }
+        logits, pose, _ = self.session.run(["volume_logits", "pose", "confidence"], feeds)
+        if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(pose))):
+            raise InputError("the network produced NaN or Inf (inputs out of the trained range?)")
+        if full_circle:
+            yaw_bins, ll = self._merge_windows(logits, centres)
+            best = int(np.argmax(logits.reshape(n, -1).max(axis=1)))
+        else:
+            yaw_bins, ll = centres[0] + self.yaw_offsets, logits[0].astype(np.float64)
+            best = 0
+        ll = ll - _logsumexp(ll)
+        if valid is not None:
+            ll = self._neutralize_invalid(ll, valid)
+        east = prior.east_m + float(pose[best, 0])
+        north = prior.north_m + float(pose[best, 1])
+        yaw = float(wrap_angle(pose[best, 2]))
+        covariance = self._covariance(ll, yaw_bins, float(pose[best, 0]), float(pose[best, 1]), yaw)
+        volume = LikelihoodVolume(ll.astype(np.float32), prior.east_m, prior.north_m, self.cell_m,
+                                  wrap_angle(yaw_bins) if not full_circle else yaw_bins, stamp_ns=int(stamp_ns))
+        return PoseResult(volume, east, north, yaw, covariance, (time.perf_counter() - t0) * 1e3)
+
+    def _merge_windows(self, logits: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows around `centres` -> one full-circle volume on bins of the window's step."""
+        step = float(self.yaw_offsets[1] - self.yaw_offsets[0])
+        k_full = int(round(2 * math.pi / step))
+        bins = -math.pi + np.arange(k_full) * (2 * math.pi / k_full)
+        spacing = 2 * math.pi / len(centres)
+        window = np.round(wrap_angle(bins - centres[0]) / spacing).astype(int) % len(centres)
+        rel = wrap_angle(bins - centres[window])
+        pos = np.clip((rel - self.yaw_offsets[0]) / step, 0, len(self.yaw_offsets) - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, len(self.yaw_offsets) - 1)
+        frac = (pos - lo)[:, None, None]
+        ll = logits[window, lo].astype(np.float64) * (1 - frac) + logits[window, hi].astype(np.float64) * frac
+        return bins, ll
+
+    def _neutralize_invalid(self, ll: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Cells whose centre lies on uncovered patch pixels get the mean cell probability."""
+        cols = (np.arange(self.cells) - (self.cells - 1) / 2) * self.cell_m / self.patch_mpp + (self.patch_px - 1) / 2
+        idx = np.clip(np.round(cols).astype(int), 0, self.patch_px - 1)
+        covered = valid[np.ix_(idx, idx)]                       # rows and columns use the same offsets
+        if covered.all():
+            return ll
+        mean_ll = _logsumexp(ll) - math.log(ll.size)
+        out = ll.copy()
+        out[:, ~covered] = mean_ll
+        return out - _logsumexp(out)
+
+    def _covariance(self, ll: np.ndarray, yaw_bins: np.ndarray, east: float, north: float, yaw: float) -> np.ndarray:
+        p = np.exp(ll - ll.max())
+        p /= p.sum()
+        axis = (np.arange(self.cells) - (self.cells - 1) / 2) * self.cell_m
+        de = axis[None, None, :] - east
+        dn = -axis[None, :, None] - north
+        dy = wrap_angle(np.asarray(yaw_bins) - yaw)[:, None, None]
+        comps = [np.broadcast_to(c, p.shape) for c in (de, dn, dy)]
+        cov = np.array([[float(np.sum(p * a * b)) for b in comps] for a in comps])
+        step = float(self.yaw_offsets[1] - self.yaw_offsets[0])
+        cov += np.diag([self.cell_m ** 2 / 12, self.cell_m ** 2 / 12, step ** 2 / 12])
+        return cov
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(np.max(x))
+    return m + math.log(float(np.sum(np.exp(x - m))))
