@@ -55,6 +55,7 @@ KITTI_CAMERA_HEIGHT_M = 1.65
 SHADOW_MPP = 0.2
 TRAFFIC_RANGE_M = 150.0
 CLOUD_HEIGHT_M = 1500.0
+TONE_SCALE = 255.0 / (1.0 - math.exp(-255.0 / 200.0))
 
 
 @dataclass(frozen=True)
@@ -254,9 +255,8 @@ class GroundRenderer:
         yy, xx = np.mgrid[0:h, 0:w]
         r2 = ((xx - camera.k[0, 2]) / (0.5 * w)) ** 2 + ((yy - camera.k[1, 2]) / (0.5 * w)) ** 2
         self.vignette = (1.0 - 0.18 * r2).astype(np.float32).reshape(-1)
-        self._yy, self._xx = yy.astype(np.int64), xx.astype(np.int64)
-        x = np.arange(512, dtype=np.float32)
-        self._tone = (255.0 * (1.0 - np.exp(-x / 200.0)) / (1.0 - math.exp(-255.0 / 200.0))).astype(np.float32)
+        self._grain = [((hash_noise(xx + k * 7919, yy, self.noise_salt) - 0.5) * np.float32(5.0))[..., None]
+                       for k in range(8)]
 
     def close(self) -> None:
         """Stop the ray-casting threads (also done when the renderer is garbage collected)."""
@@ -561,14 +561,14 @@ class GroundRenderer:
         sky = 0.42 - 0.1 * app.cloud_cover
         return (np.float32(1.05 * (1.0 - 0.5 * app.cloud_cover)) * sun + np.float32(sky)).astype(np.float32)
 
-    def _clouds(self, ce, cn) -> np.ndarray:
+    def _clouds(self, ce, cn, octaves: int | None = None) -> np.ndarray:
         """Cloud density in [0, 1] at points of the cloud layer (ENU metres, 1500 m up), drifting."""
         app = self.appearance
         if app.cloud_cover <= 0.02:
             return np.zeros(np.shape(ce), np.float32)
         ce = ce - np.float32(app.wind_en_mps[0] * self._time)
         cn = cn - np.float32(app.wind_en_mps[1] * self._time)
-        cloud = _world_noise(self.world).sample(ce * 0.08 + 3000.0, cn * 0.08 - 3000.0)
+        cloud = _world_noise(self.world).sample(ce * 0.08 + 3000.0, cn * 0.08 - 3000.0, octaves)
         return np.clip((cloud + 0.55 * app.cloud_cover - 0.3) * 3.0, 0.0, 1.0).astype(np.float32)
 
     def _cloud_shadow(self, p, shadowed) -> np.ndarray:
@@ -576,7 +576,7 @@ class GroundRenderer:
         if self.appearance.cloud_cover <= 0.02:
             return shadowed
         reach = (CLOUD_HEIGHT_M - p[:, 2]) / max(float(self.sun[2]), 0.05)
-        cloud = self._clouds(p[:, 0] + self.sun[0] * reach, p[:, 1] + self.sun[1] * reach)
+        cloud = self._clouds(p[:, 0] + self.sun[0] * reach, p[:, 1] + self.sun[1] * reach, octaves=2)
         return 1.0 - (1.0 - shadowed) * (1.0 - 0.85 * cloud)
 
     def _lookup(self, raster, tf: GridTransform, e, n, outside):
@@ -684,15 +684,16 @@ class GroundRenderer:
         return sky.astype(np.float32)
 
     def _sensor(self, rgb, time_s: float) -> np.ndarray:
+        """White balance, exposure, vignetting, optics blur, a soft shoulder at white, grain."""
         app = self.appearance
         cam = self.camera
         rgb *= (np.array(app.white_balance, np.float32) * np.float32(app.exposure))[None, :] * self.vignette[:, None]
         img = cv2.GaussianBlur(rgb.reshape(cam.height, cam.width, 3), (0, 0), 0.55)
-        # a soft shoulder instead of hard clipping at white
-        img = self._tone[np.clip(img, 0, 511).astype(np.int32)]
-        frame = int(round(time_s * 100.0))
-        grain = hash_noise(self._xx + frame * 7919, self._yy, self.noise_salt)
-        img += (grain * np.float32(5.0) - np.float32(2.5))[..., None]
+        # tone curve 255 (1 - exp(-x / 200)) / (1 - exp(-255 / 200)): a soft shoulder, not hard clipping
+        img = cv2.exp(img * np.float32(-1.0 / 200.0))
+        img = np.float32(TONE_SCALE) - np.float32(TONE_SCALE) * img
+        # sensor grain: one of a few fixed patterns per frame (deterministic in time_s)
+        img += self._grain[int(round(time_s * 100.0)) % len(self._grain)]
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -274,8 +274,9 @@ class NoiseField:
             n = int(math.ceil(2 * self.half / cell)) + 3
             self.lattices.append(rng.uniform(-1.0, 1.0, (n, n)).astype(np.float32))
 
-    def sample(self, east, north) -> np.ndarray:
-        """Noise in about [-1, 1] at arbitrary ENU points (any shape)."""
+    def sample(self, east, north, octaves: int | None = None) -> np.ndarray:
+        """Noise in about [-1, 1] at arbitrary ENU points (any shape); `octaves` limits it to
+        the coarsest few lattices (cheaper, smoother)."""
         east = np.asarray(east, dtype=np.float32)
         north = np.asarray(north, dtype=np.float32)
         shape = east.shape
@@ -291,7 +292,10 @@ class NoiseField:
             n[:size] = north.reshape(-1)
             e, n = e.reshape(rows, width), n.reshape(rows, width)
         out = np.zeros(e.shape, dtype=np.float32)
-        for cell, weight, lat in zip(self.CELLS_M, self.WEIGHTS, self.lattices):
+        k = len(self.CELLS_M) if octaves is None else max(1, min(int(octaves), len(self.CELLS_M)))
+        for cell, weight, lat in zip(self.CELLS_M[:k], self.WEIGHTS[:k], self.lattices[:k]):
+            if octaves is not None:
+                weight = weight / sum(self.WEIGHTS[:k])
             mx = (e + np.float32(self.half)) * np.float32(1.0 / cell) + np.float32(1.0)
             my = (np.float32(self.half) - n) * np.float32(1.0 / cell) + np.float32(1.0)
             out += np.float32(weight) * cv2.remap(lat, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
