@@ -131,3 +131,20 @@ def test_grid_convention_round_trip(width, height, mpp):
     assert np.allclose(c2, cols) and np.allclose(r2, rows)
     # north-up: row 0 is the northernmost, column 0 the westernmost
     assert n[0, 0] >= n[-1, 0] and e[0, 0] <= e[0, -1]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-80.0, 80.0), st.integers(10, 22))
+def test_ellipsoidal_pixel_scale_agrees_with_proj(lat, zoom):
+    # Move 10 m north and east on the ellipsoid with PROJ, measure the Web Mercator pixels.
+    from cvgl_ros.geo import mercator_px_per_m
+
+    datum = Datum(lat, 10.0)
+    px_per_m_east, px_per_m_north = mercator_px_per_m(lat, zoom)
+    lat_n, lon_n, _ = datum.to_wgs84(0.0, 10.0)
+    lat_e, lon_e, _ = datum.to_wgs84(10.0, 0.0)
+    x0, y0 = lonlat_to_global_px(10.0, lat, zoom)
+    x_e, _ = lonlat_to_global_px(lon_e, lat_e, zoom)
+    _, y_n = lonlat_to_global_px(lon_n, lat_n, zoom)
+    assert float(x_e - x0) / 10.0 == pytest.approx(px_per_m_east, rel=1e-4)
+    assert float(y0 - y_n) / 10.0 == pytest.approx(px_per_m_north, rel=1e-4)

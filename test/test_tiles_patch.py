@@ -10,7 +10,8 @@ from cvgl_ros.errors import InputError
 from cvgl_ros.geo import Datum
 from cvgl_ros.geo.grid import en_to_grid, grid_to_en
 from cvgl_ros.tiles.mbtiles import MBTilesStore
-from cvgl_ros.tiles.patch import PatchSampler, mercator_px_per_m
+from cvgl_ros.geo.mercator import mercator_px_per_m
+from cvgl_ros.tiles.patch import PatchSampler
 from cvgl_ros.tiles.raster import EnuRaster, add_enu_raster, build_overviews
 
 REF_MPP = 0.1

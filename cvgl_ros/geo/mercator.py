@@ -16,6 +16,8 @@ from cvgl_ros.geo.datum import check_lat_lon
 from cvgl_ros.errors import InputError
 
 EARTH_RADIUS_M = 6378137.0  # WGS84 semi-major axis, the sphere of Web Mercator
+WGS84_A_M = EARTH_RADIUS_M
+WGS84_E2 = 6.69437999014e-3  # first eccentricity squared of the WGS84 ellipsoid
 MAX_LATITUDE_DEG = 85.0511287798066
 TILE_SIZE_PX = 256
 MIN_ZOOM = 0
@@ -33,6 +35,23 @@ def ground_resolution_m_per_px(lat_deg, zoom: int, tile_size: int = TILE_SIZE_PX
     check_zoom(zoom)
     lat = np.asarray(lat_deg, dtype=float)
     return 2.0 * math.pi * EARTH_RADIUS_M * np.cos(np.radians(lat)) / (tile_size * 2.0**zoom)
+
+
+def mercator_px_per_m(lat_deg: float, zoom: int) -> tuple[float, float]:
+    """Global Web Mercator pixels per ground metre (east, north) at a latitude on the WGS84 ellipsoid.
+
+    Web Mercator applies spherical formulas to ellipsoidal coordinates, so it is not conformal
+    on the ellipsoid: east and north scales differ by up to 0.67 % (at the equator).
+    `ground_resolution_m_per_px` is the usual spherical closed form; patches use this one.
+    """
+    phi = math.radians(lat_deg)
+    s2 = math.sin(phi) ** 2
+    w = 1.0 - WGS84_E2 * s2
+    n_radius = WGS84_A_M / math.sqrt(w)
+    m_radius = WGS84_A_M * (1.0 - WGS84_E2) / (w * math.sqrt(w))
+    world = TILE_SIZE_PX * 2.0**zoom
+    cos_phi = math.cos(phi)
+    return world / (2 * math.pi * n_radius * cos_phi), world / (2 * math.pi * m_radius * cos_phi)
 
 
 def mercator_scale(lat_deg):

@@ -42,13 +42,11 @@ import numpy as np
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum, check_lat_lon
 from cvgl_ros.geo.grid import grid_to_en
-from cvgl_ros.geo.mercator import TILE_SIZE_PX, lonlat_to_global_px
+from cvgl_ros.geo.mercator import TILE_SIZE_PX, lonlat_to_global_px, mercator_px_per_m
 from cvgl_ros.tiles.codec import CorruptTileError, DecodedTile, decode_tile
 from cvgl_ros.tiles.lru import TileLRU
 from cvgl_ros.tiles.store import TileStore, open_store
 
-WGS84_A_M = 6378137.0
-WGS84_E2 = 6.69437999014e-3
 MAX_PATCH_PX = 8192
 MAX_FOOTPRINT_PX = 16384
 
@@ -80,18 +78,6 @@ class Patch:
     @property
     def valid_fraction(self) -> float:
         return float(self.valid.mean())
-
-
-def mercator_px_per_m(lat_deg: float, zoom: int) -> tuple[float, float]:
-    """Global Web Mercator pixels per ground metre (east, north) at a latitude on the WGS84 ellipsoid."""
-    phi = math.radians(lat_deg)
-    s2 = math.sin(phi) ** 2
-    w = 1.0 - WGS84_E2 * s2
-    n_radius = WGS84_A_M / math.sqrt(w)
-    m_radius = WGS84_A_M * (1.0 - WGS84_E2) / (w * math.sqrt(w))
-    world = TILE_SIZE_PX * 2.0**zoom
-    cos_phi = math.cos(phi)
-    return world / (2 * math.pi * n_radius * cos_phi), world / (2 * math.pi * m_radius * cos_phi)
 
 
 def _check_patch_args(size_px, mpp) -> tuple[int, float]:

@@ -28,7 +28,7 @@ from cvgl_ros.geo.datum import check_lat_lon
 from cvgl_ros.geo.mercator import TILE_SIZE_PX, check_zoom, lonlat_to_global_px
 from cvgl_ros.tiles.codec import normalize_format, sniff_format
 from cvgl_ros.tiles.mbtiles import MBTilesStore
-from cvgl_ros.tiles.patch import mercator_px_per_m
+from cvgl_ros.geo.mercator import mercator_px_per_m
 from cvgl_ros.tiles.raster import write_extent_metadata
 
 USER_AGENT = "cvgl-tiles-prefetch/1"
