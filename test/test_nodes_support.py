@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shipped_model() -> Path:
-    from cvgl_ros.nodes.cross_view_node import default_model_path
+    """The shipped models/*.onnx (CVGL_TEST_MODEL=path runs the node tests on another export)."""
+    import os
 
-    import os  # TEMPORARY-DEV: remove once models/ ships a model
+    from cvgl_ros.nodes.cross_view_node import default_model_path
 
     path = Path(os.environ["CVGL_TEST_MODEL"]) if os.environ.get("CVGL_TEST_MODEL") else default_model_path()
     assert path is not None, "no shipped model in models/*.onnx"
