@@ -15,6 +15,16 @@ from pathlib import Path
 from cvgl_ros.errors import InputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_DEFAULT_FILE_MODE = 0o666 & ~_umask()
+_DEFAULT_DIR_MODE = 0o777 & ~_umask()
+
+
 def _check_parent_writable(path: Path) -> None:
     parent = path.parent
     if parent.exists() and not parent.is_dir():
@@ -37,6 +47,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     path = Path(path)
     _check_parent_writable(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.fchmod(fd, _DEFAULT_FILE_MODE)  # mkstemp makes 0600; outputs get the usual umask mode
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -56,6 +67,7 @@ def atomic_dir(path: str | os.PathLike):
     path = Path(path)
     _check_parent_writable(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(_DEFAULT_DIR_MODE)  # mkdtemp makes 0700
     try:
         yield tmp
         if path.exists():

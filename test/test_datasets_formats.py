@@ -127,3 +127,16 @@ def test_output_under_a_file_is_one_line_input_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(InputError, match="is a file"):
         atomic.write_text(blocker / "x.txt", "x")
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    atomic.write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask
+    with atomic.atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("y")
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~mask
