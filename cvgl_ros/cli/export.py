@@ -11,7 +11,7 @@ def run(args) -> int:
     from cvgl_ros.train.export import export_checkpoint
 
     card = export_checkpoint(args.ckpt, args.out, eval_data=args.eval_data, eval_max_pairs=args.eval_max_pairs,
-                             progress=not args.quiet)
+                             data_commands=args.data_command, progress=not args.quiet)
     p = card["parity"]
     print(f"wrote {args.out} ({card['size_bytes'] / 1e6:.2f} MB, sha256 {card['sha256'][:16]}...) and "
           f"{card_path(args.out)}; parity max |d log-volume| {p['max_abs_diff_log_volume']:.2e}", file=sys.stderr)
@@ -29,5 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--eval-data", type=existing_dir, metavar="DS",
                    help="pair set: parity on real pairs, and same/cross-area metrics into the card")
     p.add_argument("--eval-max-pairs", type=positive_int, help="evaluate only the first N pairs of each split")
+    p.add_argument("--data-command", action="append", metavar="CMD",
+                   help="command that made the training data (repeatable), recorded in the card")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

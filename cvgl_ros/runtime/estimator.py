@@ -169,7 +169,9 @@ class PoseEstimator:
     # -- inference ------------------------------------------------------------------------
     def _yaw_centres(self, prior: Prior) -> tuple[np.ndarray, bool]:
         if prior.yaw_enu_rad is not None:
-            return np.array([float(_finite("yaw prior", prior.yaw_enu_rad))]), False
+            # The window's bins are prior + offsets with the prior wrapped to [-pi, pi): uniform,
+            # possibly reaching beyond +-pi at the ends (not re-wrapped, which would break uniformity).
+            return np.array([float(wrap_angle(_finite("yaw prior", prior.yaw_enu_rad)))]), False
         span = float(self.yaw_offsets[-1] - self.yaw_offsets[0])
         n = int(math.ceil(2 * math.pi / span - 1e-9))
         return np.array([2 * math.pi * i / n for i in range(n)]) - math.pi, True
@@ -206,8 +208,8 @@ class PoseEstimator:
         north = prior.north_m + float(pose[best, 1])
         yaw = float(wrap_angle(pose[best, 2]))
         covariance = self._covariance(ll, yaw_bins, float(pose[best, 0]), float(pose[best, 1]), yaw)
-        volume = LikelihoodVolume(ll.astype(np.float32), prior.east_m, prior.north_m, self.cell_m,
-                                  wrap_angle(yaw_bins) if not full_circle else yaw_bins, stamp_ns=int(stamp_ns))
+        volume = LikelihoodVolume(ll.astype(np.float32), prior.east_m, prior.north_m, self.cell_m, yaw_bins,
+                                  stamp_ns=int(stamp_ns))
         return PoseResult(volume, east, north, yaw, covariance, (time.perf_counter() - t0) * 1e3)
 
     def _merge_windows(self, logits: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

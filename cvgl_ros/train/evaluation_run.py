@@ -78,9 +78,10 @@ def _run_checkpoint(ckpt: Path, dataset: PairDataset, max_pairs: int | None, pro
     from cvgl_ros.train.checkpoint import load_model
     from cvgl_ros.train.loop import evaluate
 
-    torch.set_num_threads(2)
     model, state = load_model(ckpt)
-    return evaluate(model, dataset, config_from_dict(state["config"]), max_pairs=max_pairs, progress=progress)
+    config = config_from_dict(state["config"])
+    torch.set_num_threads(max(1, config.train.threads))
+    return evaluate(model, dataset, config, max_pairs=max_pairs, progress=progress)
 
 
 def evaluate_model(model_path: str | Path, data: str | Path, split: str, *, max_pairs: int | None = None,
@@ -114,18 +115,18 @@ def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
     png = out.with_name(out.stem + "_cdf.png")
     plot_error_cdf(report["_errors"], png, title=f"{Path(report['model']).name} on {report['split']}",
                    extra={"volume best cell": report["_volume_position_m"]})
-    public = _json_safe({k: v for k, v in report.items() if not k.startswith("_")})
+    public = json_safe({k: v for k, v in report.items() if not k.startswith("_")})
     public["cdf_png"] = png.name
     write_json(out, public)
     return out, png
 
 
-def _json_safe(obj):
+def json_safe(obj):
     """Non-finite floats -> None (JSON has no Inf/NaN)."""
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

@@ -22,6 +22,7 @@ from cvgl_ros.models.config import config_from_dict
 from cvgl_ros.models.pose_network import ExportedPoseNet
 from cvgl_ros.runtime.card import CARD_FORMAT, card_path, sha256_file
 from cvgl_ros.train.checkpoint import load_model
+from cvgl_ros.train.evaluation_run import json_safe
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-3
@@ -75,7 +76,8 @@ def parity(model_path: Path, wrapper: ExportedPoseNet, inputs: tuple[torch.Tenso
             "max_abs_diff_pose": pose_diff, "tolerance": PARITY_TOLERANCE, "ok": volume_diff <= PARITY_TOLERANCE}
 
 
-def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evaluation: dict | None) -> dict:
+def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evaluation: dict | None,
+               data_commands: list[str] | None = None) -> dict:
     prov = state.get("provenance", {})
     meta = prov.get("data_meta", {}) or {}
     m = config.model
@@ -130,7 +132,8 @@ def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evalua
             "data": prov.get("data"), "worlds": sorted((prov.get("worlds") or {}).keys()),
             "world_styles": {k: v.get("style") for k, v in (prov.get("worlds") or {}).items() if isinstance(v, dict)},
             "pairs": prov.get("train_pairs"), "seed": config.train.seed, "epochs": state.get("epoch"),
-            "command": prov.get("command"), "config": dataclasses.asdict(config.train),
+            "command": prov.get("command"), "data_commands": list(data_commands or []),
+            "pairs_config": meta.get("config"), "config": dataclasses.asdict(config.train),
             "history_last": (state.get("history") or [{}])[-1],
         },
         "evaluation": evaluation or {},
@@ -142,7 +145,8 @@ def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evalua
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, *, eval_data: str | Path | None = None,
-                      eval_max_pairs: int | None = None, progress: bool = True) -> dict:
+                      eval_max_pairs: int | None = None, data_commands: list[str] | None = None,
+                      progress: bool = True) -> dict:
     """Export, check parity, evaluate (optional) and write the card; returns the card."""
     out = Path(out)
     if out.suffix != ".onnx":
@@ -175,14 +179,12 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, eval_data: str | Pat
 
         splits = [s for s in ("same_area", "cross_area") if _has_split(eval_data, s)]
         # The card must describe the final file: write a provisional card for the runtime first.
-        write_json(card_path(out), build_card(config, state, out, parity_result, None))
+        write_json(card_path(out), json_safe(build_card(config, state, out, parity_result, None, data_commands)))
         for split in splits:
             report = evaluate_model(out, eval_data, split, max_pairs=eval_max_pairs, progress=progress)
             evaluation[split] = {k: v for k, v in report.items() if not k.startswith("_") and k != "model"}
-    card = build_card(config, state, out, parity_result, evaluation)
-    from cvgl_ros.train.evaluation_run import _json_safe
-
-    write_json(card_path(out), _json_safe(card))
+    card = build_card(config, state, out, parity_result, evaluation, data_commands)
+    write_json(card_path(out), json_safe(card))
     return card
 
 

@@ -1,0 +1,166 @@
+"""The torch-free runtime on the shipped default model: no torch, sha256 check, input checks,
+resizing, the volume in map coordinates, the no-yaw-prior mode and the covariance."""
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cvgl_ros.errors import InputError
+from cvgl_ros.runtime import PoseEstimator, Prior, read_card
+from cvgl_ros.runtime.preprocess import resize_ground
+
+SIM_K = np.array([[297.4, 0.0, 251.3], [0.0, 246.3, 59.0], [0.0, 0.0, 1.0]])   # the simulator's 512x128 camera
+
+
+@pytest.fixture(scope="module")
+def model_path(repo_root):
+    models = sorted((repo_root / "models").glob("*.onnx"))
+    assert models, "no shipped model in models/"
+    return models[0]
+
+
+@pytest.fixture(scope="module")
+def estimator(model_path):
+    return PoseEstimator(model_path, providers=("cpu",), intra_op_threads=1)
+
+
+@pytest.fixture(scope="module")
+def inputs(estimator):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (128, 512, 3), dtype=np.uint8)
+    s = estimator.patch_px
+    patch = np.kron(rng.integers(0, 256, (s // 8, s // 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    return image, patch
+
+
+def test_runtime_works_with_torch_blocked(model_path):
+    code = f"""
+import sys
+sys.modules["torch"] = None          # any import of torch now fails
+import numpy as np
+from cvgl_ros.runtime import PoseEstimator, Prior
+est = PoseEstimator({str(model_path)!r}, providers=("tensorrt", "cuda", "cpu"), intra_op_threads=1)
+rng = np.random.default_rng(1)
+s = est.patch_px
+res = est.estimate(rng.integers(0, 256, (128, 512, 3), dtype=np.uint8), np.array({SIM_K.tolist()}),
+                   rng.integers(0, 256, (s, s, 3), dtype=np.uint8), Prior(10.0, -3.0, 0.5))
+assert np.all(np.isfinite(res.volume.log_likelihood)) and np.all(np.isfinite(res.covariance))
+assert "CPUExecutionProvider" in est.providers
+assert sys.modules["torch"] is None
+print("ok", res.volume.shape)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok")
+
+
+def test_one_changed_byte_is_refused_naming_the_sha256(model_path, tmp_path):
+    data = bytearray(model_path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad = tmp_path / model_path.name
+    bad.write_bytes(bytes(data))
+    shutil.copy(model_path.with_suffix(".json"), bad.with_suffix(".json"))
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        PoseEstimator(bad, providers=("cpu",))
+    (tmp_path / "nocard.onnx").write_bytes(model_path.read_bytes())
+    with pytest.raises(InputError, match="no model card"):
+        PoseEstimator(tmp_path / "nocard.onnx", providers=("cpu",))
+    with pytest.raises(InputError, match="unknown execution provider"):
+        PoseEstimator(model_path, providers=("quantum",))
+
+
+def test_card_promises(estimator, model_path):
+    card = read_card(model_path)
+    assert card["image_encoding"] == "rgb8" and card["image_mismatch"] in ("resize", "refuse")
+    assert estimator.card["patch_px"] * estimator.card["patch_mpp"] >= 40.0      # holds a +-20 m offset
+    assert card["training"]["command"].startswith("cvgl train")
+    assert card["parity"]["max_abs_diff_log_volume"] <= 1e-3
+    assert model_path.stat().st_size <= 25 * 1024 * 1024
+
+
+def test_bad_inputs_raise_clear_errors(estimator, inputs):
+    image, patch = inputs
+    prior = Prior(0.0, 0.0, 0.0)
+    k_nan = SIM_K.copy()
+    k_nan[0, 2] = np.nan
+    cases = [
+        (dict(k=k_nan), "intrinsics K holds NaN"),
+        (dict(prior=Prior(np.nan, 0.0, 0.0)), "prior position holds NaN"),
+        (dict(prior=Prior(0.0, 0.0, np.inf)), "yaw prior holds NaN or Inf"),
+        (dict(image=image.astype(np.float32)), "rgb8"),
+        (dict(image=image[..., 0]), "rgb8"),
+        (dict(image=image[:, :300]), "aspect"),
+        (dict(patch=patch[:-1]), "satellite patch must be"),
+        (dict(patch_valid=np.zeros(patch.shape[:2], bool)), "no valid pixel"),
+        (dict(k=np.eye(2)), "3x3"),
+    ]
+    for change, message in cases:
+        args = dict(image=image, k=SIM_K, patch=patch, prior=prior, patch_valid=None) | change
+        with pytest.raises(InputError, match=message):
+            estimator.estimate(args["image"], args["k"], args["patch"], args["prior"], patch_valid=args["patch_valid"])
+
+
+def test_card_can_refuse_instead_of_resizing(model_path, tmp_path, inputs):
+    card = json.loads(model_path.with_suffix(".json").read_text())
+    card["image_mismatch"] = "refuse"
+    copy = tmp_path / model_path.name
+    shutil.copy(model_path, copy)
+    copy.with_suffix(".json").write_text(json.dumps(card))
+    est = PoseEstimator(copy, providers=("cpu",), intra_op_threads=1)
+    image, patch = inputs
+    h, w = est.image_hw
+    if (h, w) != image.shape[:2]:
+        with pytest.raises(InputError, match="requires"):
+            est.estimate(image, SIM_K, patch, Prior(0.0, 0.0, 0.0))
+    small, k_small = resize_ground(image, SIM_K, (h, w))
+    assert np.isfinite(est.estimate(small, k_small, patch, Prior(0.0, 0.0, 0.0)).east_m)
+
+
+def test_resizing_equals_feeding_the_card_size(estimator, inputs):
+    image, patch = inputs
+    small, k_small = resize_ground(image, SIM_K, estimator.image_hw)
+    a = estimator.estimate(image, SIM_K, patch, Prior(5.0, 6.0, 1.0))
+    b = estimator.estimate(small, k_small, patch, Prior(5.0, 6.0, 1.0))
+    np.testing.assert_allclose(a.volume.log_likelihood, b.volume.log_likelihood, atol=1e-5)
+    assert a.east_m == pytest.approx(b.east_m, abs=1e-4)
+
+
+def test_volume_is_in_map_coordinates_normalized_with_a_sane_covariance(estimator, inputs):
+    image, patch = inputs
+    prior = Prior(120.0, -45.0, 2.0)
+    res = estimator.estimate(image, SIM_K, patch, prior, stamp_ns=123)
+    vol = res.volume
+    assert (vol.center_e_m, vol.center_n_m, vol.stamp_ns) == (120.0, -45.0, 123)
+    offsets = np.asarray(estimator.card["volume"]["yaw_offsets_rad"])
+    np.testing.assert_allclose(np.sort(np.mod(vol.yaw_bins_rad - 2.0 + math.pi, 2 * math.pi) - math.pi),
+                               offsets, atol=1e-6)
+    assert vol.cell_m == estimator.card["volume"]["cell_m"]
+    total = np.exp(vol.log_likelihood.astype(np.float64)).sum()
+    assert total == pytest.approx(1.0, rel=1e-4)
+    cov = res.covariance
+    assert cov.shape == (3, 3) and np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
+    half = vol.cell_m * vol.shape[2] / 2
+    assert abs(res.east_m - 120.0) < half + 10 and abs(res.north_m + 45.0) < half + 10
+    assert -math.pi <= res.yaw_enu_rad < math.pi and res.latency_ms > 0
+
+
+def test_without_a_yaw_prior_the_volume_covers_the_circle(estimator, inputs):
+    image, patch = inputs
+    res = estimator.estimate(image, SIM_K, patch, Prior(0.0, 0.0, None))
+    assert res.volume.wraps_yaw
+    assert np.exp(res.volume.log_likelihood.astype(np.float64)).sum() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_uncovered_patch_cells_become_uninformative(estimator, inputs):
+    image, patch = inputs
+    valid = np.ones(patch.shape[:2], bool)
+    valid[:, : patch.shape[1] // 2] = False                           # the western half has no imagery
+    res = estimator.estimate(image, SIM_K, patch, Prior(0.0, 0.0, 0.3), patch_valid=valid)
+    ll = res.volume.log_likelihood
+    west = ll[:, :, : ll.shape[2] // 2 - 1]
+    assert np.ptp(west) < 1e-5                                        # one flat value there ...
+    assert np.exp(ll.astype(np.float64)).sum() == pytest.approx(1.0, rel=1e-4)
