@@ -1,6 +1,7 @@
 """The cross-view node's debug overlay: the camera image projected to a bird's-eye view on the
 flat ground (camera `camera_height_m` above it, looking forward, level) at the estimated
-pose, blended over the satellite patch, with the estimate drawn as an arrow. ROS-free.
+pose, blended over the satellite patch and outlined in yellow, with the estimate drawn as a
+red arrow. ROS-free.
 
 If the estimate is right, the road edges and markings of the projected camera image line up
 with the satellite patch beneath.
@@ -40,6 +41,8 @@ def bev_overlay(patch_rgb: np.ndarray, patch_mpp: float, patch_center_e_m: float
     out = patch_rgb.copy()
     blend = (alpha * bev[inside].astype(np.float32) + (1 - alpha) * patch_rgb[inside].astype(np.float32))
     out[inside] = np.clip(blend, 0, 255).astype(np.uint8)
+    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, (255, 220, 0), 1)  # the camera's ground footprint, outlined
     c, r = en_to_grid(east_m, north_m, patch_center_e_m, patch_center_n_m, size_c, size_r, patch_mpp)
     tip_c = c + (3.0 / patch_mpp) * cos_y
     tip_r = r - (3.0 / patch_mpp) * sin_y
