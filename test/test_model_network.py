@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from cvgl_ros.errors import InputError
 from cvgl_ros.models import ENCODER_MODULES, PoseNet, PoseNetConfig, load_config
 from cvgl_ros.models.bev_projection import BEVProjection
-from cvgl_ros.models.correlation import LocalCorrelation, all_pairs_correlation, rigid_volume
+from cvgl_ros.models.correlation import LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather
 from cvgl_ros.models.frames import bev_cell_centres, map_to_grid_norm, vehicle_to_map
 from cvgl_ros.train.flat_pairs import cut_patch, flat_texture, render_ground_view
 
@@ -76,6 +76,23 @@ def test_rigid_volume_peaks_at_the_true_pose():
     assert (c - 5) * cell_m == pytest.approx(4.8) and (5 - r) * cell_m == pytest.approx(-3.2)
     assert float(volume.max()) == pytest.approx(1.0, abs=1e-5)
     assert float(volume.flatten().topk(2).values[1]) < 0.9
+
+
+def test_gather_volume_equals_grid_sample_volume_and_gradients():
+    """The export's separable-gather volume is the training's grid_sample volume."""
+    torch.manual_seed(2)
+    b, cells, p_rows, p_cols = 2, 16, 5, 6
+    xy = bev_cell_centres(p_rows, p_cols, 1.6).reshape(-1, 2)
+    pad = int(math.ceil(float(xy.norm(dim=1).max()) / 1.6)) + 2
+    corr = torch.randn(b * p_rows * p_cols, 1, cells, cells, requires_grad=True)
+    mask = (torch.rand(b, p_rows * p_cols) > 0.3).float()
+    yaw = torch.tensor([[3.0], [-1.2]]) + torch.linspace(-0.3, 0.3, 7)[None]
+    grid = rigid_volume(corr, xy, mask, yaw, 12, 1.6)
+    gather = rigid_volume_gather(corr, xy, mask, yaw, 12, 1.6, pad)
+    torch.testing.assert_close(gather, grid, atol=1e-5, rtol=1e-5)
+    g1, = torch.autograd.grad(grid.square().sum(), corr)
+    g2, = torch.autograd.grad(gather.square().sum(), corr)
+    torch.testing.assert_close(g2, g1, atol=1e-5, rtol=1e-5)
 
 
 def test_local_correlation_window_equals_direct_sampling():

@@ -19,13 +19,15 @@ encoders only (seed 000).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from cvgl_ros.models.bev_projection import BEVProjection
 from cvgl_ros.models.config import PoseNetConfig
-from cvgl_ros.models.correlation import LocalCorrelation, all_pairs_correlation, rigid_volume
+from cvgl_ros.models.correlation import LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather
 from cvgl_ros.models.flow_refinement import FlowUpdateBlock
 from cvgl_ros.models.frames import bev_cell_centres, grid_cell_centres, vehicle_to_map
 from cvgl_ros.models.ground_encoder import GroundEncoder
@@ -60,6 +62,10 @@ class PoseNet(nn.Module):
                                                                cfg.volume_cell_m).reshape(-1, 2), persistent=False)
         self.register_buffer("volume_en", grid_cell_centres(cfg.volume_cells, cfg.volume_cell_m).reshape(-1, 2),
                              persistent=False)
+        # The volume has two equal implementations: grid_sample (fast to train in torch) and
+        # separable gathers (fast in ONNX Runtime); ExportedPoseNet switches to the second.
+        self.volume_by_gather = False
+        self.volume_pad = int(math.ceil(float(self.bev_xy_coarse.norm(dim=1).max()) / cfg.volume_cell_m)) + 2
 
     # -- stages ---------------------------------------------------------------------------
     def encode(self, ground, satellite, intrinsics, camera_height_m):
@@ -76,7 +82,11 @@ class PoseNet(nn.Module):
         bev_coarse = self.coarse_head(F.avg_pool2d(bev, 2))
         mask_coarse = F.avg_pool2d(mask, 2).flatten(1)                # (B, P_coarse)
         corr = all_pairs_correlation(bev_coarse, sat_coarse)
-        score = rigid_volume(corr, self.bev_xy_coarse, mask_coarse, yaw_bins, cfg.volume_cells, cfg.volume_cell_m)
+        if self.volume_by_gather:
+            score = rigid_volume_gather(corr, self.bev_xy_coarse, mask_coarse, yaw_bins, cfg.volume_cells,
+                                        cfg.volume_cell_m, self.volume_pad)
+        else:
+            score = rigid_volume(corr, self.bev_xy_coarse, mask_coarse, yaw_bins, cfg.volume_cells, cfg.volume_cell_m)
         return score * torch.exp(self.log_scale)
 
     def best_volume_pose(self, logits, yaw_bins):
@@ -150,6 +160,7 @@ class ExportedPoseNet(nn.Module):
     def __init__(self, model: PoseNet):
         super().__init__()
         self.model = model
+        model.volume_by_gather = True
 
     def forward(self, ground, satellite, intrinsics, camera_height_m, yaw_prior_rad):
         out = self.model(ground, satellite, intrinsics, camera_height_m, yaw_prior_rad)

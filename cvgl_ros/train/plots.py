@@ -14,18 +14,35 @@ def plot_training_curves(history: list[dict], path: str | Path, title: str = "tr
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
-    for key, label in (("loss", "total"), ("matching", "L_m (sum over iterations)"), ("position", "L_p"),
-                       ("nll", "volume NLL")):
-        ax.plot(epochs, [h["train"][key] for h in history], marker="o", label=label)
-    ax.set(xlabel="epoch", ylabel="loss", title="training losses", yscale="log")
+    curve = [c for h in history for c in h.get("curve", [])]
+    keys = (("loss", "total"), ("matching", "L_m (sum over iterations)"), ("position", "L_p"), ("nll", "volume NLL"))
+    if curve:
+        steps_per_epoch = max(1, history[0]["train"].get("steps", 1))
+        x = [c["step"] / steps_per_epoch for c in curve]
+        for i, (key, label) in enumerate(keys):
+            ax.plot(x, [c[key] for c in curve], color=f"C{i}", lw=1.2, label=label)
+            ax.plot(epochs, [h["train"][key] for h in history], "o", color=f"C{i}", ms=4)
+        ax.set(xlabel="epoch (lines: 25-step means, dots: epoch means)")
+    else:
+        for key, label in keys:
+            ax.plot(epochs, [h["train"][key] for h in history], marker="o", label=label)
+        ax.set(xlabel="epoch")
+    ax.set(ylabel="loss", title="training losses", yscale="log")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     ax = axes[1]
-    ax.plot(epochs, [h["train"]["confidence"] for h in history], marker="o", color="C4")
-    ax.set(xlabel="epoch", title="L_c (sum over iterations)")
+    if curve:
+        ax.plot(x, [c["confidence"] for c in curve], color="C4", lw=1.2, label="L_c")
+    ax.plot(epochs, [h["train"]["confidence"] for h in history], "o", color="C4", ms=4)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set(xlabel="epoch", title="L_c (Eq. 5, sum over iterations) and learning rate")
     ax.grid(alpha=0.3)
+    lr_ax = ax.twinx()
+    lr_ax.plot(epochs, [h["lr"] for h in history], "s:", color="0.4", ms=4, label="learning rate at epoch end")
+    lr_ax.set(ylabel="learning rate")
+    lr_ax.legend(fontsize=8, loc="upper right")
     ax = axes[2]
     if any("val" in h for h in history):
         val = [h for h in history if "val" in h]
@@ -37,6 +54,8 @@ def plot_training_curves(history: list[dict], path: str | Path, title: str = "tr
         ax.set(yscale="log")
         ax.legend(fontsize=8)
     ax.set(xlabel="epoch", title=f"validation ({history[-1].get('val', {}).get('count', 0)} pairs)")
+    for a in axes:
+        a.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()

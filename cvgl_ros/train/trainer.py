@@ -29,6 +29,7 @@ from cvgl_ros.train.loop import evaluate, train_one_epoch
 from cvgl_ros.train.plots import plot_training_curves
 
 VALIDATION_PAIRS = 256
+STEP_WINDOW = 25  # training steps averaged per point of the loss curve
 CAMERA_META_KEYS = ("camera_pitch_rad", "camera_forward_m")
 
 
@@ -121,9 +122,19 @@ def run_training(data: str | Path, config_path: str | Path | None, out: str | Pa
     write_json(out / "config.json", config.to_dict())
     best = min((h["val"]["position_median_m"] for h in history if "val" in h), default=math.inf)
     for epoch in range(start_epoch, config.train.epochs):
+        window: list[dict] = []
+        curve: list[dict] = []
+
+        def on_step(step: int, losses: dict, epoch=epoch, window=window, curve=curve) -> None:
+            window.append(losses)
+            if len(window) == STEP_WINDOW:
+                mean = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+                curve.append({"step": epoch * steps_per_epoch + step, **mean})
+                window.clear()
+
         stats = train_one_epoch(model, train_set, optimizer, config, epoch, max_pairs=max_pairs,
-                                scheduler=scheduler, progress=progress)
-        entry = {"epoch": epoch + 1, "train": stats, "lr": scheduler.get_last_lr()[0]}
+                                scheduler=scheduler, progress=progress, on_step=on_step)
+        entry = {"epoch": epoch + 1, "train": stats, "lr": scheduler.get_last_lr()[0], "curve": curve}
         if val_set is not None:
             entry["val"] = validation_metrics(model, val_set, config, validation_pairs)
         history.append(entry)
