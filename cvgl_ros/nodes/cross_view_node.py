@@ -53,6 +53,9 @@ PARAMS = [
     Param("prior_max_age_s", 2.0, "a prior (filter pose or GNSS fix) older than this is not used, s", 0.0, 3600.0),
     Param("prior_yaw_max_std_deg", 20.0, "the filter's yaw is the yaw prior when its 1-sigma is below this, deg",
           0.0, 360.0),
+    Param("prior_gnss_gate_m", 0.0,
+          "when the filter's pose is farther than this from a current GNSS fix, centre the patch on the fix "
+          "with the yaw unknown (so a diverged filter cannot feed on its own prior); 0: off", 0.0, 1e6),
     Param("unknown_yaw_search_every_n", 10,
           "while the filter's yaw is unknown, search the full circle (one network pass per yaw window) on every "
           "n-th frame only and skip the others (0: never, 1: every frame)", 0, 1_000_000),
@@ -316,12 +319,19 @@ class CrossViewNode(Node):
         from cvgl_ros.runtime import Prior
 
         max_age_ns = self.p["prior_max_age_s"] * 1e9
+        gnss_ok = gprior is not None and abs(t_ns - gprior[0]) <= max_age_ns
+        if fprior is not None and abs(t_ns - fprior[0]) <= max_age_ns and gnss_ok and self.p["prior_gnss_gate_m"] > 0:
+            gap = math.hypot(fprior[1] - gprior[1], fprior[2] - gprior[2])
+            if gap > self.p["prior_gnss_gate_m"]:
+                self.health.count("prior_filter_far_from_gnss")
+                self.health.set_value("prior_source", f"gnss (filter {gap:.0f} m away; yaw unknown)")
+                return Prior(gprior[1], gprior[2], None)
         if fprior is not None and abs(t_ns - fprior[0]) <= max_age_ns:
             _, east, north, yaw, yaw_std = fprior
             use_yaw = yaw_std <= math.radians(self.p["prior_yaw_max_std_deg"])
             self.health.set_value("prior_source", "filter" if use_yaw else "filter (yaw unknown)")
             return Prior(east, north, yaw if use_yaw else None)
-        if gprior is not None and abs(t_ns - gprior[0]) <= max_age_ns:
+        if gnss_ok:
             self.health.set_value("prior_source", "gnss (yaw unknown)")
             return Prior(gprior[1], gprior[2], None)
         raise InputError(f"no position prior (filter pose or GNSS fix) within {self.p['prior_max_age_s']:g} s")
