@@ -44,6 +44,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """A random seed: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed {text} must be >= 0")
+    return value
+
+
 def latitude(text: str) -> float:
     value = _number(text)
     if not -90.0 <= value <= 90.0:

@@ -12,17 +12,7 @@ import math
 import sys
 import time
 
-from cvgl_ros.cli.args import float_list, lat_lon_alt, positive_float, positive_int
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed {text} must be >= 0")
-    return value
+from cvgl_ros.cli.args import float_list, lat_lon_alt, positive_float, positive_int, seed
 
 
 def _fraction(text: str) -> float:
@@ -98,7 +88,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="sim_command", metavar="SIM_COMMAND", required=True)
 
     w = sub.add_parser("world", help="generate a procedural world: orthophoto MBTiles + world.json")
-    w.add_argument("--seed", type=_seed, required=True)
+    w.add_argument("--seed", type=seed, required=True)
     w.add_argument("--style", choices=("urban", "suburban", "rural"), default="urban")
     w.add_argument("--size-m", type=positive_float, default=1000.0, help="side of the square world (200-5000 m)")
     w.add_argument("--origin", type=lat_lon_alt, metavar="LAT,LON", help="datum at the world centre "
@@ -113,7 +103,7 @@ def register(subparsers) -> None:
     v.add_argument("--at", type=float_list(3), required=True, metavar="X,Y,YAW_DEG",
                    help="ENU east and north (m) and yaw (deg, counter-clockwise from east)")
     v.add_argument("--size", type=_size_wh, default=(1024, 256), metavar="WxH", help="ground image size")
-    v.add_argument("--appearance", type=_seed, default=0, help="appearance seed (sun, season, cars)")
+    v.add_argument("--appearance", type=seed, default=0, help="appearance seed (sun, season, cars)")
     v.add_argument("--out", required=True, help="output PNG")
     v.set_defaults(func=_preview)
 
@@ -133,7 +123,7 @@ def register(subparsers) -> None:
     r.add_argument("--val-frac", type=_fraction, default=0.0, help="share of pairs for a validation split")
     r.add_argument("--cross-area-worlds", type=int, default=None, metavar="K",
                    help="how many of the worlds (the last K) are held out (default: 1 in 5, at least 1 of 2+)")
-    r.add_argument("--seed", type=_seed, default=0)
+    r.add_argument("--seed", type=seed, default=0)
     r.add_argument("--workers", type=positive_int, default=2)
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--out", required=True, help="output data set directory")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from cvgl_ros.cli.args import existing_path, positive_float, positive_int
+from cvgl_ros.cli.args import existing_path, positive_float, positive_int, seed
 
 
 def _duration(text: str) -> float:
@@ -16,16 +16,6 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not (value > 0 and value < float("inf")):
         raise argparse.ArgumentTypeError(f"duration {text} s must be a positive number")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed {text} must be >= 0")
     return value
 
 
@@ -49,7 +39,7 @@ def _drive(args) -> int:
 def register(sim_subparsers) -> None:
     p = sim_subparsers.add_parser("drive", help="drive through a world: camera, GNSS and ground truth into a bag")
     p.add_argument("--world", type=existing_path, required=True, help="world directory (from `cvgl sim world`)")
-    p.add_argument("--seed", type=_seed, default=0, help="route, speed profile and GNSS noise seed")
+    p.add_argument("--seed", type=seed, default=0, help="route, speed profile and GNSS noise seed")
     p.add_argument("--duration-s", type=_duration, default=300.0)
     p.add_argument("--gnss", choices=("clean", "open_sky", "urban_canyon"), default="urban_canyon",
                    help="GNSS error model (see cvgl_ros/sim/gnss.py)")
