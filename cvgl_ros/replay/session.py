@@ -120,7 +120,7 @@ def _wait_ready(player, recorder, nodes, bag_topics_present, timeout_s: float) -
         inputs_ok = all(counts.get(t, 0) >= n for t, n in want.items())
         clock_ok = player.clock_pub.get_subscription_count() >= 2
         outputs_ok = all(recorder.subscriptions[t].get_publisher_count() >= 1
-                         for t in (POSE, "/cvgl/likelihood", FRAME_STATUS))
+                         for t in (POSE, GNSS_POSE, "/cvgl/likelihood", FRAME_STATUS))
         if inputs_ok and clock_ok and outputs_ok:
             return
         if time.monotonic() > deadline:
