@@ -55,8 +55,13 @@ def test_training_lowers_the_loss_on_repeated_data(flat_set, one_thread):
     data = PairDataset(flat_set, "train")
     losses = [train_one_epoch(model, data, optimizer, cfg, epoch, progress=False, max_pairs=8)
               for epoch in range(6)]
-    assert losses[-1]["loss"] < 0.8 * losses[0]["loss"]
-    assert losses[-1]["matching"] < losses[0]["matching"]
+    # The total is dominated by the confidence term's constant (alpha * 1 while confidences
+    # saturate), so judge the learnable terms: each must fall clearly on data seen repeatedly.
+    first, last = losses[0], losses[-1]
+    assert last["matching"] < 0.5 * first["matching"]
+    assert last["nll"] < 0.6 * first["nll"]
+    assert last["position"] < 0.8 * first["position"]
+    assert last["loss"] < first["loss"]
     result = evaluate(model, PairDataset(flat_set, "same_area"), cfg, progress=False)
     assert result["pose"].shape == (8, 3) and np.all(np.isfinite(result["pose"])) and np.all(np.isfinite(result["nll"]))
 
