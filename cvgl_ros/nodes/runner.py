@@ -55,6 +55,11 @@ def run_node(node_class, args=None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGINT/SIGTERM shut the context down while the executor was building its wait
+        # set (rclpy raises RCLError "context is not valid" then): a clean shutdown too.
     finally:
         if node is not None:
             print(f"[{node.get_name()}] shutting down", file=sys.stderr, flush=True)
