@@ -5,19 +5,8 @@
 """
 from __future__ import annotations
 
-import argparse
 
-from cvgl_ros.cli.args import positive_float, positive_int
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
+from cvgl_ros.cli.args import non_negative_int, positive_float, positive_int
 
 
 def _settings(args, strategy: str):
@@ -84,8 +73,8 @@ def register(subparsers) -> None:
                         "simulation engine (Ray)")
     p.add_argument("--min-clients", type=positive_int, default=None,
                    help="vehicles that must be connected (and answer) for a round to go on (default 2)")
-    p.add_argument("--max-train-pairs", type=_non_negative_int, default=0, help="cap per vehicle (0 = all)")
-    p.add_argument("--max-eval-pairs", type=_non_negative_int, default=0, help="cap of the evaluation split (0 = all)")
+    p.add_argument("--max-train-pairs", type=non_negative_int, default=0, help="cap per vehicle (0 = all)")
+    p.add_argument("--max-eval-pairs", type=non_negative_int, default=0, help="cap of the evaluation split (0 = all)")
     p.add_argument("--eval-split", default="cross_area", choices=("cross_area", "same_area", "val", "train"),
                    help="split the models are evaluated on after every round (seed 000: a new area)")
     p.add_argument("--evaluate-every", type=positive_int, default=1,
@@ -95,6 +84,6 @@ def register(subparsers) -> None:
     p.add_argument("--round-timeout-s", type=positive_float, default=3600.0, help="longest wait for a round's replies")
     p.add_argument("--straggler-timeout-s", type=positive_float, default=300.0,
                    help="once --min-clients vehicles answered, how long to wait for the others")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_run)
 
