@@ -92,3 +92,19 @@ def test_export_refuses_bad_requests(tmp_path, cvgl_bin_module, exported):
     done = subprocess.run([cvgl_bin_module, "export", "--ckpt", str(ckpt), "--out", str(tmp_path / "m.txt")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and ".onnx" in done.stderr
+
+
+def test_temperature_fit_lowers_the_held_out_nll(tmp_path):
+    from cvgl_ros.datasets.pairs import PairDataset
+    from cvgl_ros.train.export import fit_temperature
+    from cvgl_ros.train.flat_pairs import write_flat_pairs
+
+    data = write_flat_pairs(tmp_path / "flat", {"train": 2, "same_area": 12}, seed=9)
+    torch.manual_seed(0)
+    model = PoseNet(PoseNetConfig(**TINY_MODEL).validate()).eval()
+    with torch.no_grad():
+        model.log_scale.fill_(4.0)                   # an over-confident volume
+    fit = fit_temperature(model, PairDataset(data, "same_area"))
+    assert fit["pairs"] == 12 and 0.2 <= fit["temperature"] <= 10.0
+    assert fit["nll_after"] <= fit["nll_before"] + 1e-9
+    assert fit["temperature"] > 1.0                  # flattening helps an over-confident volume

@@ -11,7 +11,8 @@ def run(args) -> int:
     from cvgl_ros.train.export import export_checkpoint
 
     card = export_checkpoint(args.ckpt, args.out, eval_data=args.eval_data, eval_max_pairs=args.eval_max_pairs,
-                             data_commands=args.data_command, progress=not args.quiet)
+                             data_commands=args.data_command, progress=not args.quiet,
+                             calibration_data=_calibration(args.calibrate))
     p = card["parity"]
     print(f"wrote {args.out} ({card['size_bytes'] / 1e6:.2f} MB, sha256 {card['sha256'][:16]}...) and "
           f"{card_path(args.out)}; parity max |d log-volume| {p['max_abs_diff_log_volume']:.2e}", file=sys.stderr)
@@ -22,6 +23,17 @@ def run(args) -> int:
     return 0
 
 
+def _calibration(text):
+    if text is None:
+        return None
+    from cvgl_ros.errors import InputError
+
+    path, _, split = text.partition(":")
+    if not path or not split:
+        raise InputError(f"--calibrate wants DS:SPLIT (e.g. data/pairs:same_area), got {text!r}")
+    return path, split
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX with its model card")
     p.add_argument("--ckpt", type=existing_file, required=True, metavar="C", help="checkpoint (.pt) from cvgl train")
@@ -29,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--eval-data", type=existing_dir, metavar="DS",
                    help="pair set: parity on real pairs, and same/cross-area metrics into the card")
     p.add_argument("--eval-max-pairs", type=positive_int, help="evaluate only the first N pairs of each split")
+    p.add_argument("--calibrate", metavar="DS:SPLIT",
+                   help="fit the volume's temperature on these held-out pairs (not the evaluation's) before export")
     p.add_argument("--data-command", action="append", metavar="CMD",
                    help="command that made the training data (repeatable), recorded in the card")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -78,3 +78,36 @@ def table1_row(metrics: dict[str, float]) -> dict[str, float]:
             "longitudinal_recall_1m", "longitudinal_recall_5m", "azimuth_recall_1deg", "azimuth_recall_5deg",
             "azimuth_mean_deg", "azimuth_median_deg")
     return {k: metrics[k] for k in keys}
+
+
+def truth_cell(shape: tuple[int, int, int], yaw_bins: np.ndarray, cell_m: float, east: float, north: float,
+               yaw: float, wraps: bool) -> tuple[int, int, int] | None:
+    """Nearest (yaw bin, row, col) of a pose given relative to the volume centre; None when outside."""
+    k, h, w = shape
+    col = int(round(east / cell_m + (w - 1) / 2))
+    row = int(round((h - 1) / 2 - north / cell_m))
+    step = float(yaw_bins[1] - yaw_bins[0])
+    rel = float((yaw - yaw_bins[0]) % (2 * np.pi)) if wraps else float((yaw - yaw_bins[0] + np.pi) % (2 * np.pi) - np.pi)
+    kk = int(round(rel / step)) % k if wraps else int(round(rel / step))
+    if not (0 <= col < w and 0 <= row < h and 0 <= kk < k):
+        return None
+    return kk, row, col
+
+
+def randomized_pit(log_prob: np.ndarray, cell: tuple[int, int, int] | None, u: float) -> float:
+    """Probability integral transform of the truth under a discrete volume (randomized for the
+    truth's own cell): the mass of the cells more likely than the truth's cell plus u times that
+    cell's mass. Uniform on [0, 1] when the volume is calibrated; 1 when the truth is outside."""
+    if cell is None:
+        return 1.0
+    p = np.exp(log_prob.astype(np.float64) - np.max(log_prob))
+    p /= p.sum()
+    p_truth = p[cell]
+    return float(p[p > p_truth].sum() + u * p_truth)
+
+
+def calibration(pit: np.ndarray) -> dict[str, float]:
+    """How often the truth lies in the 50 / 90 % highest-probability region (50 / 90 when calibrated)."""
+    pit = np.asarray(pit, dtype=float)
+    return {"truth_in_hpd50_percent": float(100 * np.mean(pit <= 0.5)),
+            "truth_in_hpd90_percent": float(100 * np.mean(pit <= 0.9))}

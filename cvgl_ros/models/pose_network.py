@@ -29,7 +29,7 @@ from cvgl_ros.models.bev_projection import BEVProjection
 from cvgl_ros.models.config import PoseNetConfig
 from cvgl_ros.models.correlation import LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather
 from cvgl_ros.models.flow_refinement import FlowUpdateBlock
-from cvgl_ros.models.frames import bev_cell_centres, grid_cell_centres, vehicle_to_map
+from cvgl_ros.models.frames import bev_cell_centres, vehicle_to_map
 from cvgl_ros.models.ground_encoder import GroundEncoder
 from cvgl_ros.models.pose_solver import weighted_procrustes
 from cvgl_ros.models.refine_block import RefineBlock
@@ -60,8 +60,6 @@ class PoseNet(nn.Module):
                              persistent=False)
         self.register_buffer("bev_xy_coarse", bev_cell_centres(cfg.bev_rows // 2, cfg.bev_cols // 2,
                                                                cfg.volume_cell_m).reshape(-1, 2), persistent=False)
-        self.register_buffer("volume_en", grid_cell_centres(cfg.volume_cells, cfg.volume_cell_m).reshape(-1, 2),
-                             persistent=False)
         # The volume has two equal implementations: grid_sample (fast to train in torch) and
         # separable gathers (fast in ONNX Runtime); ExportedPoseNet switches to the second.
         self.volume_by_gather = False
@@ -90,14 +88,37 @@ class PoseNet(nn.Module):
         return score * torch.exp(self.log_scale)
 
     def best_volume_pose(self, logits, yaw_bins):
-        """(B, K, H, W) logits -> (B, 3) (east, north, yaw) of the most likely cell."""
+        """(B, K, H, W) logits -> (B, 3) (east, north, yaw) of the most likely cell, refined below
+        the cell by a parabola through it and its two neighbours along each axis."""
         b, k, h, w = logits.shape
-        index = torch.argmax(logits.reshape(b, -1), dim=1)
+        cfg = self.config
+        flat = logits.reshape(b, -1)
+        index = torch.argmax(flat, dim=1)
         k_index = torch.div(index, h * w, rounding_mode="floor")
         cell = index - k_index * (h * w)
-        en = self.volume_en[cell]                                     # (B, 2)
-        yaw = torch.gather(yaw_bins, 1, k_index.unsqueeze(1)).squeeze(1)
-        return torch.cat((en, yaw.unsqueeze(1)), dim=1)
+        row = torch.div(cell, w, rounding_mode="floor")
+        col = cell - row * w
+
+        def value(kk, rr, cc):
+            return torch.gather(flat, 1, (kk * (h * w) + rr * w + cc).unsqueeze(1)).squeeze(1)
+
+        def vertex(i, n, at):
+            """Sub-cell offset in [-0.5, 0.5] of the parabola's peak along one axis (0 at the border)."""
+            lo, hi = torch.clamp(i - 1, min=0), torch.clamp(i + 1, max=n - 1)
+            before, centre, after = at(lo), at(i), at(hi)
+            curvature = before - 2 * centre + after
+            inside = (i > 0) & (i < n - 1) & (curvature < -1e-6)
+            offset = 0.5 * (before - after) / torch.where(inside, curvature, torch.full_like(curvature, -1.0))
+            return torch.where(inside, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))
+
+        d_yaw = vertex(k_index, k, lambda kk: value(kk, row, col))
+        d_row = vertex(row, h, lambda rr: value(k_index, rr, col))
+        d_col = vertex(col, w, lambda cc: value(k_index, row, cc))
+        east = (col.to(logits.dtype) + d_col - (w - 1) / 2.0) * cfg.volume_cell_m
+        north = -(row.to(logits.dtype) + d_row - (h - 1) / 2.0) * cfg.volume_cell_m
+        step = yaw_bins[:, 1] - yaw_bins[:, 0]
+        yaw = torch.gather(yaw_bins, 1, k_index.unsqueeze(1)).squeeze(1) + d_yaw * step
+        return torch.stack((east, north, yaw), dim=1)
 
     def refine(self, bev, mask, context_bev, sat_fine, init_pose):
         cfg = self.config

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from cvgl_ros.atomic import write_json
 from cvgl_ros.datasets.pairs import PairDataset
 from cvgl_ros.errors import InputError
-from cvgl_ros.evaluation.pose_metrics import pose_errors, pose_metrics, table1_row
+from cvgl_ros.evaluation.pose_metrics import calibration, pose_errors, pose_metrics, randomized_pit, table1_row, truth_cell
 from cvgl_ros.evaluation.pose_plots import plot_error_cdf
 
 
@@ -50,7 +50,8 @@ def _run_onnx(model_path: Path, dataset: PairDataset, max_pairs: int | None, pro
     est = PoseEstimator(model_path, providers=("cpu",), intra_op_threads=2)
     data_mpp = dataset_patch_mpp(dataset.meta)
     total = len(dataset) if max_pairs is None else min(max_pairs, len(dataset))
-    out = {"pose": [], "volume_pose": [], "truth": [], "nll": [], "latency_ms": []}
+    out = {"pose": [], "volume_pose": [], "truth": [], "nll": [], "pit": [], "latency_ms": []}
+    pit_rng = np.random.default_rng(0)
     for i, sample in enumerate(tqdm(dataset.iter_shards(), total=total, desc=f"evaluate {dataset.split}",
                                     unit="pair", disable=not progress, dynamic_ncols=True)):
         if i >= total:
@@ -64,7 +65,10 @@ def _run_onnx(model_path: Path, dataset: PairDataset, max_pairs: int | None, pro
         out["volume_pose"].append(res.volume.argmax_pose())
         out["truth"].append(truth)
         vol = res.volume
-        out["nll"].append(truth_nll(vol.log_likelihood, vol.yaw_bins_rad, vol.cell_m, *truth, wraps=vol.wraps_yaw))
+        nll = truth_nll(vol.log_likelihood, vol.yaw_bins_rad, vol.cell_m, *truth, wraps=vol.wraps_yaw)
+        out["nll"].append(nll)
+        cell = truth_cell(vol.shape, vol.yaw_bins_rad, vol.cell_m, *truth, wraps=vol.wraps_yaw)
+        out["pit"].append(randomized_pit(vol.log_likelihood, cell, float(pit_rng.random())))
         out["latency_ms"].append(res.latency_ms)
     if not out["pose"]:
         raise InputError(f"split {dataset.split} of {dataset.path} holds no pairs")
@@ -101,6 +105,9 @@ def evaluate_model(model_path: str | Path, data: str | Path, split: str, *, max_
         "table1": table1_row(metrics), "metrics": metrics,
         "volume_best_cell_metrics": pose_metrics(result["volume_pose"], result["truth"]),
         "nll_mean": float(np.mean(result["nll"])), "nll_median": float(np.median(result["nll"])),
+        # Calibration of the volume: how often the truth lies in the smallest region holding
+        # 50 / 90 % of the probability (50 / 90 % for a calibrated volume).
+        **calibration(result["pit"]),
     }
     if "latency_ms" in result:
         report["latency_ms_median"] = float(np.median(result["latency_ms"]))

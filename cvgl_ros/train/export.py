@@ -77,7 +77,7 @@ def parity(model_path: Path, wrapper: ExportedPoseNet, inputs: tuple[torch.Tenso
 
 
 def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evaluation: dict | None,
-               data_commands: list[str] | None = None) -> dict:
+               data_commands: list[str] | None = None, calibration: dict | None = None) -> dict:
     prov = state.get("provenance", {})
     meta = prov.get("data_meta", {}) or {}
     m = config.model
@@ -120,6 +120,7 @@ def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evalua
             "yaw_offsets_rad": m.yaw_offsets_rad, "frame": "map (ENU), north-up rows, centred on the position prior",
             "yaw_mode": "window of yaw_bins around the yaw prior; without a prior the runtime tiles the circle "
                         f"with {math.ceil(360 / (2 * m.yaw_window_deg))} windows in one batch",
+            "calibration": calibration or "none (the training NLL only)",
         },
         "camera_height_m": camera_height,
         "camera": {"model": "pinhole, no distortion", "height_m_trained": camera_height,
@@ -144,16 +145,56 @@ def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evalua
     }
 
 
+@torch.no_grad()
+def fit_temperature(model, dataset, max_pairs: int = 512) -> dict:
+    """Post-hoc calibration of the volume (temperature scaling): the T minimizing the mean
+    negative log-likelihood of the truth under log_softmax(logits / T) on held-out pairs."""
+    from scipy.optimize import minimize_scalar
+
+    from cvgl_ros.models.losses import volume_nll
+    from cvgl_ros.train.batches import iterate_batches
+
+    model.eval()
+    logits, yaw_bins, offsets, yaws = [], [], [], []
+    for batch in iterate_batches(dataset, model.config, 16, max_pairs=max_pairs):
+        out = model(batch["ground"], batch["satellite"], batch["intrinsics"], batch["camera_height_m"],
+                    batch["yaw_prior_rad"])
+        logits.append(out["volume_logits"])
+        yaw_bins.append(out["yaw_bins"])
+        offsets.append(batch["offset_en_m"])
+        yaws.append(batch["yaw_enu_rad"])
+    logits, yaw_bins, offsets, yaws = (torch.cat(x) for x in (logits, yaw_bins, offsets, yaws))
+
+    def nll(log_t: float) -> float:
+        scaled = logits / math.exp(log_t)
+        log_volume = torch.log_softmax(scaled.flatten(1), dim=1).reshape(scaled.shape)
+        return float(volume_nll(log_volume, yaw_bins, offsets, yaws, model.config.volume_cell_m))
+
+    best = minimize_scalar(nll, bounds=(math.log(0.2), math.log(10.0)), method="bounded")
+    return {"temperature": float(math.exp(best.x)), "nll_before": nll(0.0), "nll_after": float(best.fun),
+            "pairs": int(logits.shape[0]), "split": f"{dataset.path}:{dataset.split}"}
+
+
 def export_checkpoint(ckpt: str | Path, out: str | Path, *, eval_data: str | Path | None = None,
                       eval_max_pairs: int | None = None, data_commands: list[str] | None = None,
-                      progress: bool = True) -> dict:
-    """Export, check parity, evaluate (optional) and write the card; returns the card."""
+                      calibration_data: tuple[str | Path, str] | None = None, progress: bool = True) -> dict:
+    """Export, check parity, evaluate (optional) and write the card; returns the card.
+
+    `calibration_data` (data set, split): fit the volume's temperature there first (held-out
+    pairs that are not the evaluation's) and export the calibrated volume."""
     out = Path(out)
     if out.suffix != ".onnx":
         raise InputError(f"--out must name a .onnx file, got {out}")
-    torch.set_num_threads(2)
     model, state = load_model(ckpt)
     config = config_from_dict(state["config"])
+    torch.set_num_threads(max(1, config.train.threads))
+    calibration = None
+    if calibration_data is not None:
+        from cvgl_ros.datasets.pairs import PairDataset
+
+        calibration = fit_temperature(model, PairDataset(calibration_data[0], calibration_data[1]))
+        with torch.no_grad():                       # logits / T, baked into the exported graph
+            model.log_scale -= math.log(calibration["temperature"])
     wrapper = ExportedPoseNet(model).eval()
     trace_inputs = example_inputs(config.model, batch=2)
     batch = torch.export.Dim("batch", min=1, max=256)
@@ -179,11 +220,12 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, eval_data: str | Pat
 
         splits = [s for s in ("same_area", "cross_area") if _has_split(eval_data, s)]
         # The card must describe the final file: write a provisional card for the runtime first.
-        write_json(card_path(out), json_safe(build_card(config, state, out, parity_result, None, data_commands)))
+        write_json(card_path(out), json_safe(build_card(config, state, out, parity_result, None, data_commands,
+                                                         calibration)))
         for split in splits:
             report = evaluate_model(out, eval_data, split, max_pairs=eval_max_pairs, progress=progress)
             evaluation[split] = {k: v for k, v in report.items() if not k.startswith("_") and k != "model"}
-    card = build_card(config, state, out, parity_result, evaluation, data_commands)
+    card = build_card(config, state, out, parity_result, evaluation, data_commands, calibration)
     write_json(card_path(out), json_safe(card))
     return card
 

@@ -106,21 +106,28 @@ def evaluate(model: PoseNet, dataset: PairDataset, config: FullConfig, *, max_pa
 
     Returns numpy arrays: `pose` (N, 3) refined (east, north offset from the patch centre,
     ENU yaw), `volume_pose` (N, 3) the volume's best cell, `truth` (N, 3), `nll` (N,) of the
-    truth under the volume, `index` (N,).
+    truth under the volume, `pit` (N,) its randomized probability integral transform under the
+    volume (uniform when calibrated, `pose_metrics.randomized_pit`), `index` (N,).
     """
+    from cvgl_ros.evaluation.pose_metrics import randomized_pit, truth_cell
     from cvgl_ros.models.losses import volume_nll
 
     model.eval()
     total = len(dataset) if max_pairs is None else min(max_pairs, len(dataset))
-    out = {"pose": [], "volume_pose": [], "truth": [], "nll": [], "index": []}
+    out = {"pose": [], "volume_pose": [], "truth": [], "nll": [], "pit": [], "index": []}
+    pit_rng = np.random.default_rng(0)
     bar = tqdm(total=total, desc=f"evaluate {dataset.split}", unit="pair", disable=not progress, dynamic_ncols=True)
     for batch in iterate_batches(dataset, model.config, batch_size, max_pairs=max_pairs):
         pred = model(batch["ground"], batch["satellite"], batch["intrinsics"], batch["camera_height_m"],
                      batch["yaw_prior_rad"])
         truth = torch.cat((batch["offset_en_m"], batch["yaw_enu_rad"].unsqueeze(1)), dim=1)
         for i in range(truth.shape[0]):
-            out["nll"].append(float(volume_nll(pred["log_volume"][i:i + 1], pred["yaw_bins"][i:i + 1],
-                                               truth[i:i + 1, :2], truth[i:i + 1, 2], model.config.volume_cell_m)))
+            nll = float(volume_nll(pred["log_volume"][i:i + 1], pred["yaw_bins"][i:i + 1], truth[i:i + 1, :2],
+                                   truth[i:i + 1, 2], model.config.volume_cell_m))
+            out["nll"].append(nll)
+            cell = truth_cell(tuple(pred["log_volume"].shape[1:]), pred["yaw_bins"][i].numpy(),
+                              model.config.volume_cell_m, *(float(v) for v in truth[i]), wraps=False)
+            out["pit"].append(randomized_pit(pred["log_volume"][i].numpy(), cell, float(pit_rng.random())))
         out["pose"].append(pred["pose"].numpy())
         out["volume_pose"].append(pred["volume_pose"].numpy())
         out["truth"].append(truth.numpy())
@@ -129,4 +136,4 @@ def evaluate(model: PoseNet, dataset: PairDataset, config: FullConfig, *, max_pa
     bar.close()
     if not out["pose"]:
         raise InputError(f"split {dataset.split} of {dataset.path} holds no pairs")
-    return {k: (np.concatenate(v) if k != "nll" else np.asarray(v)) for k, v in out.items()}
+    return {k: (np.asarray(v) if k in ("nll", "pit") else np.concatenate(v)) for k, v in out.items()}
