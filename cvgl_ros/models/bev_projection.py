@@ -4,7 +4,7 @@
 maps ground pixels to the bird's-eye view through x^I ~ K T x^W with world points on the
 ground plane, h below the camera, and samples the ground features bilinearly. Here every
 BEV cell (vehicle frame: x forward, y left, on the ground) is projected into the image and
-the stride-4 ground features are sampled there.
+the stride-2 ground features are sampled there.
 
 Camera mounting (written to the model card): optical centre `camera_forward_m` ahead of
 the vehicle origin at height h (an input per frame), optical axis along the vehicle's x

@@ -3,10 +3,11 @@
 "Learning Dense Flow Field for Highly-accurate Cross-view Camera Localization" (Fig. 2):
 
     ground image --GroundEncoder--> features, context --BEVProjection--> BEV --RefineBlock--> F_g2s
-    satellite    --SatelliteEncoder--> fine (stride 4), coarse (stride 8)
+    satellite    --SatelliteEncoder--> fine (stride 2, 0.8 m), coarse (stride 4, 1.6 m)
     coarse:  rigid_volume(corr(pool(F_g2s), coarse)) -> logits over (yaw, y, x)   [the filter's input]
-    fine:    matches p^ start at the volume's best pose, `iterations` GRU updates on the
-             correlation pyramid, each followed by the confidence-weighted Procrustes pose
+    fine:    matches p^ start at the volume's best pose (parabola-refined below the cell),
+             `iterations` GRU updates reading the windowed correlation pyramid around the
+             current matches, each followed by the confidence-weighted Procrustes pose
 
 Inputs (batch first): ground (B, 3, H, W) RGB in [0, 1] of `image_hw`; satellite (B, 3, S, S)
 RGB in [0, 1], north-up, centred on the position prior, `patch_mpp` m/px; intrinsics
