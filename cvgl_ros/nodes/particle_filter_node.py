@@ -45,7 +45,11 @@ FILTER_PARAMS = {
     "cross_view_timeout_s": ("a cross-view update this recent holds the estimate against GNSS, s", 0.0, 60.0),
     "gate_sigmas": ("particles beyond this many GNSS sigmas are discarded (seed 001: 3)", 0.1, 100.0),
     "gate_min_weight": ("less particle weight than this in the circle counts as none", 0.0, 1.0),
+    "gate_suspicious_weight": ("while cross-view holds the estimate, a fix with less particle weight than this "
+                               "inside its 3-sigma circle is suspicious (not fused)", 0.0, 1.0),
     "outlier_sigmas": ("r_outlier = this * sigma_gps + v dt (seed 001: 3)", 0.1, 100.0),
+    "jump_test_max_gap_s": ("no jump test against the previous raw fix across a longer gap between "
+                            "valid fixes, s", 0.0, 60.0),
     "outlier_warmup_s": ("no outlier test this long after (re)initialization, s", 0.0, 600.0),
     "relock_after_s": ("re-seed around GNSS after rejecting fixes this long, s", 0.0, 3600.0),
     "default_gnss_sigma_m": ("1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
@@ -60,7 +64,7 @@ def _filter_params() -> list[Param]:
     defaults = ParticleFilterConfig()
     out = []
     for f in fields(ParticleFilterConfig):
-        desc, lo, hi = FILTER_PARAMS.get(f.name, (f.name.replace("_", " "), None, None))
+        desc, lo, hi = FILTER_PARAMS[f.name]  # every field is described (a test checks it)
         out.append(Param(f"filter.{f.name}", getattr(defaults, f.name), desc, lo, hi))
     return out
 
