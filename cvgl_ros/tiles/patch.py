@@ -203,14 +203,18 @@ class PatchSampler:
     # -- sampling -------------------------------------------------------------------
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A per-thread uint8 scratch array of `shape` (reused: no allocation or page faults)."""
+        """A per-thread uint8 scratch array of `shape` (reused: no allocation or page faults).
+
+        The footprint of a patch varies by a pixel or two with its centre, so the storage is
+        a flat array that only grows, and `shape` is a contiguous view of its start."""
         buffers = getattr(self._scratch, "buffers", None)
         if buffers is None:
             buffers = self._scratch.buffers = {}
+        need = math.prod(shape)
         buf = buffers.get(name)
-        if buf is None or buf.shape != shape:
-            buf = buffers[name] = np.empty(shape, np.uint8)
-        return buf
+        if buf is None or buf.size < need:
+            buf = buffers[name] = np.empty(need + need // 8, np.uint8)   # headroom for slightly larger footprints
+        return buf[:need].reshape(shape)
 
     def _sample(self, affine: np.ndarray, x0: float, y0: float, size_px: int, mpp: float) -> Patch:
         """Resample: global px = (x0, y0) + affine @ (c - half, r - half) for patch pixel (c, r)."""
