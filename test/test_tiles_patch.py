@@ -237,6 +237,38 @@ def test_threads_share_a_sampler(worlds):
         np.testing.assert_array_equal(rgb, expected[j])
 
 
+def test_patches_along_a_drive_equal_fresh_cuts(worlds):
+    """Consecutive patches 0.5 m apart come from the thread's stitched block after the second
+    one; each must equal the same patch cut by a sampler that has never seen another."""
+    _, stores = worlds
+    path, datum = stores[49.0]
+    track = [(-30.0 + 0.5 * i, 10.0 - 0.2 * i) for i in range(40)]
+    with PatchSampler(path, cache_mb=64) as along:
+        got = [along.patch_enu(datum, e, n, 256, 0.2) for e, n in track]
+        assert along._scratch.block is not None               # the drive is served from a block
+    for (e, n), patch in zip(track[::7], got[::7]):
+        with PatchSampler(path, cache_mb=64) as fresh:
+            want = fresh.patch_enu(datum, e, n, 256, 0.2)
+        np.testing.assert_array_equal(patch.rgb, want.rgb)
+        assert patch.valid.all() and patch.missing_tiles == 0
+
+
+def test_clear_cache_drops_the_block(tmp_path):
+    """After clear_cache, a tile rewritten in the store is what the next patch shows."""
+    datum = Datum(49.0, 8.4, 100.0)
+    path = tmp_path / "w.mbtiles"
+    grey = np.full((800, 800, 3), 100, np.uint8)
+    with MBTilesStore.create(path, name="w", image_format="png") as store:
+        add_enu_raster(store, EnuRaster(grey, datum, 0.0, 0.0, 0.2), zoom=19)
+    with PatchSampler(path, cache_mb=64) as sampler:
+        for _ in range(3):
+            assert sampler.patch_enu(datum, 0.0, 0.0, 64, 0.2).rgb.mean() == pytest.approx(100, abs=0.5)
+        with MBTilesStore.open(path, writable=True) as store:
+            add_enu_raster(store, EnuRaster(np.full_like(grey, 200), datum, 0.0, 0.0, 0.2), zoom=19)
+        sampler.clear_cache()
+        assert sampler.patch_enu(datum, 0.0, 0.0, 64, 0.2).rgb.mean() == pytest.approx(200, abs=0.5)
+
+
 def test_bad_patch_arguments(worlds):
     _, stores = worlds
     path, datum = stores[0.0]

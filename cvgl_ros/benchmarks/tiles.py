@@ -55,7 +55,16 @@ def _centres(n: int, seed: int) -> list[tuple[float, float]]:
     return list(zip(lat.tolist(), lon.tolist()))
 
 
-@benchmark("tiles", "512 px patches at 0.2 m/px from z19 MBTiles: warm (LRU) and cold (SQLite + decode), "
+def _drive_centres() -> list[tuple[float, float]]:
+    """Patch centres (WGS84) 1 m apart along a straight drive through the world at 30 deg."""
+    half = WORLD_M / 2 - PATCH_PX * PATCH_MPP * 0.75     # the whole patch stays inside
+    s = np.arange(-half, half, 1.0)
+    lat, lon, _ = Datum(LAT, LON).to_wgs84(s * np.cos(np.radians(30.0)), s * np.sin(np.radians(30.0)))
+    return list(zip(lat.tolist(), lon.tolist()))
+
+
+@benchmark("tiles", "512 px patches at 0.2 m/px from z19 MBTiles: warm (LRU; random centres and along a drive) and "
+                    "cold (SQLite + decode), "
                     "LRU cap under 10 000 random patches")
 def tiles_benchmark() -> dict:
     datum = Datum(LAT, LON)
@@ -79,6 +88,11 @@ def tiles_benchmark() -> dict:
                 it = cycle(centres)
                 out[f"warm_patch_wgs84_{fmt}"] = measure(
                     lambda: sampler.patch_wgs84(*next(it), PATCH_PX, PATCH_MPP), repeats=400, warmup=5)
+                # What the cross-view node asks for: centres 1 m apart along a drive (10 m/s at
+                # 10 Hz), served from the thread's stitched block while the drive stays in it.
+                drive = cycle(_drive_centres())
+                out[f"warm_patch_drive_wgs84_{fmt}"] = measure(
+                    lambda: sampler.patch_wgs84(*next(drive), PATCH_PX, PATCH_MPP), repeats=400, warmup=5)
                 enu = [tuple(float(v) for v in datum.to_enu(la, lo)[:2]) for la, lo in centres]
                 it_enu = cycle(enu)
                 out[f"warm_patch_enu_{fmt}"] = measure(

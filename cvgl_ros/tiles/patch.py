@@ -114,7 +114,8 @@ class PatchSampler:
         self.decode_threads = max(1, int(decode_threads))
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._scratch = threading.local()  # per-thread mosaic/warp buffers, reused between patches
+        self._scratch = threading.local()  # per-thread mosaic/warp buffers and block, reused between patches
+        self._generation = 0               # bumped by clear_cache: every thread's block is then stale
 
     # -- public ---------------------------------------------------------------------
 
@@ -148,6 +149,7 @@ class PatchSampler:
         return self._sample(affine, float(coef[2, 0]), float(coef[2, 1]), size_px, mpp)
 
     def clear_cache(self) -> None:
+        self._generation += 1
         self.lru.clear()
 
     def close(self) -> None:
@@ -216,20 +218,21 @@ class PatchSampler:
             buf = buffers[name] = np.empty(need + need // 8, np.uint8)   # headroom for slightly larger footprints
         return buf[:need].reshape(shape)
 
-    def _sample(self, affine: np.ndarray, x0: float, y0: float, size_px: int, mpp: float) -> Patch:
-        """Resample: global px = (x0, y0) + affine @ (c - half, r - half) for patch pixel (c, r)."""
-        half = (size_px - 1) / 2.0
-        corners = np.array([[-half, -half], [half, -half], [-half, half], [half, half]]).T
-        gx = x0 + affine[0] @ corners
-        gy = y0 + affine[1] @ corners
-        # Source pixel i has its centre at global i + 0.5; bilinear needs floor(g - 0.5) .. +1.
-        xa = int(math.floor(gx.min() - 0.5))
-        xb = int(math.floor(gx.max() - 0.5)) + 2
-        ya = int(math.floor(gy.min() - 0.5))
-        yb = int(math.floor(gy.max() - 0.5)) + 2
-        if xb - xa > MAX_FOOTPRINT_PX or yb - ya > MAX_FOOTPRINT_PX:
-            raise InputError(f"a {size_px} px patch at {mpp:g} m/px covers {xb - xa}x{yb - ya} tile pixels at "
-                             f"zoom {self.zoom}; use a coarser zoom or a smaller patch")
+    def _mosaic(self, xa: int, xb: int, ya: int, yb: int):
+        """Source pixels for the global pixel window [xa, xb) x [ya, yb): (RGBA array covering
+        it, its global origin (x, y), missing tiles, corrupt tiles, every pixel valid).
+
+        Patches along a drive keep asking for the same few tiles, so when two requests in a
+        row need the same tile range and all of its tiles are present and opaque, the whole
+        range is stitched once per thread (a block) and later windows inside it are views
+        of the block: no copy at all until the drive leaves it. Otherwise just the window
+        is stitched."""
+        gen = self._generation
+        block = getattr(self._scratch, "block", None)
+        if block is not None and block[0] == gen and block[1] <= xa and xb <= block[3] and block[2] <= ya \
+                and yb <= block[4]:
+            _, bx, by, _, _, pixels = block
+            return pixels[ya - by:yb - by, xa - bx:xb - bx], (xa, ya), 0, 0, True
         n_tiles = 1 << self.zoom
         tx_range = range(xa // TILE_SIZE_PX, (xb - 1) // TILE_SIZE_PX + 1)
         ty_range = range(ya // TILE_SIZE_PX, (yb - 1) // TILE_SIZE_PX + 1)
@@ -238,8 +241,14 @@ class PatchSampler:
             for tx in tx_range:
                 keys[(tx, ty)] = (self.zoom, tx % n_tiles, ty) if 0 <= ty < n_tiles else None
         entries = self._tiles(sorted({k for k in keys.values() if k is not None}))
-
-        mosaic = self._buffer("mosaic", (yb - ya, xb - xa, 4))
+        tile_range = (gen, tx_range, ty_range)
+        as_block = getattr(self._scratch, "last_range", None) == tile_range and all(
+            isinstance(entries.get(key), DecodedTile) and entries[key].opaque for key in keys.values())
+        self._scratch.last_range = tile_range
+        if as_block:   # the whole tile range
+            xa, xb = tx_range.start * TILE_SIZE_PX, tx_range.stop * TILE_SIZE_PX
+            ya, yb = ty_range.start * TILE_SIZE_PX, ty_range.stop * TILE_SIZE_PX
+        mosaic = self._buffer("block" if as_block else "mosaic", (yb - ya, xb - xa, 4))
         all_valid = True
         missing = corrupt = 0
         for (tx, ty), key in keys.items():
@@ -259,12 +268,29 @@ class PatchSampler:
                 missing += 1
             mosaic[dst] = 0
             all_valid = False
+        self._scratch.block = (gen, xa, ya, xb, yb, mosaic) if as_block else None
+        return mosaic, (xa, ya), missing, corrupt, all_valid
 
-        # Inverse map, patch (c, r) -> mosaic index (u, v) = global - (xa, ya) - 0.5.
+    def _sample(self, affine: np.ndarray, x0: float, y0: float, size_px: int, mpp: float) -> Patch:
+        """Resample: global px = (x0, y0) + affine @ (c - half, r - half) for patch pixel (c, r)."""
+        half = (size_px - 1) / 2.0
+        corners = np.array([[-half, -half], [half, -half], [-half, half], [half, half]]).T
+        gx = x0 + affine[0] @ corners
+        gy = y0 + affine[1] @ corners
+        # Source pixel i has its centre at global i + 0.5; bilinear needs floor(g - 0.5) .. +1.
+        xa = int(math.floor(gx.min() - 0.5))
+        xb = int(math.floor(gx.max() - 0.5)) + 2
+        ya = int(math.floor(gy.min() - 0.5))
+        yb = int(math.floor(gy.max() - 0.5)) + 2
+        if xb - xa > MAX_FOOTPRINT_PX or yb - ya > MAX_FOOTPRINT_PX:
+            raise InputError(f"a {size_px} px patch at {mpp:g} m/px covers {xb - xa}x{yb - ya} tile pixels at "
+                             f"zoom {self.zoom}; use a coarser zoom or a smaller patch")
+        mosaic, (mx, my), missing, corrupt, all_valid = self._mosaic(xa, xb, ya, yb)
+        # Inverse map, patch (c, r) -> mosaic index (u, v) = global - (mx, my) - 0.5.
         m = np.empty((2, 3))
         m[:, :2] = affine
-        m[0, 2] = x0 - affine[0, 0] * half - affine[0, 1] * half - xa - 0.5
-        m[1, 2] = y0 - affine[1, 0] * half - affine[1, 1] * half - ya - 0.5
+        m[0, 2] = x0 - affine[0, 0] * half - affine[0, 1] * half - mx - 0.5
+        m[1, 2] = y0 - affine[1, 0] * half - affine[1, 1] * half - my - 0.5
         out = cv2.warpAffine(mosaic, m, (size_px, size_px), dst=self._buffer("warped", (size_px, size_px, 4)),
                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                              borderValue=0, hint=cv2.ALGO_HINT_APPROX)  # same uint8 result, ~20 % faster
