@@ -13,7 +13,7 @@ REQ_HASH := $(shell cat $(REQS) setup.py setup.cfg package.xml | sha256sum | cut
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup test bench demo lock clean
+.PHONY: setup test bench demo model lock clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,28 @@ bench: setup
 
 demo: setup
 	$(BIN)/cvgl demo
+
+# The shipped default model (models/cvgl_pose.onnx and its card), from nothing: five
+# simulator worlds (four to train on, one held out for cross-area), 8 200 KITTI-protocol
+# pairs, 5 epochs on 2 CPU cores (about 1.5 h; the run resumes if interrupted), export with
+# parity check, temperature calibration on the val split and same/cross-area evaluation.
+MODEL_WORLDS := 11:urban 12:suburban 13:urban 14:rural 15:urban
+MODEL_WORLD_DIRS := $(foreach w,$(MODEL_WORLDS),data/worlds/world$(firstword $(subst :, ,$(w))))
+MODEL_RUN := runs/pose_sim_v2
+
+data/worlds/world%/world.json: | setup
+	$(BIN)/cvgl sim world --seed $* --style $(lastword $(subst :, ,$(filter $*:%,$(MODEL_WORLDS)))) \
+		--size-m 1000 --out data/worlds/world$*
+
+data/pose_pairs/index.json: $(addsuffix /world.json,$(MODEL_WORLD_DIRS))
+	$(BIN)/cvgl sim pairs --worlds $(MODEL_WORLD_DIRS) --n 8200 --same-area-frac 0.122 \
+		--cross-area-frac 0.122 --val-frac 0.0244 --cross-area-worlds 1 --seed 1 --workers 2 --out data/pose_pairs
+
+model: data/pose_pairs/index.json
+	test -f $(MODEL_RUN)/finished || { $(BIN)/cvgl train --data data/pose_pairs --config config/train_pose.yaml \
+		--out $(MODEL_RUN) $$(test -f $(MODEL_RUN)/last.pt && echo --resume) && touch $(MODEL_RUN)/finished; }
+	$(BIN)/cvgl export --ckpt $(MODEL_RUN)/best.pt --out models/cvgl_pose.onnx --eval-data data/pose_pairs \
+		--calibrate data/pose_pairs:val
 
 # Re-pin: install the top-level requirements unpinned into a scratch venv, freeze it.
 lock:
