@@ -10,7 +10,8 @@ from torch.nn import functional as F
 from cvgl_ros.errors import InputError
 from cvgl_ros.models import ENCODER_MODULES, PoseNet, PoseNetConfig, load_config
 from cvgl_ros.models.bev_projection import BEVProjection
-from cvgl_ros.models.correlation import LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather
+from cvgl_ros.models.correlation import (LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather,
+                                         volume_band_spread)
 from cvgl_ros.models.frames import bev_cell_centres, map_to_grid_norm, vehicle_to_map
 from cvgl_ros.train.flat_pairs import cut_patch, flat_texture, render_ground_view
 
@@ -78,17 +79,20 @@ def test_rigid_volume_peaks_at_the_true_pose():
     assert float(volume.flatten().topk(2).values[1]) < 0.9
 
 
-def test_gather_volume_equals_grid_sample_volume_and_gradients():
-    """The export's separable-gather volume is the training's grid_sample volume."""
+@pytest.mark.parametrize("half_window, bins", [(0.3, 7), (2.9, 25)])
+def test_gather_volume_equals_grid_sample_volume_and_gradients(half_window, bins):
+    """The export's separable-gather volume is the training's grid_sample volume, for a narrow
+    yaw window (a column band narrower than the image) and a nearly full circle (the whole image)."""
     torch.manual_seed(2)
     b, cells, p_rows, p_cols = 2, 16, 5, 6
     xy = bev_cell_centres(p_rows, p_cols, 1.6).reshape(-1, 2)
     pad = int(math.ceil(float(xy.norm(dim=1).max()) / 1.6)) + 2
     corr = torch.randn(b * p_rows * p_cols, 1, cells, cells, requires_grad=True)
     mask = (torch.rand(b, p_rows * p_cols) > 0.3).float()
-    yaw = torch.tensor([[3.0], [-1.2]]) + torch.linspace(-0.3, 0.3, 7)[None]
+    yaw = torch.tensor([[3.0], [-1.2]]) + torch.linspace(-half_window, half_window, bins)[None]
     grid = rigid_volume(corr, xy, mask, yaw, 12, 1.6)
-    gather = rigid_volume_gather(corr, xy, mask, yaw, 12, 1.6, pad)
+    spread = volume_band_spread(xy, [-half_window, half_window], 1.6)
+    gather = rigid_volume_gather(corr, xy, mask, yaw, 12, 1.6, pad, spread)
     torch.testing.assert_close(gather, grid, atol=1e-5, rtol=1e-5)
     g1, = torch.autograd.grad(grid.square().sum(), corr)
     g2, = torch.autograd.grad(gather.square().sum(), corr)

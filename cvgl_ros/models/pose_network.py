@@ -28,7 +28,8 @@ from torch.nn import functional as F
 
 from cvgl_ros.models.bev_projection import BEVProjection
 from cvgl_ros.models.config import PoseNetConfig
-from cvgl_ros.models.correlation import LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather
+from cvgl_ros.models.correlation import (LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather,
+                                         volume_band_spread)
 from cvgl_ros.models.flow_refinement import FlowUpdateBlock
 from cvgl_ros.models.frames import bev_cell_centres, vehicle_to_map
 from cvgl_ros.models.ground_encoder import GroundEncoder
@@ -65,6 +66,7 @@ class PoseNet(nn.Module):
         # separable gathers (fast in ONNX Runtime); ExportedPoseNet switches to the second.
         self.volume_by_gather = False
         self.volume_pad = int(math.ceil(float(self.bev_xy_coarse.norm(dim=1).max()) / cfg.volume_cell_m)) + 2
+        self.volume_spread = volume_band_spread(self.bev_xy_coarse, cfg.yaw_offsets_rad, cfg.volume_cell_m)
 
     # -- stages ---------------------------------------------------------------------------
     def encode(self, ground, satellite, intrinsics, camera_height_m):
@@ -83,7 +85,7 @@ class PoseNet(nn.Module):
         corr = all_pairs_correlation(bev_coarse, sat_coarse)
         if self.volume_by_gather:
             score = rigid_volume_gather(corr, self.bev_xy_coarse, mask_coarse, yaw_bins, cfg.volume_cells,
-                                        cfg.volume_cell_m, self.volume_pad)
+                                        cfg.volume_cell_m, self.volume_pad, self.volume_spread)
         else:
             score = rigid_volume(corr, self.bev_xy_coarse, mask_coarse, yaw_bins, cfg.volume_cells, cfg.volume_cell_m)
         return score * torch.exp(self.log_scale)
