@@ -228,11 +228,9 @@ class PatchSampler:
         of the block: no copy at all until the drive leaves it. Otherwise just the window
         is stitched."""
         gen = self._generation
-        block = getattr(self._scratch, "block", None)
-        if block is not None and block[0] == gen and block[1] <= xa and xb <= block[3] and block[2] <= ya \
-                and yb <= block[4]:
-            _, bx, by, _, _, pixels = block
-            return pixels[ya - by:yb - by, xa - bx:xb - bx], (xa, ya), 0, 0, True
+        block = self._block_view(xa, xb, ya, yb)
+        if block is not None:
+            return block, (xa, ya), 0, 0, True
         n_tiles = 1 << self.zoom
         tx_range = range(xa // TILE_SIZE_PX, (xb - 1) // TILE_SIZE_PX + 1)
         ty_range = range(ya // TILE_SIZE_PX, (yb - 1) // TILE_SIZE_PX + 1)
@@ -245,6 +243,7 @@ class PatchSampler:
         as_block = getattr(self._scratch, "last_range", None) == tile_range and all(
             isinstance(entries.get(key), DecodedTile) and entries[key].opaque for key in keys.values())
         self._scratch.last_range = tile_range
+        window = (xa, xb, ya, yb)
         if as_block:   # the whole tile range
             xa, xb = tx_range.start * TILE_SIZE_PX, tx_range.stop * TILE_SIZE_PX
             ya, yb = ty_range.start * TILE_SIZE_PX, ty_range.stop * TILE_SIZE_PX
@@ -268,8 +267,22 @@ class PatchSampler:
                 missing += 1
             mosaic[dst] = 0
             all_valid = False
-        self._scratch.block = (gen, xa, ya, xb, yb, mosaic) if as_block else None
+        if as_block:
+            self._scratch.block = (gen, xa, xb, ya, yb, mosaic)
+            return self._block_view(*window), window[::2], 0, 0, True
+        self._scratch.block = None
         return mosaic, (xa, ya), missing, corrupt, all_valid
+
+    def _block_view(self, xa: int, xb: int, ya: int, yb: int) -> np.ndarray | None:
+        """The window [xa, xb) x [ya, yb) as a view of this thread's block, None when it has none
+        that is current and holds the window."""
+        block = getattr(self._scratch, "block", None)
+        if block is None:
+            return None
+        gen, bxa, bxb, bya, byb, pixels = block
+        if gen != self._generation or not (bxa <= xa and xb <= bxb and bya <= ya and yb <= byb):
+            return None
+        return pixels[ya - bya:yb - bya, xa - bxa:xb - bxa]
 
     def _sample(self, affine: np.ndarray, x0: float, y0: float, size_px: int, mpp: float) -> Patch:
         """Resample: global px = (x0, y0) + affine @ (c - half, r - half) for patch pixel (c, r)."""
