@@ -108,3 +108,22 @@ def test_temperature_fit_lowers_the_held_out_nll(tmp_path):
     assert fit["pairs"] == 12 and 0.2 <= fit["temperature"] <= 10.0
     assert fit["nll_after"] <= fit["nll_before"] + 1e-9
     assert fit["temperature"] > 1.0                  # flattening helps an over-confident volume
+
+
+def test_finer_yaw_sampling_scores_the_same_rotations(tmp_path, exported):
+    """--yaw-bins 9 on a model trained with 5 bins over the same window: the exported volume
+    holds the 5 trained bins unchanged at every other bin, and the card says what was trained."""
+    model, path, _ = exported
+    ckpt = path.parent.parent / "tiny.pt"
+    from cvgl_ros.train.export import export_checkpoint
+
+    card = export_checkpoint(ckpt, tmp_path / "fine.onnx", yaw_bins=9, command="cvgl export --yaw-bins 9",
+                             progress=False)
+    assert card["volume"]["yaw_bins"] == 9 and card["volume"]["yaw_bins_trained"] == 5
+    assert card["training"]["export_command"] == "cvgl export --yaw-bins 9"
+    inputs = {n: t.numpy() for n, t in zip(ExportedPoseNet.INPUTS, example_inputs(model.config, batch=2))}
+    coarse = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["volume_logits"], inputs)[0]
+    fine = ort.InferenceSession(str(tmp_path / "fine.onnx"),
+                                providers=["CPUExecutionProvider"]).run(["volume_logits"], inputs)[0]
+    assert fine.shape == (2, 9, 12, 12)
+    np.testing.assert_allclose(fine[:, ::2], coarse, atol=1e-4)

@@ -5,6 +5,7 @@ from cvgl_ros.cli.args import existing_dir, existing_file, positive_int
 
 
 def run(args) -> int:
+    import shlex
     import sys
 
     from cvgl_ros.runtime.card import card_path
@@ -12,7 +13,8 @@ def run(args) -> int:
 
     card = export_checkpoint(args.ckpt, args.out, eval_data=args.eval_data, eval_max_pairs=args.eval_max_pairs,
                              data_commands=args.data_command, progress=not args.quiet,
-                             calibration_data=_calibration(args.calibrate))
+                             calibration_data=_calibration(args.calibrate), yaw_bins=args.yaw_bins,
+                             command=shlex.join(["cvgl", *sys.argv[1:]]))
     p = card["parity"]
     print(f"wrote {args.out} ({card['size_bytes'] / 1e6:.2f} MB, sha256 {card['sha256'][:16]}...) and "
           f"{card_path(args.out)}; parity max |d log-volume| {p['max_abs_diff_log_volume']:.2e}", file=sys.stderr)
@@ -43,6 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--eval-max-pairs", type=positive_int, help="evaluate only the first N pairs of each split")
     p.add_argument("--calibrate", metavar="DS:SPLIT",
                    help="fit the volume's temperature on these held-out pairs (not the evaluation's) before export")
+    p.add_argument("--yaw-bins", type=positive_int, metavar="N",
+                   help="sample the yaw window with N bins (default: the training's); finer bins need no "
+                        "retraining and sharpen the azimuth, at the cost of volume time")
     p.add_argument("--data-command", action="append", metavar="CMD",
                    help="command that made the training data (repeatable), recorded in the card")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

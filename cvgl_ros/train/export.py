@@ -19,7 +19,7 @@ import torch
 from cvgl_ros.atomic import atomic_path, write_json
 from cvgl_ros.errors import InputError
 from cvgl_ros.models.config import config_from_dict
-from cvgl_ros.models.pose_network import ExportedPoseNet
+from cvgl_ros.models.pose_network import ExportedPoseNet, PoseNet
 from cvgl_ros.runtime.card import CARD_FORMAT, card_path, sha256_file
 from cvgl_ros.train.checkpoint import load_model
 from cvgl_ros.train.evaluation_run import json_safe
@@ -77,7 +77,8 @@ def parity(model_path: Path, wrapper: ExportedPoseNet, inputs: tuple[torch.Tenso
 
 
 def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evaluation: dict | None,
-               data_commands: list[str] | None = None, calibration: dict | None = None) -> dict:
+               data_commands: list[str] | None = None, calibration: dict | None = None,
+               export_command: str | None = None) -> dict:
     prov = state.get("provenance", {})
     meta = prov.get("data_meta", {}) or {}
     m = config.model
@@ -120,6 +121,7 @@ def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evalua
             "yaw_offsets_rad": m.yaw_offsets_rad, "frame": "map (ENU), north-up rows, centred on the position prior",
             "yaw_mode": "window of yaw_bins around the yaw prior; without a prior the runtime tiles the circle "
                         f"with {math.ceil(360 / (2 * m.yaw_window_deg))} windows in one batch",
+            "yaw_bins_trained": config_from_dict(state["config"]).model.yaw_bins,
             "calibration": calibration or "none (the training NLL only)",
         },
         "camera_height_m": camera_height,
@@ -134,6 +136,7 @@ def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evalua
             "world_styles": {k: v.get("style") for k, v in (prov.get("worlds") or {}).items() if isinstance(v, dict)},
             "pairs": prov.get("train_pairs"), "seed": config.train.seed, "epochs": state.get("epoch"),
             "command": prov.get("command"), "data_commands": list(data_commands or []),
+            "export_command": export_command,
             "pairs_config": meta.get("config"), "config": dataclasses.asdict(config.train),
             "history_last": (state.get("history") or [{}])[-1],
         },
@@ -177,16 +180,25 @@ def fit_temperature(model, dataset, max_pairs: int = 512) -> dict:
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, *, eval_data: str | Path | None = None,
                       eval_max_pairs: int | None = None, data_commands: list[str] | None = None,
-                      calibration_data: tuple[str | Path, str] | None = None, progress: bool = True) -> dict:
+                      calibration_data: tuple[str | Path, str] | None = None, yaw_bins: int | None = None,
+                      command: str | None = None, progress: bool = True) -> dict:
     """Export, check parity, evaluate (optional) and write the card; returns the card.
 
     `calibration_data` (data set, split): fit the volume's temperature there first (held-out
-    pairs that are not the evaluation's) and export the calibrated volume."""
+    pairs that are not the evaluation's) and export the calibrated volume.
+    `yaw_bins`: sample the yaw window with this many bins instead of the training's. No
+    weight depends on the bins (each scores one rotation of the same features), so a finer
+    sampling of the same likelihood is free of retraining; it costs volume time."""
     out = Path(out)
     if out.suffix != ".onnx":
         raise InputError(f"--out must name a .onnx file, got {out}")
     model, state = load_model(ckpt)
     config = config_from_dict(state["config"])
+    if yaw_bins is not None and yaw_bins != config.model.yaw_bins:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, yaw_bins=int(yaw_bins)))
+        resampled = PoseNet(config.model)
+        resampled.load_state_dict(model.state_dict())
+        model = resampled.eval()
     torch.set_num_threads(max(1, config.train.threads))
     calibration = None
     if calibration_data is not None:
@@ -221,11 +233,11 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, eval_data: str | Pat
         splits = [s for s in ("same_area", "cross_area") if _has_split(eval_data, s)]
         # The card must describe the final file: write a provisional card for the runtime first.
         write_json(card_path(out), json_safe(build_card(config, state, out, parity_result, None, data_commands,
-                                                         calibration)))
+                                                         calibration, command)))
         for split in splits:
             report = evaluate_model(out, eval_data, split, max_pairs=eval_max_pairs, progress=progress)
             evaluation[split] = {k: v for k, v in report.items() if not k.startswith("_") and k != "model"}
-    card = build_card(config, state, out, parity_result, evaluation, data_commands, calibration)
+    card = build_card(config, state, out, parity_result, evaluation, data_commands, calibration, command)
     write_json(card_path(out), json_safe(card))
     return card
 
