@@ -38,9 +38,7 @@ demo: setup
 # The shipped default model (models/cvgl_pose.onnx and its card), from nothing: five
 # simulator worlds (four to train on, one held out for cross-area), 8 200 KITTI-protocol
 # pairs, 5 epochs on 2 CPU cores (about 1.5 h; the run resumes if interrupted), export with
-# parity check, temperature calibration on the val split and same/cross-area evaluation; the
-# exported volume samples the yaw window at 1.5 deg (17 bins; trained at 3 deg, no weight
-# depends on the bins).
+# parity check, temperature calibration on the val split and same/cross-area evaluation.
 MODEL_WORLDS := 11:urban 12:suburban 13:urban 14:rural 15:urban
 MODEL_WORLD_DIRS := $(foreach w,$(MODEL_WORLDS),data/worlds/world$(firstword $(subst :, ,$(w))))
 MODEL_RUN := runs/pose_sim_v2
@@ -57,7 +55,7 @@ model: data/pose_pairs/index.json
 	test -f $(MODEL_RUN)/finished || { $(BIN)/cvgl train --data data/pose_pairs --config config/train_pose.yaml \
 		--out $(MODEL_RUN) $$(test -f $(MODEL_RUN)/last.pt && echo --resume) && touch $(MODEL_RUN)/finished; }
 	$(BIN)/cvgl export --ckpt $(MODEL_RUN)/best.pt --out models/cvgl_pose.onnx --eval-data data/pose_pairs \
-		--calibrate data/pose_pairs:val --yaw-bins 17
+		--calibrate data/pose_pairs:val
 
 # Re-pin: install the top-level requirements unpinned into a scratch venv, freeze it.
 lock:
