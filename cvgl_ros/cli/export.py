@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                    help="fit the volume's temperature on these held-out pairs (not the evaluation's) before export")
     p.add_argument("--yaw-bins", type=positive_int, metavar="N",
                    help="sample the yaw window with N bins (default: the training's); finer bins need no "
-                        "retraining and sharpen the azimuth, at the cost of volume time")
+                        "retraining and can sharpen the azimuth of a coarse volume, at the cost of volume time")
     p.add_argument("--data-command", action="append", metavar="CMD",
                    help="command that made the training data (repeatable), recorded in the card")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
