@@ -39,7 +39,10 @@ def run(args) -> int:
         exe, code = next(iter(died.items()))
         print(f"cvgl launch: {exe} exited with status {code}; stopped the others", file=sys.stderr)
         return code or 1
-    return 0 if all(c in (0, -signal.SIGINT) for c in codes.values()) else 1
+    unclean = {exe: c for exe, c in codes.items() if c not in (0, -signal.SIGINT)}
+    for exe, code in unclean.items():
+        print(f"cvgl launch: {exe} exited with status {code} while stopping", file=sys.stderr)
+    return 1 if unclean else 0
 
 
 def register(subparsers) -> None:
