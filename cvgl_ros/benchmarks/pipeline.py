@@ -57,7 +57,8 @@ def pipeline_benchmark() -> dict:
         "replay_lockstep": {
             "real_time_factor": s.real_time_factor, "bag_duration_s": s.bag_duration_s, "wall_s": s.wall_s,
             "frames": s.frames, "frames_processed": s.frames_processed, "frames_skipped": s.frames_skipped,
-            "poses": s.poses, "lockstep_timeouts": s.lockstep_timeouts, "drive": str(drive),
+            "poses": s.poses, "lockstep_timeouts": s.lockstep_timeouts, "frames_resent": s.frames_resent,
+            "drive": str(drive),
         },
     }
     for stage, stats in s.stage_latency_ms.items():

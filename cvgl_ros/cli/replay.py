@@ -20,6 +20,8 @@ def run(args) -> int:
           f"/cvgl/pose {s.poses}; wrote {s.out_bag}", file=sys.stderr)
     for reason, count in s.skip_reasons.items():
         print(f"  skipped {count}x: {reason}", file=sys.stderr)
+    if s.frames_resent:
+        print(f"  {s.frames_resent} camera frames were lost on the way and published again", file=sys.stderr)
     if s.lockstep_timeouts:
         print(f"  {s.lockstep_timeouts} lockstep waits timed out", file=sys.stderr)
     if args.summary:

@@ -38,6 +38,7 @@ EXPECTED_SUBSCRIBERS = {TOPIC_IMAGE: 1, TOPIC_IMAGE_COMPRESSED: 1, TOPIC_CAMERA_
 FRAME_STATUS = "/cvgl/cross_view/frame_status"
 POSE = "/cvgl/pose"
 GNSS_POSE = "/cvgl/gnss/pose"  # the filter node's echo of each valid fix it took in
+RESEND_AFTER_S = 10.0          # lockstep: a camera frame with no status by then is published again (once)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class ReplaySummary:
     poses: int = 0
     poses_at_frames: int = 0
     lockstep_timeouts: int = 0
+    frames_resent: int = 0          # lockstep: frames published again after no status came
     stage_latency_ms: dict = field(default_factory=dict)
     recorded: dict = field(default_factory=dict)
     node_exit_codes: dict = field(default_factory=dict)
@@ -205,7 +207,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                     wall0 = time.monotonic()
                 last_ns = t_ns
                 if pending is not None and t_ns > pending[0]:
-                    _wait_frame(tracker, pending[1], frame_timeout_s, pose_timeout_s, summary, nodes)
+                    _wait_frame(tracker, pending, frame_timeout_s, pose_timeout_s, summary, nodes, player)
                     pending = None
                 if not lockstep:
                     start_ns = first_ns
@@ -215,13 +217,13 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                 if topic in CAMERA_TOPICS:
                     summary.frames += 1
                     if lockstep:  # wait after the frame's camera_info (same stamp) is out too
-                        pending = (t_ns, cdr)
+                        pending = (t_ns, topic, cdr)
                 elif topic == TOPIC_GNSS_FIX and lockstep and _valid_fix(cdr):
                     stamp = header_stamp_ns(cdr)
                     if not tracker.wait(lambda: stamp in tracker.gnss_stamps, pose_timeout_s):
                         summary.lockstep_timeouts += 1
             if pending is not None:
-                _wait_frame(tracker, pending[1], frame_timeout_s, pose_timeout_s, summary, nodes)
+                _wait_frame(tracker, pending, frame_timeout_s, pose_timeout_s, summary, nodes, player)
             bar.close()
             summary.wall_s = time.monotonic() - wall0
             # let the last results arrive: quiet for 1 s (at most 10 s)
@@ -297,13 +299,22 @@ def _valid_fix(cdr: bytes) -> bool:
             and abs(msg.latitude) <= 90 and abs(msg.longitude) <= 180)
 
 
-def _wait_frame(tracker: _Tracker, cdr: bytes, frame_timeout_s: float, pose_timeout_s: float,
-                summary: ReplaySummary, nodes) -> None:
-    """Lockstep: wait for this frame's status, and for its pose when it was processed."""
+def _wait_frame(tracker: _Tracker, pending: tuple, frame_timeout_s: float, pose_timeout_s: float,
+                summary: ReplaySummary, nodes, player) -> None:
+    """Lockstep: wait for this frame's status, and for its pose when it was processed.
+
+    The camera is subscribed with sensor-data QoS (best effort), so a frame can be lost on
+    the way; one that has no status after `RESEND_AFTER_S` is published again, once."""
     from cvgl_ros.replay.recorder import header_stamp_ns
 
+    t_ns, topic, cdr = pending
     stamp = header_stamp_ns(cdr)
-    if not tracker.wait(lambda: stamp in tracker.status, frame_timeout_s):
+    arrived = tracker.wait(lambda: stamp in tracker.status, min(RESEND_AFTER_S, frame_timeout_s))
+    if not arrived and not nodes.exited():
+        summary.frames_resent += 1
+        player.publish(topic, t_ns, cdr)
+        arrived = tracker.wait(lambda: stamp in tracker.status, max(frame_timeout_s - RESEND_AFTER_S, 0.0))
+    if not arrived:
         summary.lockstep_timeouts += 1
         if nodes.exited():
             exe, code = next(iter(nodes.exited().items()))
