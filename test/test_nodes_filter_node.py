@@ -210,3 +210,16 @@ def test_every_filter_field_is_a_described_parameter_whose_range_holds_its_defau
         assert param.description != f.name.replace("_", " ") and len(param.description) > 15, f.name
         if param.min is not None:
             assert param.min <= getattr(defaults, f.name) <= param.max, f.name
+
+
+def test_diagnostics_count_the_publishers_each_input_has_matched(harness):
+    h = harness
+
+    def latest(key):
+        return (diagnostic_values(h.got["/diagnostics"][-1], "particle_filter_node") or {}).get(key) \
+            if h.got["/diagnostics"] else None
+
+    assert h.spin_until(lambda: latest("publishers_/gnss/fix") == "1" and latest("publishers_/cvgl/likelihood") == "1")
+    h.probe.destroy_publisher(h.pub_fix)
+    assert h.spin_until(lambda: latest("publishers_/gnss/fix") == "0"), "a gone GNSS publisher is not reported"
+    assert latest("publishers_/cvgl/likelihood") == "1"

@@ -33,7 +33,7 @@ def test_every_camera_frame_gets_a_fused_pose_in_map_with_finite_covariance(repl
     statuses = {stamp_to_ns(m.header.stamp): m.status[0] for _, _, _, m in
                 read_messages(out, ["/cvgl/cross_view/frame_status"])}
     assert summary.frames == len(frames) == 12
-    assert summary.lockstep_timeouts == 0
+    assert summary.lockstep_timeouts == 0, summary.lockstep_timeout_details
     assert set(statuses) == set(frames), "a frame status for every camera frame"
     first_fix = min(stamp_to_ns(m.header.stamp) for _, _, _, m in read_messages(bag, ["/gnss/fix"]))
     after_init = [t for t in frames if t > first_fix]

@@ -125,11 +125,13 @@ class CrossViewNode(Node):
         self.worker = threading.Thread(target=self._work, name="cross_view_inference", daemon=True)
         self.worker.start()
         # Subscriptions last: a publisher that sees them matched knows the model is loaded.
-        self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
-        self.create_subscription(PoseWithCovarianceStamped, "/cvgl/pose", self.on_filter_pose, RESULT_QOS)
-        self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS)
-        self.create_subscription(Image, "/camera/image_raw", self.on_image, SENSOR_QOS)
-        self.create_subscription(CompressedImage, "/camera/image_raw/compressed", self.on_image, SENSOR_QOS)
+        self.inputs = [
+            self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS),
+            self.create_subscription(PoseWithCovarianceStamped, "/cvgl/pose", self.on_filter_pose, RESULT_QOS),
+            self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS),
+            self.create_subscription(Image, "/camera/image_raw", self.on_image, SENSOR_QOS),
+            self.create_subscription(CompressedImage, "/camera/image_raw/compressed", self.on_image, SENSOR_QOS),
+        ]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: model {self.health.values.get('model', '-')}, tiles {self.p['tiles'] or '-'}"
                                + (f"; NOT WORKING: {self.health.fatal_reason}" if self.health.fatal_reason else ""))
@@ -360,6 +362,7 @@ class CrossViewNode(Node):
         self.pub_status.publish(msg)
 
     def publish_diagnostics(self) -> None:
+        self.health.note_input_publishers(self.inputs)
         self.pub_diag.publish(self.health.to_msg(self.get_clock().now().nanoseconds))
 
     def _datum_text(self) -> str:

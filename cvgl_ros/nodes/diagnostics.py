@@ -9,7 +9,9 @@ per stage, `count("gnss_rejected")` per event, `problem("...")` for bad input it
   after a problem, OK otherwise; the message is the fatal reason or the last problem;
 * values: `rate_<input>_hz` (over the last `window_s` of wall time), `latency_<stage>_ms`
   (mean and p95 of the last 100), every counter, `last_problem`, and `recent_problems`
-  (the distinct problems of the last `warn_hold_s`, newest first, " | "-separated).
+  (the distinct problems of the last `warn_hold_s`, newest first, " | "-separated), and
+  `publishers_<topic>`: how many publishers each input subscription has matched (from the
+  subscriber's side: 0 says the topic is not coming in, whatever its publisher believes).
 Rates and latencies use the monotonic wall clock, so they are right under `use_sim_time`.
 """
 from __future__ import annotations
@@ -55,6 +57,11 @@ class NodeHealth:
     def set_value(self, key: str, value) -> None:
         with self._lock:
             self.values[key] = value if isinstance(value, str) else f"{value:.6g}" if isinstance(value, float) else str(value)
+
+    def note_input_publishers(self, subscriptions) -> None:
+        """`publishers_<topic>` for each rclpy subscription: its matched publisher count now."""
+        for sub in subscriptions:
+            self.set_value(f"publishers_{sub.topic_name}", sub.get_publisher_count())
 
     def problem(self, message: str, counter: str | None = None) -> None:
         """Record bad input that the node survived (WARN for a few seconds)."""

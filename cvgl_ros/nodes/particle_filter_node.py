@@ -113,8 +113,8 @@ class ParticleFilterNode(Node):
         self.pub_particles = self.create_publisher(PoseArray, "/cvgl/particles", RESULT_QOS)
         self.pub_gnss_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/gnss/pose", RESULT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
-        self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS)
-        self.create_subscription(PointCloud2, "/cvgl/likelihood", self.on_likelihood, RESULT_QOS)
+        self.inputs = [self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS),
+                       self.create_subscription(PointCloud2, "/cvgl/likelihood", self.on_likelihood, RESULT_QOS)]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: {config.num_particles} particles, datum {self.health.values['datum']}")
 
@@ -224,6 +224,7 @@ class ParticleFilterNode(Node):
             self.last_path_publish_ns = t_ns
 
     def publish_diagnostics(self) -> None:
+        self.health.note_input_publishers(self.inputs)
         for key, value in self.pf.diagnostics.items():
             self.health.set_value(f"filter_{key}", value if isinstance(value, str) else int(value))
         self.pub_diag.publish(self.health.to_msg(self.get_clock().now().nanoseconds))

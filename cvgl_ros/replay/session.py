@@ -4,7 +4,9 @@
    with the parameter file plus `use_sim_time: true`, the bag's `map` datum, the tile cache
    and the model.
 2. Waits until the nodes' subscriptions (camera, camera_info, GNSS, /clock) and outputs are
-   matched over DDS, i.e. the model is loaded.
+   matched over DDS, i.e. the model is loaded, on both sides: the player's publishers count
+   the subscriptions, and the nodes' /diagnostics count the player's publishers (a
+   best-effort subscriber drops messages from a publisher it has not matched yet).
 3. Plays the bag with `/clock` (`BagPlayer`) at `rate` x real time, or in **lockstep**: after
    each camera frame it waits for the cross-view node's frame status (processed / skipped)
    and, for a processed frame, for the filter's `/cvgl/pose` at that stamp; after each valid
@@ -35,6 +37,11 @@ from cvgl_ros.errors import InputError
 CAMERA_TOPICS = (TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED)
 # Input topic -> how many node subscriptions must be matched before playing.
 EXPECTED_SUBSCRIBERS = {TOPIC_IMAGE: 1, TOPIC_IMAGE_COMPRESSED: 1, TOPIC_CAMERA_INFO: 1, TOPIC_GNSS_FIX: 2}
+# Node -> its inputs that must also be matched from the node's side (its /diagnostics say so):
+# a best-effort subscriber drops what comes from a publisher it has not matched yet, even when
+# that publisher already counts it.
+NODE_INPUTS = {"cross_view_node": (TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED, TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX),
+               "particle_filter_node": (TOPIC_GNSS_FIX,)}
 FRAME_STATUS = "/cvgl/cross_view/frame_status"
 POSE = "/cvgl/pose"
 GNSS_POSE = "/cvgl/gnss/pose"  # the filter node's echo of each valid fix it took in
@@ -56,6 +63,7 @@ class ReplaySummary:
     poses: int = 0
     poses_at_frames: int = 0
     lockstep_timeouts: int = 0
+    lockstep_timeout_details: list = field(default_factory=list)  # what was awaited, at which bag time
     frames_resent: int = 0          # lockstep: frames published again after no status came
     stage_latency_ms: dict = field(default_factory=dict)
     recorded: dict = field(default_factory=dict)
@@ -74,7 +82,7 @@ class _Tracker:
         self.pose_stamps: set[int] = set()
         self.gnss_stamps: set[int] = set()
         self.timings: dict[str, list[float]] = {}
-        self.filter_diag: dict[str, str] = {}
+        self.node_diag: dict[str, dict[str, str]] = {}  # node name -> its latest /diagnostics values
         self.last_message_t = time.monotonic()
 
     def __call__(self, topic: str, cdr: bytes) -> None:
@@ -100,8 +108,8 @@ class _Tracker:
                         self.timings.setdefault(kv.key, []).append(float(kv.value))
                 else:
                     for s in msg.status:
-                        if s.name == "cvgl_ros: particle_filter_node":
-                            self.filter_diag = {kv.key: kv.value for kv in s.values}
+                        if s.name.startswith("cvgl_ros: "):
+                            self.node_diag[s.name.removeprefix("cvgl_ros: ")] = {kv.key: kv.value for kv in s.values}
             self.cond.notify_all()
 
     def wait(self, predicate, timeout_s: float) -> bool:
@@ -109,7 +117,16 @@ class _Tracker:
             return self.cond.wait_for(predicate, timeout=timeout_s)
 
 
-def _wait_ready(player, recorder, nodes, bag_topics_present, timeout_s: float) -> None:
+def _inputs_matched_by_nodes(tracker: _Tracker, bag_topics_present) -> bool:
+    with tracker.cond:
+        for node, inputs in NODE_INPUTS.items():
+            values = tracker.node_diag.get(node, {})
+            if any(int(values.get(f"publishers_{t}", 0)) < 1 for t in inputs if t in bag_topics_present):
+                return False
+    return True
+
+
+def _wait_ready(player, recorder, tracker, nodes, bag_topics_present, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     want = {t: n for t, n in EXPECTED_SUBSCRIBERS.items() if t in bag_topics_present}
     while True:
@@ -123,11 +140,13 @@ def _wait_ready(player, recorder, nodes, bag_topics_present, timeout_s: float) -
         clock_ok = player.clock_pub.get_subscription_count() >= 2
         outputs_ok = all(recorder.subscriptions[t].get_publisher_count() >= 1
                          for t in (POSE, GNSS_POSE, "/cvgl/likelihood", FRAME_STATUS))
-        if inputs_ok and clock_ok and outputs_ok:
+        matched_by_nodes = _inputs_matched_by_nodes(tracker, bag_topics_present)
+        if inputs_ok and clock_ok and outputs_ok and matched_by_nodes:
             return
         if time.monotonic() > deadline:
             raise InputError(f"the nodes did not come up within {timeout_s:.0f} s "
-                             f"(subscribers {counts}, clock {player.clock_pub.get_subscription_count()})")
+                             f"(subscribers {counts}, clock {player.clock_pub.get_subscription_count()}, "
+                             f"inputs matched on the nodes' side: {matched_by_nodes})")
         time.sleep(0.1)
 
 
@@ -191,7 +210,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             executor.add_node(node)
             spinner = threading.Thread(target=_spin, args=(executor, stop_spin), name="cvgl_replay_spin", daemon=True)
             spinner.start()
-            _wait_ready(player, recorder, nodes, topics, ready_timeout_s)
+            _wait_ready(player, recorder, tracker, nodes, topics, ready_timeout_s)
             recorder.discover()
 
             first_ns = last_ns = None
@@ -221,7 +240,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                 elif topic == TOPIC_GNSS_FIX and lockstep and _valid_fix(cdr):
                     stamp = header_stamp_ns(cdr)
                     if not tracker.wait(lambda: stamp in tracker.gnss_stamps, pose_timeout_s):
-                        summary.lockstep_timeouts += 1
+                        _count_timeout(summary, "GNSS echo on " + GNSS_POSE, stamp)
             if pending is not None:
                 _wait_frame(tracker, pending, frame_timeout_s, pose_timeout_s, summary, nodes, player)
             bar.close()
@@ -263,8 +282,9 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
         arr = np.asarray(values)
         summary.stage_latency_ms[key.removesuffix("_ms")] = {"mean": float(arr.mean()), "p95": float(np.percentile(arr, 95))}
     for stat, key in (("mean", "latency_filter_ms"), ("p95", "latency_filter_p95_ms")):
-        if key in tracker.filter_diag:
-            summary.stage_latency_ms.setdefault("filter", {})[stat] = float(tracker.filter_diag[key])
+        filter_diag = tracker.node_diag.get("particle_filter_node", {})
+        if key in filter_diag:
+            summary.stage_latency_ms.setdefault("filter", {})[stat] = float(filter_diag[key])
     return summary
 
 
@@ -299,6 +319,11 @@ def _valid_fix(cdr: bytes) -> bool:
             and abs(msg.latitude) <= 90 and abs(msg.longitude) <= 180)
 
 
+def _count_timeout(summary: ReplaySummary, awaited: str, stamp_ns: int) -> None:
+    summary.lockstep_timeouts += 1
+    summary.lockstep_timeout_details.append(f"{awaited} for the message stamped {stamp_ns * 1e-9:.3f} s")
+
+
 def _wait_frame(tracker: _Tracker, pending: tuple, frame_timeout_s: float, pose_timeout_s: float,
                 summary: ReplaySummary, nodes, player) -> None:
     """Lockstep: wait for this frame's status, and for its pose when it was processed.
@@ -315,10 +340,10 @@ def _wait_frame(tracker: _Tracker, pending: tuple, frame_timeout_s: float, pose_
         player.publish(topic, t_ns, cdr)
         arrived = tracker.wait(lambda: stamp in tracker.status, max(frame_timeout_s - RESEND_AFTER_S, 0.0))
     if not arrived:
-        summary.lockstep_timeouts += 1
+        _count_timeout(summary, "frame status", stamp)
         if nodes.exited():
             exe, code = next(iter(nodes.exited().items()))
             raise InputError(f"{exe} died during the replay (status {code}): {nodes.log_tail(exe, 3)}")
         return
     if tracker.status[stamp][0] == 0 and not tracker.wait(lambda: stamp in tracker.pose_stamps, pose_timeout_s):
-        summary.lockstep_timeouts += 1
+        _count_timeout(summary, "fused pose on " + POSE, stamp)
