@@ -63,4 +63,6 @@ def pipeline_benchmark() -> dict:
     }
     for stage, stats in s.stage_latency_ms.items():
         cases[f"stage_{stage}"] = {f"{k}_ms": v for k, v in stats.items()}
+    for wait, stats in s.lockstep_wait_ms.items():
+        cases[f"lockstep_{wait}"] = {f"{k}_ms" if k != "n" else k: v for k, v in stats.items()}
     return cases

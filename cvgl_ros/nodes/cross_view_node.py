@@ -49,6 +49,8 @@ PARAMS = [
     Param("providers", ["tensorrt", "cuda", "cpu"], "ONNX Runtime execution providers, in order of preference"),
     Param("trt_cache_dir", "", "TensorRT engine cache directory (empty: none)"),
     Param("intra_op_threads", 2, "ONNX Runtime intra-op threads", 1, 256),
+    Param("intra_op_spin_wait", False, "let ONNX Runtime's idle intra-op threads spin (slightly lower latency when "
+          "the inference has cores to itself; burns CPU the other nodes need when it does not)"),
     Param("tile_cache_mb", 256.0, "memory cap of the decoded-tile LRU, MB", 1.0, 65536.0),
     Param("prior_max_age_s", 2.0, "a prior (filter pose or GNSS fix) older than this is not used, s", 0.0, 3600.0),
     Param("prior_yaw_max_std_deg", 20.0, "the filter's yaw is the yaw prior when its 1-sigma is below this, deg",
@@ -152,7 +154,7 @@ class CrossViewNode(Node):
         try:
             self.estimator = PoseEstimator(
                 str(path), providers=tuple(self.p["providers"]), trt_cache_dir=self.p["trt_cache_dir"] or None,
-                intra_op_threads=self.p["intra_op_threads"])
+                intra_op_threads=self.p["intra_op_threads"], spin_wait=self.p["intra_op_spin_wait"])
         except (InputError, OSError) as exc:
             self.health.fatal(f"model {path}: {exc}")
             return

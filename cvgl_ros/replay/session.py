@@ -66,6 +66,9 @@ class ReplaySummary:
     lockstep_timeout_details: list = field(default_factory=list)  # what was awaited, at which bag time
     frames_resent: int = 0          # lockstep: frames published again after no status came
     stage_latency_ms: dict = field(default_factory=dict)
+    # lockstep: where the wall time goes, mean/p95 ms: frame published -> its status came,
+    # status -> its fused pose came, GNSS fix published -> the filter's echo came
+    lockstep_wait_ms: dict = field(default_factory=dict)
     recorded: dict = field(default_factory=dict)
     node_exit_codes: dict = field(default_factory=dict)
 
@@ -79,8 +82,9 @@ class _Tracker:
     def __init__(self):
         self.cond = threading.Condition()
         self.status: dict[int, tuple[int, str]] = {}
-        self.pose_stamps: set[int] = set()
-        self.gnss_stamps: set[int] = set()
+        self.status_arrival: dict[int, float] = {}  # stamp -> monotonic time of its first frame status
+        self.pose_stamps: dict[int, float] = {}     # stamp -> monotonic time its first /cvgl/pose came
+        self.gnss_stamps: dict[int, float] = {}     # stamp -> ... its GNSS echo came
         self.timings: dict[str, list[float]] = {}
         self.node_diag: dict[str, dict[str, str]] = {}  # node name -> its latest /diagnostics values
         self.last_message_t = time.monotonic()
@@ -93,9 +97,9 @@ class _Tracker:
         with self.cond:
             self.last_message_t = time.monotonic()
             if topic == POSE:
-                self.pose_stamps.add(header_stamp_ns(cdr))
+                self.pose_stamps.setdefault(header_stamp_ns(cdr), self.last_message_t)
             elif topic == GNSS_POSE:
-                self.gnss_stamps.add(header_stamp_ns(cdr))
+                self.gnss_stamps.setdefault(header_stamp_ns(cdr), self.last_message_t)
             elif topic in (FRAME_STATUS, "/diagnostics"):
                 from diagnostic_msgs.msg import DiagnosticArray
 
@@ -104,6 +108,7 @@ class _Tracker:
                     s = msg.status[0]
                     level = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
                     self.status[header_stamp_ns(cdr)] = (level, s.message)
+                    self.status_arrival.setdefault(header_stamp_ns(cdr), self.last_message_t)
                     for kv in s.values:
                         self.timings.setdefault(kv.key, []).append(float(kv.value))
                 else:
@@ -215,6 +220,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
 
             first_ns = last_ns = None
             pending = None  # lockstep: a camera frame whose result is awaited once its stamp's messages are out
+            sent: dict[tuple[str, int], float] = {}  # ("frame" | "gnss", stamp) -> monotonic time published
             wall0 = time.monotonic()
             bar = tqdm(total=total, unit="msg", desc="replay", disable=not progress, mininterval=1.0)
             for topic, _msgtype, t_ns, cdr in read_messages(bag, raw=True):
@@ -235,10 +241,12 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                 player.publish(topic, t_ns, cdr)
                 if topic in CAMERA_TOPICS:
                     summary.frames += 1
+                    sent.setdefault(("frame", header_stamp_ns(cdr)), time.monotonic())
                     if lockstep:  # wait after the frame's camera_info (same stamp) is out too
                         pending = (t_ns, topic, cdr)
                 elif topic == TOPIC_GNSS_FIX and lockstep and _valid_fix(cdr):
                     stamp = header_stamp_ns(cdr)
+                    sent.setdefault(("gnss", stamp), time.monotonic())
                     if not tracker.wait(lambda: stamp in tracker.gnss_stamps, pose_timeout_s):
                         _count_timeout(summary, "GNSS echo on " + GNSS_POSE, stamp)
             if pending is not None:
@@ -277,15 +285,34 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     summary.skip_reasons = dict(levels.most_common(10))
     summary.poses = summary.recorded.get(POSE, 0)
     processed = {t for t, (lvl, _) in tracker.status.items() if lvl == 0}
-    summary.poses_at_frames = len(processed & tracker.pose_stamps)
+    summary.poses_at_frames = len(processed & tracker.pose_stamps.keys())
     for key, values in tracker.timings.items():
         arr = np.asarray(values)
         summary.stage_latency_ms[key.removesuffix("_ms")] = {"mean": float(arr.mean()), "p95": float(np.percentile(arr, 95))}
+    if lockstep and first_ns is not None:
+        summary.lockstep_wait_ms = _lockstep_waits(tracker, sent)
     for stat, key in (("mean", "latency_filter_ms"), ("p95", "latency_filter_p95_ms")):
         filter_diag = tracker.node_diag.get("particle_filter_node", {})
         if key in filter_diag:
             summary.stage_latency_ms.setdefault("filter", {})[stat] = float(filter_diag[key])
     return summary
+
+
+def _lockstep_waits(tracker: _Tracker, sent: dict) -> dict:
+    def stats(deltas_s):
+        if not deltas_s:
+            return {"mean": 0.0, "p95": 0.0, "n": 0}
+        arr = np.asarray(deltas_s) * 1e3
+        return {"mean": float(arr.mean()), "p95": float(np.percentile(arr, 95)), "n": int(arr.size)}
+
+    frames = {stamp: t for (kind, stamp), t in sent.items() if kind == "frame"}
+    gnss = {stamp: t for (kind, stamp), t in sent.items() if kind == "gnss"}
+    return {
+        "frame_to_status": stats([tracker.status_arrival[s] - t for s, t in frames.items() if s in tracker.status_arrival]),
+        "status_to_pose": stats([tracker.pose_stamps[s] - tracker.status_arrival[s] for s in frames
+                                 if s in tracker.pose_stamps and s in tracker.status_arrival]),
+        "gnss_to_echo": stats([tracker.gnss_stamps[s] - t for s, t in gnss.items() if s in tracker.gnss_stamps]),
+    }
 
 
 def _sigterm_as_interrupt():
