@@ -68,3 +68,39 @@ def test_frames_arriving_faster_than_inference_are_dropped_not_queued(nodes):
     assert len(processed) < len(stamps) / 2
     assert stamps[-1] in processed, "the newest frame is the one processed"
     assert nodes.wait(lambda: int(nodes.last_diag("cross_view_node").get("frames_dropped_stale", 0)) >= len(dropped) - 1, 10)
+
+
+def test_two_workers_take_two_frames_at_once_and_publish_in_camera_order(tiles):
+    from cvgl_ros.nodes.conversions import stamp_ns
+    from test_nodes_support import camera
+
+    live = LiveNodes(tiles, shipped_model(), inference_workers=2, intra_op_threads=1)
+    try:
+        live.fix(T0)
+        h, w = live.image_hw
+        k, _, _ = camera((h, w))
+        live.publish("info", B.camera_info_msg(k, w, h, T0))
+        assert live.wait(lambda: live.cross_view.filter_prior is not None and live.cross_view.k is not None, 20)
+        rng = np.random.default_rng(1)
+        image = lambda t: B.image_msg(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), t)  # noqa: E731
+        pair = [T0 + S // 10, T0 + S // 10 + S // 100]
+        from rclpy.serialization import deserialize_message
+        from sensor_msgs.msg import Image
+
+        for t in pair:  # straight into the callback, back to back: one per idle worker, neither dropped
+            cdr = bytes(B.TYPESTORE.serialize_cdr(image(t), "sensor_msgs/msg/Image"))
+            live.cross_view.on_image(deserialize_message(cdr, Image))
+        assert live.wait(lambda: all(live.status_for(t) is not None for t in pair), 60)
+        assert [live.status_for(t).message for t in pair] == ["processed", "processed"]
+        burst = [pair[-1] + (i + 1) * S // 100 for i in range(30)]
+        for t in burst:  # far faster than two inferences: stale frames are still dropped
+            live.publish("image", image(t))
+        assert live.wait(lambda: live.status_for(burst[-1]) is not None, 60)
+        statuses = {t: live.status_for(t) for t in burst}
+        assert any(s is not None and s.message.startswith("dropped") for s in statuses.values())
+        assert statuses[burst[-1]].message == "processed"
+        clouds = [stamp_ns(m.header.stamp) for m in live.got["/cvgl/likelihood"]]
+        assert len(clouds) >= 3 and clouds == sorted(clouds) and len(set(clouds)) == len(clouds), clouds
+        assert clouds[:2] == pair
+    finally:
+        live.close()

@@ -12,9 +12,11 @@ Publishes   /cvgl/likelihood (PointCloud2 x, y, z, yaw, log_likelihood in `map`;
             /cvgl/cross_view/frame_status (DiagnosticArray stamped with each camera frame:
             processed, skipped and why, dropped; with per-stage latencies), /diagnostics.
 
-Frames are never queued: the image callback only keeps the newest frame, and one worker
-thread runs decode -> patch (cvgl_ros.tiles) -> network (cvgl_ros.runtime) on whatever is
-newest when it is free; a frame replaced before it was started is dropped and counted.
+Frames are never queued: the image callback keeps only as many frames as there are idle
+workers (at least the newest one), and a worker thread (`inference_workers` of them, 1 by
+default) runs decode -> patch (cvgl_ros.tiles) -> network (cvgl_ros.runtime) on a waiting
+frame when it is free; a frame pushed out before a worker took it is dropped and counted. With several workers, results are published in
+the order the frames were taken (a ticket per frame), never out of camera order.
 Bad input (an undecodable image, no camera_info, no prior, no tiles under the prior, a
 stamp going backwards) skips the frame with a diagnostic; nothing non-finite is published.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,10 @@ PARAMS = [
     Param("providers", ["tensorrt", "cuda", "cpu"], "ONNX Runtime execution providers, in order of preference"),
     Param("trt_cache_dir", "", "TensorRT engine cache directory (empty: none)"),
     Param("intra_op_threads", 2, "ONNX Runtime intra-op threads", 1, 256),
+    Param("inference_workers", 1,
+          "frames in inference at once (each takes the newest frame when free; results are published in camera "
+          "order): 1 gives the lowest latency; 2 with intra_op_threads 1 doubles the throughput on 2 CPU cores, "
+          "each frame then taking the prior from two frames back", 1, 16),
     Param("intra_op_spin_wait", False, "let ONNX Runtime's idle intra-op threads spin (slightly lower latency when "
           "the inference has cores to itself; burns CPU the other nodes need when it does not)"),
     Param("tile_cache_mb", 256.0, "memory cap of the decoded-tile LRU, MB", 1.0, 65536.0),
@@ -114,7 +121,8 @@ class CrossViewNode(Node):
         self.unknown_yaw_frames = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._newest = None
+        self._waiting_frames = deque()  # frames no worker has taken yet: at most one per idle worker (>= 1)
+        self._idle_workers = 0
         self._stop = False
 
         frame = self.p["map_frame"]
@@ -124,8 +132,13 @@ class CrossViewNode(Node):
         self.pub_overlay = self.create_publisher(Image, "/cvgl/debug/overlay", RESULT_QOS)
         self.pub_status = self.create_publisher(DiagnosticArray, FRAME_STATUS_TOPIC, RESULT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
-        self.worker = threading.Thread(target=self._work, name="cross_view_inference", daemon=True)
-        self.worker.start()
+        self._next_ticket = 0        # frames taken by a worker, in order
+        self._turn_ticket = 0        # the next of them whose results may be published
+        self._turn = threading.Condition()
+        self.workers = [threading.Thread(target=self._work, name=f"cross_view_inference_{i}", daemon=True)
+                        for i in range(self.p["inference_workers"])]
+        for worker in self.workers:
+            worker.start()
         # Subscriptions last: a publisher that sees them matched knows the model is loaded.
         self.inputs = [
             self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS),
@@ -216,53 +229,78 @@ class CrossViewNode(Node):
     def on_image(self, msg) -> None:
         self.health.tick("image")
         with self._lock:
-            dropped = self._newest
-            self._newest = (msg, time.perf_counter())
+            self._waiting_frames.append(msg)
+            dropped = []
+            while len(self._waiting_frames) > max(self._idle_workers, 1):
+                dropped.append(self._waiting_frames.popleft())
             self._wake.notify()
-        if dropped is not None:
-            self._status(conv.stamp_ns(dropped[0].header.stamp), DiagnosticStatus.WARN,
+        for old in dropped:
+            self._status(conv.stamp_ns(old.header.stamp), DiagnosticStatus.WARN,
                          "dropped: a newer frame arrived before inference was free", {})
             self.health.count("frames_dropped_stale")
 
     # -- the worker -----------------------------------------------------------------------
 
     def _work(self) -> None:
+        """One inference worker: take the oldest waiting frame, run it, publish in camera order."""
         while True:
             with self._lock:
-                while self._newest is None and not self._stop:
+                self._idle_workers += 1
+                while not self._waiting_frames and not self._stop:
                     self._wake.wait(timeout=0.5)
+                self._idle_workers -= 1
                 if self._stop:
                     return
-                msg, _ = self._newest
-                self._newest = None
-            t_ns = conv.stamp_ns(msg.header.stamp)
-            try:
-                level, text, timings = self._process(msg, t_ns)
-            except _Waiting as exc:
-                level, text, timings = DiagnosticStatus.WARN, f"skipped: {exc}", {}
-                self._status(t_ns, level, text, timings)
-                continue
-            except InputError as exc:
-                level, text, timings = DiagnosticStatus.WARN, f"skipped: {exc}", {}
-            except Exception as exc:  # noqa: BLE001 - the node keeps running; the reason goes to /diagnostics
-                level, text, timings = DiagnosticStatus.ERROR, f"skipped: {type(exc).__name__}: {exc}", {}
-                self.get_logger().error(text)
-            if level != DiagnosticStatus.OK:
-                self.health.problem(text, "frames_skipped")
-            self._status(t_ns, level, text, timings)
+                msg = self._waiting_frames.popleft()
+                ticket = self._next_ticket
+                self._next_ticket += 1
+                t_ns = conv.stamp_ns(msg.header.stamp)
+                out_of_order = self._check_stamp_order(t_ns)
+            level, text, timings, outputs, is_problem = self._run_frame(msg, t_ns, out_of_order)
+            # Workers finish in any order; results go out in the order the frames were taken,
+            # so the filter never sees a likelihood older than one it already has.
+            with self._turn:
+                while self._turn_ticket != ticket and not self._stop:
+                    self._turn.wait(timeout=0.5)
+                try:
+                    for publisher, message in outputs:
+                        publisher.publish(message)
+                    if is_problem:
+                        self.health.problem(text, "frames_skipped")
+                    self._status(t_ns, level, text, timings)
+                finally:
+                    self._turn_ticket = ticket + 1
+                    self._turn.notify_all()
+
+    def _check_stamp_order(self, t_ns: int) -> str | None:
+        """Called with the lock held: why this frame is out of order (and priors are cleared), or None."""
+        last = self.last_frame_ns
+        self.last_frame_ns = t_ns
+        if last is None or t_ns > last:
+            return None
+        self.filter_prior = self.gnss_prior = None  # priors from "the future" are meaningless now
+        self.health.count("stamp_backwards")
+        back = (last - t_ns) * 1e-9
+        return f"camera stamp went backwards by {back:.3f} s (priors cleared)" if back > 0 else "camera stamp repeated"
+
+    def _run_frame(self, msg, t_ns: int, out_of_order: str | None):
+        """(level, status text, timings, [(publisher, message)], counts as a problem)."""
+        try:
+            if out_of_order:
+                raise InputError(out_of_order)
+            level, text, timings, outputs = self._process(msg, t_ns)
+            return level, text, timings, outputs, level != DiagnosticStatus.OK
+        except _Waiting as exc:
+            return DiagnosticStatus.WARN, f"skipped: {exc}", {}, [], False
+        except InputError as exc:
+            return DiagnosticStatus.WARN, f"skipped: {exc}", {}, [], True
+        except Exception as exc:  # noqa: BLE001 - the node keeps running; the reason goes to /diagnostics
+            text = f"skipped: {type(exc).__name__}: {exc}"
+            self.get_logger().error(text)
+            return DiagnosticStatus.ERROR, text, {}, [], True
 
     def _process(self, msg, t_ns: int):
         timings = {}
-        if self.last_frame_ns is not None and t_ns <= self.last_frame_ns:
-            back = (self.last_frame_ns - t_ns) * 1e-9
-            self.last_frame_ns = t_ns
-            with self._lock:  # priors from "the future" are meaningless now
-                self.filter_prior = self.gnss_prior = None
-            self.health.count("stamp_backwards")
-            raise InputError(f"camera stamp went backwards by {back:.3f} s (priors cleared)"
-                             if back > 0 else "camera stamp repeated")
-        self.last_frame_ns = t_ns
-
         t0 = time.perf_counter()
         rgb = conv.image_to_rgb(msg)
         timings["decode_ms"] = (time.perf_counter() - t0) * 1e3
@@ -275,12 +313,14 @@ class CrossViewNode(Node):
         if (rgb.shape[1], rgb.shape[0]) != (width, height) and width and height:
             raise InputError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says {width}x{height}")
         if self.health.fatal_reason:
-            return DiagnosticStatus.ERROR, f"skipped: {self.health.fatal_reason}", timings
+            return DiagnosticStatus.ERROR, f"skipped: {self.health.fatal_reason}", timings, []
         prior = self._prior(t_ns, fprior, gprior)
         if prior.yaw_enu_rad is None:
             every = self.p["unknown_yaw_search_every_n"]
-            self.unknown_yaw_frames += 1
-            if every == 0 or (self.unknown_yaw_frames - 1) % every:
+            with self._lock:
+                self.unknown_yaw_frames += 1
+                nth = self.unknown_yaw_frames
+            if every == 0 or (nth - 1) % every:
                 self.health.count("frames_waiting_for_yaw")
                 raise _Waiting(f"yaw prior unknown: full-circle search on every {every}th frame only"
                                if every else "yaw prior unknown (full-circle search disabled)")
@@ -305,19 +345,23 @@ class CrossViewNode(Node):
         volume = result.volume
         volume.stamp_ns = t_ns
 
-        self.pub_cloud.publish(conv.volume_to_cloud(volume, self.map_frame, self.p["likelihood_threshold_nats"],
-                                                    self.p["likelihood_max_points"]))
-        self.pub_pose.publish(conv.pose_with_covariance_msg(t_ns, self.map_frame, result.east_m, result.north_m,
-                                                            result.yaw_enu_rad, cov))
-        self.processed += 1
+        outputs = [
+            (self.pub_cloud, conv.volume_to_cloud(volume, self.map_frame, self.p["likelihood_threshold_nats"],
+                                                  self.p["likelihood_max_points"])),
+            (self.pub_pose, conv.pose_with_covariance_msg(t_ns, self.map_frame, result.east_m, result.north_m,
+                                                          result.yaw_enu_rad, cov)),
+        ]
+        with self._lock:
+            self.processed += 1
+            nth = self.processed
         every = self.p["overlay_every_n"]
-        if every and self.processed % every == 1 % every:
-            self._publish_overlay(msg, t_ns, rgb, k, patch, prior, result)
+        if every and nth % every == 1 % every:
+            outputs.append((self.pub_overlay, self._overlay_msg(t_ns, rgb, k, patch, prior, result)))
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
         for stage, ms in timings.items():
             self.health.latency(stage[:-3], ms)
         self.health.count("frames_processed")
-        return DiagnosticStatus.OK, "processed", timings
+        return DiagnosticStatus.OK, "processed", timings, outputs
 
     def _prior(self, t_ns: int, fprior, gprior):
         from cvgl_ros.runtime import Prior
@@ -340,7 +384,7 @@ class CrossViewNode(Node):
             return Prior(gprior[1], gprior[2], None)
         raise InputError(f"no position prior (filter pose or GNSS fix) within {self.p['prior_max_age_s']:g} s")
 
-    def _publish_overlay(self, msg, t_ns, rgb, k, patch, prior, result) -> None:
+    def _overlay_msg(self, t_ns, rgb, k, patch, prior, result) -> Image:
         from cvgl_ros.nodes.overlay import bev_overlay
 
         picture = bev_overlay(patch.rgb, self.patch_mpp, prior.east_m, prior.north_m, rgb, k, self.camera_height_m,
@@ -350,7 +394,7 @@ class CrossViewNode(Node):
         out.header.frame_id = self.map_frame
         out.height, out.width, out.step, out.data = encode_rgb(picture, "rgb8")
         out.encoding = "rgb8"
-        self.pub_overlay.publish(out)
+        return out
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -374,7 +418,10 @@ class CrossViewNode(Node):
         with self._lock:
             self._stop = True
             self._wake.notify_all()
-        self.worker.join(timeout=10.0)
+        with self._turn:
+            self._turn.notify_all()
+        for worker in self.workers:
+            worker.join(timeout=10.0)
         self.diag_timer.cancel()
         if self.sampler is not None:
             self.sampler.close()

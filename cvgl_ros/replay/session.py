@@ -11,7 +11,9 @@
    each camera frame it waits for the cross-view node's frame status (processed / skipped)
    and, for a processed frame, for the filter's `/cvgl/pose` at that stamp; after each valid
    GNSS fix it waits for the filter's echo on `/cvgl/gnss/pose`. So no message is dropped
-   and a run is reproducible whatever the machine's speed.
+   and a run is reproducible whatever the machine's speed. With `frames_in_flight` N > 1
+   the player keeps up to N frames in the nodes at once (N inference workers): every frame
+   still gets its result, at about N times the throughput on N cores.
 4. Records every `/cvgl/*` topic and `/diagnostics` (`Recorder`) into `out` (MCAP rosbag2,
    written atomically, with the datum in its metadata), stops the nodes with SIGINT.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class ReplaySummary:
     out_bag: str
     lockstep: bool
     rate: float
+    frames_in_flight: int = 1
     bag_duration_s: float = 0.0
     wall_s: float = 0.0
     real_time_factor: float = 0.0
@@ -158,8 +161,16 @@ def _wait_ready(player, recorder, tracker, nodes, bag_topics_present, timeout_s:
 def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None, model: str | Path | None = None,
                rate: float = 1.0, lockstep: bool = False, params_file: str | Path | None = None,
                overrides: dict | None = None, log_dir: str | Path | None = None, frame_timeout_s: float = 60.0,
-               pose_timeout_s: float = 5.0, ready_timeout_s: float = 120.0, progress: bool = True) -> ReplaySummary:
-    """Play `bag` through the nodes, record their outputs into `out` (see the module docstring)."""
+               pose_timeout_s: float = 5.0, ready_timeout_s: float = 120.0, progress: bool = True,
+               frames_in_flight: int = 1) -> ReplaySummary:
+    """Play `bag` through the nodes, record their outputs into `out` (see the module docstring).
+
+    `frames_in_flight` > 1 (lockstep only): up to that many camera frames are sent before the
+    player waits for the oldest one's result, and the cross-view node runs as many inference
+    workers with one ONNX Runtime thread each (unless `overrides` says otherwise): about that
+    many times the throughput on as many cores, at the price of exact reproducibility (a
+    frame's prior is then the filter's pose of up to that many frames back, whichever came).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
@@ -176,6 +187,10 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
         raise InputError(f"bag {bag} has no camera topic ({' or '.join(CAMERA_TOPICS)})")
     if not lockstep and not rate > 0:
         raise InputError(f"rate {rate} must be > 0")
+    if not (isinstance(frames_in_flight, int) and frames_in_flight >= 1):
+        raise InputError(f"frames in flight {frames_in_flight!r} must be an integer >= 1")
+    if frames_in_flight > 1 and not lockstep:
+        raise InputError("frames in flight > 1 needs lockstep (at a fixed rate the camera sets the pace)")
     if out.resolve() == bag.resolve():
         raise InputError("the output bag must not be the input bag")
     node_params = {"use_sim_time": True}
@@ -189,9 +204,11 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             if not Path(path).exists():
                 raise InputError(f"no such {name}: {path}")
             node_params[name] = str(Path(path).resolve())
+    if frames_in_flight > 1:
+        node_params.update(inference_workers=frames_in_flight, intra_op_threads=1)
     node_params.update(overrides or {})
     total = sum(count for t, (_, count) in topics.items())
-    summary = ReplaySummary(out_bag=str(out), lockstep=lockstep, rate=rate)
+    summary = ReplaySummary(out_bag=str(out), lockstep=lockstep, rate=rate, frames_in_flight=frames_in_flight)
     tracker = _Tracker()
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="cvgl-replay-logs-"))
 
@@ -219,7 +236,23 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             recorder.discover()
 
             first_ns = last_ns = None
-            pending = None  # lockstep: a camera frame whose result is awaited once its stamp's messages are out
+            # lockstep: what was sent and whose result is still awaited, oldest first: ("frame", t_ns,
+            # topic, cdr) or, with several frames in flight, ("gnss", t_ns, stamp, None)
+            outstanding = deque()
+
+            def await_oldest():
+                kind, _t, topic_or_stamp, item_cdr = outstanding.popleft()
+                if kind == "frame":
+                    _wait_frame(tracker, (_t, topic_or_stamp, item_cdr), frame_timeout_s, pose_timeout_s, summary,
+                                nodes, player)
+                elif not tracker.wait(lambda: topic_or_stamp in tracker.gnss_stamps, pose_timeout_s):
+                    _count_timeout(summary, "GNSS echo on " + GNSS_POSE, topic_or_stamp)
+
+            def frames_outstanding():
+                return sum(item[0] == "frame" for item in outstanding)
+
+            def newest_frame_ns():
+                return max(item[1] for item in outstanding if item[0] == "frame")
             sent: dict[tuple[str, int], float] = {}  # ("frame" | "gnss", stamp) -> monotonic time published
             wall0 = time.monotonic()
             bar = tqdm(total=total, unit="msg", desc="replay", disable=not progress, mininterval=1.0)
@@ -231,9 +264,9 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                     first_ns = t_ns
                     wall0 = time.monotonic()
                 last_ns = t_ns
-                if pending is not None and t_ns > pending[0]:
-                    _wait_frame(tracker, pending, frame_timeout_s, pose_timeout_s, summary, nodes, player)
-                    pending = None
+                # a frame's result is awaited once its stamp's messages (camera_info) are out too
+                while frames_outstanding() >= frames_in_flight and t_ns > newest_frame_ns():
+                    await_oldest()
                 if not lockstep:
                     start_ns = first_ns
                     player.sleep_until(wall0 + (t_ns - start_ns) * 1e-9 / rate,
@@ -242,15 +275,16 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                 if topic in CAMERA_TOPICS:
                     summary.frames += 1
                     sent.setdefault(("frame", header_stamp_ns(cdr)), time.monotonic())
-                    if lockstep:  # wait after the frame's camera_info (same stamp) is out too
-                        pending = (t_ns, topic, cdr)
+                    if lockstep:
+                        outstanding.append(("frame", t_ns, topic, cdr))
                 elif topic == TOPIC_GNSS_FIX and lockstep and _valid_fix(cdr):
                     stamp = header_stamp_ns(cdr)
                     sent.setdefault(("gnss", stamp), time.monotonic())
-                    if not tracker.wait(lambda: stamp in tracker.gnss_stamps, pose_timeout_s):
-                        _count_timeout(summary, "GNSS echo on " + GNSS_POSE, stamp)
-            if pending is not None:
-                _wait_frame(tracker, pending, frame_timeout_s, pose_timeout_s, summary, nodes, player)
+                    outstanding.append(("gnss", t_ns, stamp, None))
+                    if frames_in_flight == 1:  # one at a time: the fix is in the filter before anything later
+                        await_oldest()
+            while outstanding:
+                await_oldest()
             bar.close()
             summary.wall_s = time.monotonic() - wall0
             # let the last results arrive: quiet for 1 s (at most 10 s)
