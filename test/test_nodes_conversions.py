@@ -91,6 +91,17 @@ def test_pose_covariance_maps_x_y_yaw_into_the_6x6():
     assert c6[2, 2] == c6[3, 3] == c6[4, 4] == 0.0
 
 
+def test_pose_array_holds_each_particle_as_its_own_pose_message():
+    rng = np.random.default_rng(3)
+    e, n, yaw = rng.normal(0, 50, 40), rng.normal(0, 50, 40), rng.uniform(-math.pi, math.pi, 40)
+    msg = conv.pose_array_msg(7, "map", e, n, yaw)
+    assert msg.header.frame_id == "map" and len(msg.poses) == 40
+    for pose, ei, ni, yi in zip(msg.poses, e, n, yaw):
+        assert pose == conv.pose_msg(ei, ni, yi)
+        assert conv.quaternion_to_yaw(pose.orientation.x, pose.orientation.y, pose.orientation.z,
+                                      pose.orientation.w) == pytest.approx(yi)
+
+
 def _fix(lat=49.01, lon=8.42, status=0, cov_type=2, var=4.0):
     m = NavSatFix()
     m.latitude, m.longitude, m.altitude = lat, lon, 115.0

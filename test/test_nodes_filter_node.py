@@ -223,3 +223,16 @@ def test_diagnostics_count_the_publishers_each_input_has_matched(harness):
     h.probe.destroy_publisher(h.pub_fix)
     assert h.spin_until(lambda: latest("publishers_/gnss/fix") == "0"), "a gone GNSS publisher is not reported"
     assert latest("publishers_/cvgl/likelihood") == "1"
+
+
+def test_particles_are_published_at_most_every_particles_period_s():
+    h = Harness(particles_period_s=1.0)
+    try:
+        h.drive(16)  # fixes 0.2 s apart for 3 s: a pose each, particles once a second
+        assert h.spin_until(lambda: len(h.got["/cvgl/particles"]) >= 4)
+        h.spin_until(lambda: False, timeout_s=0.5)
+        stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in h.got["/cvgl/particles"]]
+        assert len(h.got["/cvgl/pose"]) >= 15 and len(stamps) == 4, stamps
+        assert np.all(np.diff(stamps) >= 1.0 - 1e-6)
+    finally:
+        h.close()

@@ -79,6 +79,8 @@ PARAMS = [
     Param("path_min_step_m", 0.5, "a pose is added to /cvgl/path after moving this far, m", 0.0, 100.0),
     Param("path_max_poses", 2000, "the oldest poses of /cvgl/path are dropped beyond this", 1, 1_000_000),
     Param("path_period_s", 1.0, "/cvgl/path is published at most this often (message time), s", 0.0, 3600.0),
+    Param("particles_period_s", 0.2, "/cvgl/particles is published at most this often (message time), s: a "
+          "300-particle PoseArray costs the node ~5 ms", 0.0, 3600.0),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics, s (wall clock)", 0.05, 60.0),
     *_filter_params(),
 ]
@@ -104,6 +106,7 @@ class ParticleFilterNode(Node):
         self.path = Path()
         self.path.header.frame_id = self.p["map_frame"]
         self.last_path_publish_ns: int | None = None
+        self.last_particles_publish_ns: int | None = None
         self.rng = np.random.default_rng(self.p["seed"])
 
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/pose", RESULT_QOS)
@@ -196,7 +199,8 @@ class ParticleFilterNode(Node):
         self.pub_fix.publish(conv.fused_navsatfix_msg(t_ns, self.p["gnss_frame"], self.datum, est.east_m, est.north_m,
                                                       self.last_up_m, cov, self.last_up_var))
         n = min(self.p["max_published_particles"], len(particles))
-        if n > 0:
+        if n > 0 and self._due(t_ns, self.last_particles_publish_ns, self.p["particles_period_s"]):
+            self.last_particles_publish_ns = t_ns
             pick = self.rng.choice(len(particles), n, replace=False, p=self.pf.weights)
             sub = particles[pick]
             self.pub_particles.publish(conv.pose_array_msg(t_ns, frame, sub[:, 0], sub[:, 1], sub[:, 3]))
@@ -217,11 +221,15 @@ class ParticleFilterNode(Node):
             poses.append(ps)
             if len(poses) > self.p["path_max_poses"]:
                 del poses[: len(poses) - self.p["path_max_poses"]]
-        period_ns = int(self.p["path_period_s"] * 1e9)
-        if self.last_path_publish_ns is None or abs(t_ns - self.last_path_publish_ns) >= period_ns:
+        if self._due(t_ns, self.last_path_publish_ns, self.p["path_period_s"]):
             self.path.header.stamp = conv.to_stamp(t_ns)
             self.pub_path.publish(self.path)
             self.last_path_publish_ns = t_ns
+
+    @staticmethod
+    def _due(t_ns: int, last_ns: int | None, period_s: float) -> bool:
+        """A periodic output is due at message time t_ns (a jump back in time makes it due too)."""
+        return last_ns is None or abs(t_ns - last_ns) >= int(period_s * 1e9)
 
     def publish_diagnostics(self) -> None:
         self.health.note_input_publishers(self.inputs)

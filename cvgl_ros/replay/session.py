@@ -86,7 +86,7 @@ class _Tracker:
         self.cond = threading.Condition()
         self.status: dict[int, tuple[int, str]] = {}
         self.status_arrival: dict[int, float] = {}  # stamp -> monotonic time of its first frame status
-        self.pose_stamps: dict[int, float] = {}     # stamp -> monotonic time its first /cvgl/pose came
+        self.pose_stamps: dict[int, float] = {}     # stamp -> monotonic time its latest /cvgl/pose came
         self.gnss_stamps: dict[int, float] = {}     # stamp -> ... its GNSS echo came
         self.timings: dict[str, list[float]] = {}
         self.node_diag: dict[str, dict[str, str]] = {}  # node name -> its latest /diagnostics values
@@ -100,7 +100,7 @@ class _Tracker:
         with self.cond:
             self.last_message_t = time.monotonic()
             if topic == POSE:
-                self.pose_stamps.setdefault(header_stamp_ns(cdr), self.last_message_t)
+                self.pose_stamps[header_stamp_ns(cdr)] = self.last_message_t  # the latest: after the frame's update
             elif topic == GNSS_POSE:
                 self.gnss_stamps.setdefault(header_stamp_ns(cdr), self.last_message_t)
             elif topic in (FRAME_STATUS, "/diagnostics"):
