@@ -199,7 +199,27 @@ def test_estimate_ahead_of_the_filter_time_extrapolates():
     now, ahead = pf.estimate(), pf.estimate(21.0)
     assert ahead.stamp_s == 21.0
     assert abs((ahead.east_m - now.east_m) - 10.0) < 1.5 and abs(ahead.north_m - now.north_m) < 1.5
-    assert pf.estimate(5.0).stamp_s == 20.0  # the past: the current estimate
+    assert pf.estimate(5.0).stamp_s == 20.0  # before the history: the current estimate
+
+
+def test_estimate_at_a_past_stamp_is_the_posterior_as_it_stood_then():
+    pf = ParticleFilter(ParticleFilterConfig(use_cross_view=False), seed=11)
+    rng = np.random.default_rng(2)
+    then = {}
+    for t in np.arange(0.0, 3.0 + 1e-9, 0.1):
+        pf.add_gnss(float(t), 10.0 * t + rng.normal(0, 2), rng.normal(0, 2), 2.0, True)
+        then[float(t)] = pf.estimate()
+    stamps = sorted(then)
+    for t in stamps[-5:-1]:  # within history_s (0.5 s) of the filter time
+        past = pf.estimate(t)
+        assert past.stamp_s == t and (past.east_m, past.north_m) == (then[t].east_m, then[t].north_m)
+        np.testing.assert_array_equal(past.covariance_3x3, then[t].covariance_3x3)
+    t0, t1 = stamps[-3], stamps[-2]
+    between = pf.estimate(0.5 * (t0 + t1))  # moved on from t0 by the motion model, at ~10 m/s
+    assert between.stamp_s == 0.5 * (t0 + t1)
+    assert 0.2 < between.east_m - then[t0].east_m < 0.8
+    assert pf.estimate(stamps[-1]).east_m == then[stamps[-1]].east_m
+    assert pf.estimate(1.0).stamp_s == stamps[-1]  # no longer in the history: the current estimate
 
 
 def test_systematic_resampling_keeps_floor_or_ceil_copies():

@@ -140,6 +140,25 @@ def test_likelihood_cloud_moves_the_estimate(harness):
     assert math.hypot(after[0] - peak_e, after[1] - peak_n) < 0.5 * math.hypot(before[0] - peak_e, before[1] - peak_n)
 
 
+def test_a_late_likelihood_gives_a_pose_at_its_stamp_then_the_corrected_newest_pose(harness):
+    h = harness
+    h.drive(11, speed=0.0)  # fixes up to T0 + 2.0 s
+    newest = h.got["/cvgl/pose"][-1]
+    ll = np.full((8, 40, 40), -30.0, np.float32)
+    ll[:, 21:24, 21:24] = 0.0  # a peak 1.25 m east and south of the fixes
+    late = T0 + 1_900_000_000   # the frame was taken before the last fix, its likelihood comes after it
+    cloud = volume_to_cloud(LikelihoodVolume(ll, 0.0, 0.0, 0.5, np.linspace(-np.pi, np.pi, 8, endpoint=False), late))
+    n = len(h.got["/cvgl/pose"])
+    h.pub_cloud.publish(cloud)
+    assert h.spin_until(lambda: len(h.got["/cvgl/pose"]) >= n + 2)
+    at_frame, corrected = h.got["/cvgl/pose"][n:n + 2]
+    assert at_frame.header.stamp == cloud.header.stamp and corrected.header.stamp == newest.header.stamp
+    peak = (0.5 * (22 - 19.5), -0.5 * (22 - 19.5))
+    dist = lambda m: math.hypot(*(np.array(pose_msg_to_xy_yaw(m)[:2]) - peak))  # noqa: E731
+    assert dist(corrected) < dist(newest), "the newest pose is corrected by the late likelihood"
+    assert h.spin_until(lambda: h.diag().get("late_measurements") == "1")
+
+
 @pytest.mark.parametrize("fault,expect", [
     ("nan", "non-finite position"),
     ("no_fix", "NO_FIX"),

@@ -91,6 +91,17 @@ def test_bags_read_back_in_the_map_frame(recording):
     np.testing.assert_allclose(gnss.sigma_m[gnss.valid], ref.reported_sigma_m[ref.valid], rtol=1e-9)
 
 
+def test_of_two_poses_at_one_stamp_the_one_recorded_last_counts(tmp_path):
+    from cvgl_ros.evaluation.track import load_estimate
+
+    with BagWriter(tmp_path / "est") as bag:  # (stamp, recorded at, east): 1.0 s corrected at 1.3 s
+        for t, logged, east in ((1.0, 1.0, 5.0), (2.0, 2.0, 7.0), (1.0, 1.3, 4.0), (3.0, 3.0, 9.0)):
+            bag.write("/cvgl/pose", POSE_COV, int(logged * 1e9), pose_with_covariance_msg(t, east, 0.0, 0.0))
+    est = load_estimate(tmp_path / "est")
+    np.testing.assert_allclose(est.t_s, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(est.east_m, [4.0, 7.0, 9.0])
+
+
 def test_evaluate_track_scores_the_fused_run_and_the_baselines(recording, tmp_path):
     out = tmp_path / "eval"
     metrics = evaluate_track(recording["estimate_bag"], recording["truth_bag"], out, num_particles=1000)

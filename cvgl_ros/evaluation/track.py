@@ -92,20 +92,20 @@ def _require_topic(path, topic: str, msgtype: str) -> None:
 
 def _pose_rows(path, topic: str, msgtype: str, covariance: bool) -> Poses:
     _require_topic(path, topic, msgtype)
-    rows = []
+    # One pose per stamp: the last one recorded, i.e. the filter's latest word on that time (a
+    # measurement that came late is applied at its stamp and the newest pose published again).
+    by_stamp = {}
     for _, _, _, msg in read_messages(path, [topic]):
         pose = msg.pose.pose if covariance else msg.pose
         q = pose.orientation
-        rows.append((stamp_to_ns(msg.header.stamp) * 1e-9, pose.position.x, pose.position.y,
-                     float(quaternion_to_yaw(q.x, q.y, q.z, q.w))))
-    arr = np.array(sorted(rows), dtype=float)
-    keep = np.all(np.isfinite(arr), axis=1)
-    if not keep.any():
+        row = (pose.position.x, pose.position.y, float(quaternion_to_yaw(q.x, q.y, q.z, q.w)))
+        if all(math.isfinite(v) for v in row):
+            by_stamp[stamp_to_ns(msg.header.stamp)] = row
+    if not by_stamp:
         raise InputError(f"{topic} in {path} holds no finite pose")
-    arr = arr[keep]
-    _, first = np.unique(arr[:, 0], return_index=True)  # one pose per stamp
-    arr = arr[first]
-    return Poses(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
+    stamps = sorted(by_stamp)
+    arr = np.array([by_stamp[t] for t in stamps], dtype=float)
+    return Poses(np.array(stamps, dtype=np.int64) * 1e-9, arr[:, 0], arr[:, 1], arr[:, 2])
 
 
 def load_truth(path) -> Poses:

@@ -429,8 +429,7 @@ class ParticleFilter:
         self.resample_if_needed(w)
 
     def _weights(self) -> np.ndarray:
-        w = np.exp(self._state.log_weights)
-        return w / w.sum()
+        return _normalized(self._state.log_weights)
 
     # -- resample ------------------------------------------------------------------------
 
@@ -454,27 +453,44 @@ class ParticleFilter:
         """Median pose (and weighted mean, covariance) at `stamp_s` (default: the filter time).
 
         A stamp after the filter time is reached by moving a copy of the particles with the
-        noise-free motion model; an earlier stamp gives the estimate at the filter time.
+        noise-free motion model. An earlier stamp gives the posterior as it stood at that
+        stamp (after the measurements up to it), from the snapshots kept for late
+        measurements, moved on to the stamp the same way; once that time has left the
+        history, the estimate at the filter time.
         """
         s = self._state
         if s.particles is None:
             cov = np.eye(3) * UNINITIALIZED_VARIANCE
             t = float(stamp_s) if stamp_s is not None and math.isfinite(stamp_s) else 0.0
             return PoseEstimate(t, 0.0, 0.0, 0.0, 0.0, cov, 0.0, 0.0, 0.0, 0.0, False)
-        if stamp_s is None or not math.isfinite(stamp_s) or stamp_s <= s.time_s:
+        if stamp_s is None or not math.isfinite(stamp_s) or stamp_s == s.time_s:
             return self._estimate_now()
-        dt = float(stamp_s) - s.time_s
-        p = s.particles.copy()
+        state = s if stamp_s > s.time_s else self._posterior_at(float(stamp_s))
+        if state is None or state.particles is None:
+            return self._estimate_now()
+        if stamp_s == state.time_s:
+            return self._estimate_of(state, state.time_s)
+        dt = float(stamp_s) - state.time_s
+        p = state.particles.copy()
         p[E] += dt * p[V] * np.cos(p[YAW])
         p[N] += dt * p[V] * np.sin(p[YAW])
-        return self._estimate_of(p, float(stamp_s))
+        return self._estimate_of(state, float(stamp_s), p)
+
+    def _posterior_at(self, stamp_s: float) -> _State | None:
+        """The state right after the last measurement at or before `stamp_s` (None when the
+        history no longer reaches back that far)."""
+        history = self._history
+        i = next((k for k in range(len(history) - 1, -1, -1) if history[k].stamp_s <= stamp_s), None)
+        if i is None:
+            return None
+        return history[i + 1].before if i + 1 < len(history) else self._state
 
     def _estimate_now(self) -> PoseEstimate:
-        return self._estimate_of(self._state.particles, self._state.time_s)
+        return self._estimate_of(self._state, self._state.time_s)
 
-    def _estimate_of(self, p: np.ndarray, stamp_s: float) -> PoseEstimate:
-        s = self._state
-        w = None if s.uniform else self._weights()
+    def _estimate_of(self, state: _State, stamp_s: float, particles: np.ndarray | None = None) -> PoseEstimate:
+        p = state.particles if particles is None else particles
+        w = None if state.uniform else _normalized(state.log_weights)
         weights = w if w is not None else np.full(p.shape[1], 1.0 / p.shape[1])
         mean_e = _wsum(p[E], weights)
         mean_n = _wsum(p[N], weights)
@@ -633,6 +649,11 @@ class ParticleFilter:
     def _count(self, name: str | None) -> None:
         if name is not None and not self._replaying:
             self._counters[name] += 1
+
+
+def _normalized(log_weights: np.ndarray) -> np.ndarray:
+    w = np.exp(log_weights)
+    return w / w.sum()
 
 
 def _wsum(values: np.ndarray, weights: np.ndarray, scale: float = 1.0) -> float:

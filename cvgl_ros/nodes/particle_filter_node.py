@@ -103,6 +103,7 @@ class ParticleFilterNode(Node):
         self.last_up_var = 100.0
         self.last_gnss_ns: int | None = None
         self.last_cloud_ns: int | None = None
+        self.newest_ns: int | None = None  # stamp of the newest measurement the filter took in
         self.path = Path()
         self.path.header.frame_id = self.p["map_frame"]
         self.last_path_publish_ns: int | None = None
@@ -148,12 +149,13 @@ class ParticleFilterNode(Node):
         decision = self.pf.add_gnss(t_ns * 1e-9, fix.east_m, fix.north_m, fix.sigma_m, status_ok=True)
         self.health.latency("filter_gnss", (time.perf_counter() - t0) * 1e3)
         if decision is GnssDecision.RESET:
+            self.newest_ns = None  # the filter starts over at this fix
             self.health.problem("GNSS stamp went backwards: particle filter reset, re-initialized at this fix",
                                 "filter_resets")
         elif decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):
             self.health.count("gnss_rejected")
         if decision.used or decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):
-            self.publish_estimate(t_ns)
+            self._publish_after(t_ns)
 
     def on_likelihood(self, msg: PointCloud2) -> None:
         self.health.tick("likelihood")
@@ -173,7 +175,7 @@ class ParticleFilterNode(Node):
         applied = self.pf.add_cross_view(t_ns * 1e-9, volume)
         self.health.latency("filter", (time.perf_counter() - t0) * 1e3)
         if applied:
-            self.publish_estimate(t_ns)
+            self._publish_after(t_ns)
         else:
             self.health.count("likelihood_not_applied")
 
@@ -183,7 +185,20 @@ class ParticleFilterNode(Node):
 
     # -- outputs --------------------------------------------------------------------------
 
-    def publish_estimate(self, t_ns: int) -> None:
+    def _publish_after(self, t_ns: int) -> None:
+        """Outputs after a measurement at t_ns. One that came late (the camera's likelihood
+        arrives an inference after the frame, other fixes may be in by then) was applied at its
+        stamp by replaying the newer ones: /cvgl/pose at its stamp, then every output again at
+        the newest stamp, corrected."""
+        if self.newest_ns is None or t_ns >= self.newest_ns:
+            self.newest_ns = t_ns
+            self.publish_estimate(t_ns)
+            return
+        self.health.count("late_measurements")
+        self.publish_estimate(t_ns, pose_only=True)
+        self.publish_estimate(self.newest_ns)
+
+    def publish_estimate(self, t_ns: int, pose_only: bool = False) -> None:
         est = self.pf.estimate(t_ns * 1e-9)
         values = (est.east_m, est.north_m, est.yaw_enu_rad, est.speed_mps)
         if not est.initialized or not all(math.isfinite(v) for v in values) or not np.all(np.isfinite(est.covariance_3x3)):
@@ -192,6 +207,8 @@ class ParticleFilterNode(Node):
         frame = self.p["map_frame"]
         cov = est.covariance_3x3
         self.pub_pose.publish(conv.pose_with_covariance_msg(t_ns, frame, est.east_m, est.north_m, est.yaw_enu_rad, cov))
+        if pose_only:
+            return
         particles = self.pf.particles
         speed_var = float(np.var(particles[:, 2])) if len(particles) else 0.0
         self.pub_odom.publish(conv.odometry_msg(t_ns, frame, self.p["base_frame"], est.east_m, est.north_m,
