@@ -122,6 +122,28 @@ def test_codec_roundtrip_and_alpha():
     assert sniff_format(encode_tile(rgba[:, :, :3], "jpg")) == "jpg"
 
 
+def test_jpeg_tiles_decode_to_the_pixels_opencv_gives_and_bad_ones_are_corrupt():
+    import cv2
+
+    from cvgl_ros.tiles.codec import CorruptTileError
+
+    rng = np.random.default_rng(4)
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), (5, 5), 2.0)
+    data = encode_tile(rgb, "jpg")
+    dec = decode_tile(data)
+    reference = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert dec.opaque and dec.rgba.shape == (256, 256, 4) and (dec.alpha == 255).all()
+    np.testing.assert_array_equal(dec.rgb, reference)
+    gray = encode_tile(np.dstack([rgb[:, :, 0]] * 3), "jpg")  # any JPEG comes out RGBA
+    assert decode_tile(gray).rgba.shape == (256, 256, 4)
+    assert decode_tile(encode_tile(rgb[:128, :128], "jpg"), tile_size=128).rgba.shape == (128, 128, 4)
+    with pytest.raises(CorruptTileError, match="expected 256x256"):
+        decode_tile(encode_tile(rgb[:128, :128], "jpg"))
+    garbled = data[:200] + bytes(len(data) - 202) + b"\xff\xd9"  # intact ends, garbage between
+    with pytest.raises(CorruptTileError):
+        decode_tile(garbled)
+
+
 def test_one_writer_many_readers_threads(tmp_path):
     """A writer thread commits batches while reader threads read: readers never see errors
     and every tile they get is complete (one of the committed values)."""

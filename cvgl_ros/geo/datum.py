@@ -17,6 +17,14 @@ from cvgl_ros.errors import InputError
 
 def check_lat_lon(lat_deg, lon_deg) -> None:
     """Raise InputError unless every latitude is in [-90, 90] and longitude in [-180, 180]."""
+    if isinstance(lat_deg, (float, int)) and isinstance(lon_deg, (float, int)):  # one point: no numpy (~70 us)
+        if not (math.isfinite(lat_deg) and math.isfinite(lon_deg)):
+            raise InputError("latitude/longitude must be finite numbers")
+        if abs(lat_deg) > 90.0:
+            raise InputError(f"latitude {lat_deg:g} deg is outside [-90, 90]")
+        if abs(lon_deg) > 180.0:
+            raise InputError(f"longitude {lon_deg:g} deg is outside [-180, 180]")
+        return
     lat = np.asarray(lat_deg, dtype=float)
     lon = np.asarray(lon_deg, dtype=float)
     if not np.all(np.isfinite(lat)) or not np.all(np.isfinite(lon)):

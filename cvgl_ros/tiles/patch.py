@@ -74,10 +74,11 @@ class Patch:
     corrupt_tiles: int
     zoom: int
     mpp: float
+    complete: bool = False  # every pixel valid (then `valid` is a read-only all-True view)
 
     @property
     def valid_fraction(self) -> float:
-        return float(self.valid.mean())
+        return 1.0 if self.complete else float(self.valid.mean())
 
 
 def _check_patch_args(size_px, mpp) -> tuple[int, float]:
@@ -309,8 +310,9 @@ class PatchSampler:
                              borderValue=0, hint=cv2.ALGO_HINT_APPROX)  # same uint8 result, ~20 % faster
         rgb = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         if all_valid:
-            valid = np.ones((size_px, size_px), bool)
+            valid = np.broadcast_to(True, (size_px, size_px))  # no allocation
         else:
             valid = out[:, :, 3] == 255
             rgb[~valid] = 0
-        return Patch(rgb=rgb, valid=valid, missing_tiles=missing, corrupt_tiles=corrupt, zoom=self.zoom, mpp=mpp)
+        return Patch(rgb=rgb, valid=valid, missing_tiles=missing, corrupt_tiles=corrupt, zoom=self.zoom, mpp=mpp,
+                     complete=all_valid)
