@@ -72,13 +72,22 @@ class LocalCorrelation:
     def lookup(self, displacement: torch.Tensor, radius: int) -> torch.Tensor:
         """displacement (B, P, 2) (forward, left) fine cells from the start -> (B, levels*(2r+1)^2, P)."""
         b, p = displacement.shape[:2]
-        steps = torch.arange(-radius, radius + 1, dtype=displacement.dtype, device=displacement.device)
+        size = 2 * radius + 1
+        dtype, device = displacement.dtype, displacement.device
+        steps = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
         # Window images: column index grows with dx (to the right = -left), row with dy (= -forward).
-        offsets = torch.stack((steps[None, :].expand(len(steps), -1), steps[:, None].expand(-1, len(steps))), -1)
-        centre = torch.stack((-displacement[..., 1], -displacement[..., 0]), dim=-1).reshape(b * p, 1, 1, 2)
+        offsets = torch.stack((steps[None, :].expand(size, -1), steps[:, None].expand(-1, size)), -1).reshape(1, -1)
+        centre = torch.stack((-displacement[..., 1], -displacement[..., 0]), dim=-1).reshape(b * p, 2)
+        # grid = (centre / 2^level + offset) / R for every (2r+1)^2 offset, written as
+        # centre @ E + offset: a tiny matmul and a row broadcast instead of a (B*P, 1, 1, 2) +
+        # (size, size, 2) broadcast, which ONNX Runtime runs 16x slower (1.2 ms per level).
+        spread = torch.zeros(2, size * size * 2, dtype=dtype, device=device)
+        spread[0, 0::2] = 1.0
+        spread[1, 1::2] = 1.0
         out = []
         for level, window in enumerate(self.windows):
-            grid = (centre / 2 ** level + offsets) / self.radius                            # align_corners=True
+            scale = 1.0 / (2 ** level * self.radius)
+            grid = (centre @ (spread * scale) + offsets / self.radius).reshape(b * p, size, size, 2)  # align_corners
             sampled = F.grid_sample(window, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
             out.append(sampled.reshape(b, p, -1))
         return torch.cat(out, dim=-1).transpose(1, 2)
