@@ -53,7 +53,8 @@ def register(subparsers) -> None:
                       help="wait for each camera frame's result before the next message (reproducible)")
     p.add_argument("--in-flight", type=positive_int, default=1, metavar="N",
                    help="with --lockstep: keep up to N camera frames in the nodes at once (N inference workers of "
-                        "one ONNX Runtime thread each): ~N x the throughput on N cores, no longer bit-reproducible")
+                        "one ONNX Runtime thread each): more throughput (2 on 2 cores: ~1.4x), no longer "
+                        "bit-reproducible")
     p.add_argument("--params", help="ROS 2 parameter file (default: config/cvgl.yaml)")
     p.add_argument("-p", "--param", action="append", metavar="NAME:=VALUE", help="override one node parameter")
     p.add_argument("--log-dir", help="keep the nodes' logs here (default: a temporary directory)")

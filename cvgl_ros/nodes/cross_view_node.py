@@ -15,8 +15,9 @@ Publishes   /cvgl/likelihood (PointCloud2 x, y, z, yaw, log_likelihood in `map`;
 Frames are never queued: the image callback keeps only as many frames as there are idle
 workers (at least the newest one), and a worker thread (`inference_workers` of them, 1 by
 default) runs decode -> patch (cvgl_ros.tiles) -> network (cvgl_ros.runtime) on a waiting
-frame when it is free; a frame pushed out before a worker took it is dropped and counted. With several workers, results are published in
-the order the frames were taken (a ticket per frame), never out of camera order.
+frame when it is free; a frame pushed out before a worker took it is dropped and counted.
+With several workers, results are published in the order the frames were taken (a ticket
+per frame), never out of camera order.
 Bad input (an undecodable image, no camera_info, no prior, no tiles under the prior, a
 stamp going backwards) skips the frame with a diagnostic; nothing non-finite is published.
 """
@@ -53,9 +54,9 @@ PARAMS = [
     Param("trt_cache_dir", "", "TensorRT engine cache directory (empty: none)"),
     Param("intra_op_threads", 2, "ONNX Runtime intra-op threads", 1, 256),
     Param("inference_workers", 1,
-          "frames in inference at once (each takes the newest frame when free; results are published in camera "
-          "order): 1 gives the lowest latency; 2 with intra_op_threads 1 doubles the throughput on 2 CPU cores, "
-          "each frame then taking the prior from two frames back", 1, 16),
+          "frames in inference at once (a free worker takes a waiting frame; results are published in camera "
+          "order): 1 gives the lowest latency; 2 with intra_op_threads 1 gives ~1.4x the throughput on 2 CPU "
+          "cores, each frame then taking its prior from up to two frames back", 1, 16),
     Param("intra_op_spin_wait", False, "let ONNX Runtime's idle intra-op threads spin (slightly lower latency when "
           "the inference has cores to itself; burns CPU the other nodes need when it does not)"),
     Param("tile_cache_mb", 256.0, "memory cap of the decoded-tile LRU, MB", 1.0, 65536.0),
