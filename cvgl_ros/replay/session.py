@@ -237,14 +237,21 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
 
             first_ns = last_ns = None
             # lockstep: what was sent and whose result is still awaited, oldest first: ("frame", t_ns,
-            # topic, cdr) or, with several frames in flight, ("gnss", t_ns, stamp, None)
+            # topic, cdr) or, with several frames in flight, ("gnss" | "pose", t_ns, stamp, None)
             outstanding = deque()
 
             def await_oldest():
                 kind, _t, topic_or_stamp, item_cdr = outstanding.popleft()
                 if kind == "frame":
-                    _wait_frame(tracker, (_t, topic_or_stamp, item_cdr), frame_timeout_s, pose_timeout_s, summary,
-                                nodes, player)
+                    # one at a time: its fused pose too before anything later; with several in
+                    # flight the pose is checked later (a worker would idle meanwhile)
+                    one_at_a_time = frames_in_flight == 1
+                    if _wait_frame(tracker, (_t, topic_or_stamp, item_cdr), frame_timeout_s, pose_timeout_s, summary,
+                                   nodes, player, wait_pose=one_at_a_time) and not one_at_a_time:
+                        outstanding.append(("pose", _t, header_stamp_ns(item_cdr), None))
+                elif kind == "pose":
+                    if not tracker.wait(lambda: topic_or_stamp in tracker.pose_stamps, pose_timeout_s):
+                        _count_timeout(summary, "fused pose on " + POSE, topic_or_stamp)
                 elif not tracker.wait(lambda: topic_or_stamp in tracker.gnss_stamps, pose_timeout_s):
                     _count_timeout(summary, "GNSS echo on " + GNSS_POSE, topic_or_stamp)
 
@@ -386,7 +393,7 @@ def _count_timeout(summary: ReplaySummary, awaited: str, stamp_ns: int) -> None:
 
 
 def _wait_frame(tracker: _Tracker, pending: tuple, frame_timeout_s: float, pose_timeout_s: float,
-                summary: ReplaySummary, nodes, player) -> None:
+                summary: ReplaySummary, nodes, player, wait_pose: bool = True) -> bool:
     """Lockstep: wait for this frame's status, and for its pose when it was processed.
 
     The camera is subscribed with sensor-data QoS (best effort), so a frame can be lost on
@@ -405,6 +412,8 @@ def _wait_frame(tracker: _Tracker, pending: tuple, frame_timeout_s: float, pose_
         if nodes.exited():
             exe, code = next(iter(nodes.exited().items()))
             raise InputError(f"{exe} died during the replay (status {code}): {nodes.log_tail(exe, 3)}")
-        return
-    if tracker.status[stamp][0] == 0 and not tracker.wait(lambda: stamp in tracker.pose_stamps, pose_timeout_s):
+        return False
+    processed = tracker.status[stamp][0] == 0
+    if processed and wait_pose and not tracker.wait(lambda: stamp in tracker.pose_stamps, pose_timeout_s):
         _count_timeout(summary, "fused pose on " + POSE, stamp)
+    return processed
