@@ -113,14 +113,12 @@ def decode_tile(data: bytes, tile_size: int = 256) -> DecodedTile:
     if fmt == "jpg":
         rgba = _decode_jpeg_rgba(data)
         if rgba is not None:
-            if rgba.shape[:2] != (tile_size, tile_size):
-                raise CorruptTileError(f"tile is {rgba.shape[1]}x{rgba.shape[0]} px, expected {tile_size}x{tile_size}")
+            _check_tile_size(rgba, tile_size)
             return DecodedTile(rgba, True)
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise CorruptTileError(f"undecodable {fmt}")
-    if img.shape[:2] != (tile_size, tile_size):
-        raise CorruptTileError(f"tile is {img.shape[1]}x{img.shape[0]} px, expected {tile_size}x{tile_size}")
+    _check_tile_size(img, tile_size)
     if img.dtype != np.uint8:
         img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
     if img.ndim == 2:
@@ -133,6 +131,11 @@ def decode_tile(data: bytes, tile_size: int = 256) -> DecodedTile:
         alpha[:] = np.where(alpha > 0, 255, 0)
         return DecodedTile(rgba, False)
     return DecodedTile(cv2.cvtColor(img, cv2.COLOR_BGR2RGBA), True)
+
+
+def _check_tile_size(img: np.ndarray, tile_size: int) -> None:
+    if img.shape[:2] != (tile_size, tile_size):
+        raise CorruptTileError(f"tile is {img.shape[1]}x{img.shape[0]} px, expected {tile_size}x{tile_size}")
 
 
 def _decode_jpeg_rgba(data: bytes) -> np.ndarray | None:
