@@ -30,6 +30,7 @@ connection pool are locked); the store may be written by one other thread or pro
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +75,7 @@ class Patch:
     corrupt_tiles: int
     zoom: int
     mpp: float
-    complete: bool = False  # every pixel valid (then `valid` is a read-only all-True view)
+    complete: bool = False  # every pixel valid (then `valid` is a shared read-only all-True mask)
 
     @property
     def valid_fraction(self) -> float:
@@ -88,6 +89,14 @@ def _check_patch_args(size_px, mpp) -> tuple[int, float]:
     if not (math.isfinite(mpp) and mpp > 0):
         raise InputError(f"patch resolution {mpp} m/px must be a positive number")
     return int(size_px), mpp
+
+
+@functools.lru_cache(maxsize=8)
+def _all_true(size_px: int) -> np.ndarray:
+    """A read-only all-True (N, N) mask, shared by every complete patch of that size."""
+    mask = np.ones((size_px, size_px), bool)
+    mask.flags.writeable = False
+    return mask
 
 
 class PatchSampler:
@@ -288,29 +297,32 @@ class PatchSampler:
     def _sample(self, affine: np.ndarray, x0: float, y0: float, size_px: int, mpp: float) -> Patch:
         """Resample: global px = (x0, y0) + affine @ (c - half, r - half) for patch pixel (c, r)."""
         half = (size_px - 1) / 2.0
-        corners = np.array([[-half, -half], [half, -half], [-half, half], [half, half]]).T
-        gx = x0 + affine[0] @ corners
-        gy = y0 + affine[1] @ corners
+        (a00, a01), (a10, a11) = affine.tolist()
+        # The patch corners (+-half, +-half) reach x0 +- reach_x and y0 +- reach_y in global px.
+        reach_x = half * (abs(a00) + abs(a01))
+        reach_y = half * (abs(a10) + abs(a11))
         # Source pixel i has its centre at global i + 0.5; bilinear needs floor(g - 0.5) .. +1.
-        xa = int(math.floor(gx.min() - 0.5))
-        xb = int(math.floor(gx.max() - 0.5)) + 2
-        ya = int(math.floor(gy.min() - 0.5))
-        yb = int(math.floor(gy.max() - 0.5)) + 2
+        xa = math.floor(x0 - reach_x - 0.5)
+        xb = math.floor(x0 + reach_x - 0.5) + 2
+        ya = math.floor(y0 - reach_y - 0.5)
+        yb = math.floor(y0 + reach_y - 0.5) + 2
         if xb - xa > MAX_FOOTPRINT_PX or yb - ya > MAX_FOOTPRINT_PX:
             raise InputError(f"a {size_px} px patch at {mpp:g} m/px covers {xb - xa}x{yb - ya} tile pixels at "
                              f"zoom {self.zoom}; use a coarser zoom or a smaller patch")
         mosaic, (mx, my), missing, corrupt, all_valid = self._mosaic(xa, xb, ya, yb)
         # Inverse map, patch (c, r) -> mosaic index (u, v) = global - (mx, my) - 0.5.
-        m = np.empty((2, 3))
-        m[:, :2] = affine
-        m[0, 2] = x0 - affine[0, 0] * half - affine[0, 1] * half - mx - 0.5
-        m[1, 2] = y0 - affine[1, 0] * half - affine[1, 1] * half - my - 0.5
+        m = np.array([[a00, a01, x0 - (a00 + a01) * half - mx - 0.5],
+                      [a10, a11, y0 - (a10 + a11) * half - my - 0.5]])
+        # The mosaic holds every source pixel the interpolation reads, so the border mode only
+        # decides what a zero weight multiplies: BORDER_REPLICATE is OpenCV's faster path
+        # (0.45 vs 0.51 ms for 512 px) and a coordinate rounded a hair outside the mosaic does
+        # not pull alpha below 255. ALGO_HINT_APPROX: same uint8 result, faster on some CPUs.
         out = cv2.warpAffine(mosaic, m, (size_px, size_px), dst=self._buffer("warped", (size_px, size_px, 4)),
-                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                             borderValue=0, hint=cv2.ALGO_HINT_APPROX)  # same uint8 result, ~20 % faster
+                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+                             hint=cv2.ALGO_HINT_APPROX)
         rgb = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         if all_valid:
-            valid = np.broadcast_to(True, (size_px, size_px))  # no allocation
+            valid = _all_true(size_px)
         else:
             valid = out[:, :, 3] == 255
             rgb[~valid] = 0
