@@ -116,6 +116,8 @@ def test_ground_resolution_matches_closed_form(lat, zoom):
 @given(st.floats(-85.0, 85.0), st.floats(-180.0, 179.999), st.integers(0, 22))
 def test_global_pixels_agree_with_mercantile_tiles(lat, lon, zoom):
     x, y = lonlat_to_global_px(lon, lat, zoom)
+    xs, ys = lonlat_to_global_px(np.array([lon]), np.array([lat]), zoom)  # the vectorized path
+    assert abs(xs[0] - x) <= 1e-9 * max(1.0, x) and abs(ys[0] - y) <= 1e-9 * max(1.0, y)
     tile = mercantile.tile(lon, lat, zoom)
     assert int(float(x) // 256) in (tile.x, tile.x - 1, tile.x + 1)
     assert int(float(y) // 256) in (tile.y, tile.y - 1, tile.y + 1)
