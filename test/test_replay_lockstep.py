@@ -10,21 +10,41 @@ from cvgl_ros.datasets.bag import TOPIC_IMAGE, bag_datum, bag_topics, read_messa
 from test_nodes_support import DATUM, model_image_hw, shipped_model, write_drive, write_tiles
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1_in_flight", "2_in_flight"])
+@pytest.fixture(scope="module", params=[1, 2], ids=["1_in_flight_one_frame_lost", "2_in_flight"])
 def replayed(tmp_path_factory, request):
-    """One frame at a time, and two (two inference workers): every frame still gets its result."""
-    from cvgl_ros.replay import replay_bag
+    """One frame at a time, and two (two inference workers): every frame still gets its result.
+
+    One at a time, the first publication of the fifth camera frame is lost on the way (as a
+    best-effort sample can be): the player publishes it again when no status came."""
+    from cvgl_ros.replay import replay_bag, session
+    from cvgl_ros.replay.player import BagPlayer
 
     tmp = tmp_path_factory.mktemp("replay")
     model = shipped_model()
     tiles = write_tiles(tmp / "tiles.mbtiles")
     bag = write_drive(tmp / "drive", duration_s=3.0, camera_hz=4.0, gnss_hz=5.0, image_hw=model_image_hw(model))
-    # prior_yaw_max_std_deg 360: always take the filter's yaw as the prior (one network window
-    # per frame instead of a full-circle search), which keeps this test fast on 2 cores
-    summary = replay_bag(bag, tmp / "out", tiles=tiles, model=model, lockstep=True, progress=False,
-                         overrides={"prior_yaw_max_std_deg": 360.0, "overlay_every_n": 2},
-                         log_dir=tmp / "logs", frames_in_flight=request.param)
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == 1:
+            publish, camera_publications = BagPlayer.publish, []
+
+            def lossy_publish(self, topic, stamp_ns, cdr):
+                if topic in session.CAMERA_TOPICS:
+                    camera_publications.append(stamp_ns)
+                    if len(camera_publications) == 5:
+                        self.publish_clock(stamp_ns)   # the clock moves on, the frame never arrives
+                        return
+                publish(self, topic, stamp_ns, cdr)
+
+            mp.setattr(BagPlayer, "publish", lossy_publish)
+            mp.setattr(session, "RESEND_AFTER_S", 2.0)
+        # prior_yaw_max_std_deg 360: always take the filter's yaw as the prior (one network window
+        # per frame instead of a full-circle search), which keeps this test fast on 2 cores
+        summary = replay_bag(bag, tmp / "out", tiles=tiles, model=model, lockstep=True, progress=False,
+                             overrides={"prior_yaw_max_std_deg": 360.0, "overlay_every_n": 2},
+                             log_dir=tmp / "logs", frames_in_flight=request.param)
     assert summary.frames_in_flight == request.param
+    if request.param == 1:
+        assert summary.frames_resent >= 1 and camera_publications.count(camera_publications[4]) == 2
     return bag, tmp / "out", summary
 
 
