@@ -1,15 +1,23 @@
-"""Web Mercator (EPSG:3857) tile maths: tile indices via mercantile, and vectorized
+"""Web Mercator (EPSG:3857) tile maths: tile indices, tile corners, and vectorized
 global-pixel coordinates for cutting metric patches out of XYZ/MBTiles pyramids.
 
 Global pixel coordinates at zoom z: the world is `tile_size * 2**z` pixels square, x to the
 east from longitude -180, y to the south from latitude +85.0511 (the XYZ convention).
 MBTiles rows are TMS (y to the north): `tms_row = 2**z - 1 - xyz_y`.
+
+Tile indices (`tile_at`, `tiles_covering`, `tile_ul`) follow mercantile's formulas exactly
+(a test compares them), so the vehicle needs no package without a rosdep key: with
+u = lon / 360 + 1/2 and v = 1/2 - ln((1 + sin lat) / (1 - sin lat)) / (4 pi) in [0, 1],
+the tile is (floor((u + 1e-14) 2^z), floor((v + 1e-14) 2^z)), clamped to [0, 2^z - 1];
+the epsilon puts a point a rounding error left of a tile edge into the next tile, as
+mercantile does. A tile's upper-left corner is lon = 360 x / 2^z - 180,
+lat = atan(sinh(pi (1 - 2 y / 2^z))).
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-import mercantile
 import numpy as np
 
 from cvgl_ros.geo.datum import check_lat_lon
@@ -94,20 +102,60 @@ def global_px_to_lonlat(x_px, y_px, zoom: int, tile_size: int = TILE_SIZE_PX):
     return lon, lat
 
 
-def tile_at(lon_deg: float, lat_deg: float, zoom: int) -> mercantile.Tile:
-    """The XYZ tile containing a point."""
+class Tile(NamedTuple):
+    """An XYZ tile index (x to the east, y to the south, zoom z), like `mercantile.Tile`."""
+
+    x: int
+    y: int
+    z: int
+
+
+_TILE_EPSILON = 1e-14  # mercantile.EPSILON: a point this close left of an edge is in the next tile
+_LL_EPSILON = 1e-11  # mercantile.LL_EPSILON: the south-east corner of a box is nudged inside
+_BOX_MAX_LATITUDE_DEG = 85.051129  # mercantile.tiles clamps boxes to this latitude
+
+
+def _tile_index(unit: float, n: int) -> int:
+    if unit <= 0.0:
+        return 0
+    if unit >= 1.0:
+        return n - 1
+    return int(math.floor((unit + _TILE_EPSILON) * n))
+
+
+def tile_at(lon_deg: float, lat_deg: float, zoom: int) -> Tile:
+    """The XYZ tile containing a point (latitudes beyond +-85.0511 deg: the edge row)."""
     check_zoom(zoom)
     check_lat_lon(lat_deg, lon_deg)
-    return mercantile.tile(lon_deg, lat_deg, zoom)
+    n = 1 << int(zoom)
+    lat = min(max(float(lat_deg), -MAX_LATITUDE_DEG), MAX_LATITUDE_DEG)
+    sin_lat = math.sin(math.radians(lat))
+    u = float(lon_deg) / 360.0 + 0.5
+    v = 0.5 - 0.25 * math.log((1.0 + sin_lat) / (1.0 - sin_lat)) / math.pi
+    return Tile(_tile_index(u, n), _tile_index(v, n), int(zoom))
 
 
-def tiles_covering(west: float, south: float, east: float, north: float, zoom: int) -> list[mercantile.Tile]:
-    """All XYZ tiles at `zoom` that intersect a WGS84 bounding box."""
+def tile_ul(x: int, y: int, zoom: int) -> tuple[float, float]:
+    """(lon, lat) in degrees of the upper-left (north-west) corner of tile (x, y, zoom)."""
+    n = float(1 << check_zoom(zoom))
+    lon = x / n * 360.0 - 180.0
+    lat = math.degrees(math.atan(math.sinh(math.pi * (1.0 - 2.0 * y / n))))
+    return lon, lat
+
+
+def tiles_covering(west: float, south: float, east: float, north: float, zoom: int) -> list[Tile]:
+    """All XYZ tiles at `zoom` that intersect a WGS84 bounding box (row by row within a column,
+    columns west to east, as mercantile.tiles lists them)."""
     check_zoom(zoom)
     check_lat_lon([south, north], [west, east])
     if west > east or south > north:
         raise InputError(f"bounding box W,S,E,N = {west},{south},{east},{north} is empty")
-    return list(mercantile.tiles(west, south, east, north, zooms=[zoom]))
+    west, east = max(-180.0, float(west)), min(180.0, float(east))
+    south = max(-_BOX_MAX_LATITUDE_DEG, float(south))
+    north = min(_BOX_MAX_LATITUDE_DEG, float(north))
+    first = tile_at(west, north, zoom)
+    last = tile_at(east - _LL_EPSILON, south + _LL_EPSILON, zoom)
+    return [Tile(x, y, int(zoom)) for x in range(first.x, last.x + 1) for y in range(first.y, last.y + 1)]
 
 
 def xyz_to_tms_row(y: int, zoom: int) -> int:

@@ -11,14 +11,21 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import simplejpeg
 
 from cvgl_ros.errors import InputError
 
+try:  # rosdep key python3-simplejpeg-pip; without it JPEG tiles decode with OpenCV (same pixels, slower)
+    import simplejpeg
+except ImportError:  # pragma: no cover - exercised where simplejpeg is not installed
+    simplejpeg = None
+
 TILE_FORMATS = ("png", "jpg", "webp")
 # zlib level 1 with the fixed SUB filter: ~4x faster to encode than the adaptive default,
-# ~5 % larger, decodes as fast (measured on satellite-like texture).
+# ~5 % larger, decodes as fast (measured on satellite-like texture). OpenCV 4.6 (Ubuntu
+# 24.04) has no IMWRITE_PNG_FILTER: there the encoder's adaptive filter is used.
 PNG_COMPRESSION = 1
+_PNG_FILTER = ([cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+               if hasattr(cv2, "IMWRITE_PNG_FILTER") and hasattr(cv2, "IMWRITE_PNG_FILTER_SUB") else [])
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
 _MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
@@ -90,7 +97,7 @@ def encode_tile(pixels: np.ndarray, image_format: str) -> bytes:
     code = cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
     bgr = cv2.cvtColor(arr, code)
     params = {
-        "png": [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB],
+        "png": [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION, *_PNG_FILTER],
         "jpg": [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
         "webp": [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY],
     }[fmt]
@@ -140,7 +147,10 @@ def _check_tile_size(img: np.ndarray, tile_size: int) -> None:
 
 def _decode_jpeg_rgba(data: bytes) -> np.ndarray | None:
     """JPEG -> RGBA straight from libjpeg-turbo (simplejpeg: 0.27 instead of 0.43 ms per 256 px
-    tile, the same pixels, the GIL released); None when it cannot (then OpenCV decides)."""
+    tile, the same pixels, the GIL released); None when it cannot or is not installed (then
+    OpenCV decides)."""
+    if simplejpeg is None:
+        return None
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGBA")
     except ValueError:

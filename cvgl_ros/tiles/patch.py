@@ -52,6 +52,25 @@ MAX_PATCH_PX = 8192
 MAX_FOOTPRINT_PX = 16384
 
 
+def _warp_hint_kwargs() -> dict:
+    """`{"hint": cv2.ALGO_HINT_APPROX}` where this OpenCV's warpAffine accepts it, else `{}`.
+
+    OpenCV 5 takes the hint (same uint8 result, faster on some CPUs); 4.6 (Ubuntu 24.04's
+    python3-opencv) lacks the constant and 4.12 has the constant but no `hint=` argument.
+    Checked once, on a 2x2 image, when this module is imported."""
+    hint = getattr(cv2, "ALGO_HINT_APPROX", None)
+    if hint is None:
+        return {}
+    try:
+        cv2.warpAffine(np.zeros((2, 2), np.uint8), np.eye(2, 3), (2, 2), hint=hint)
+    except (cv2.error, TypeError):
+        return {}
+    return {"hint": hint}
+
+
+WARP_HINT_KWARGS = _warp_hint_kwargs()
+
+
 class _Corrupt:
     """LRU sentinel for a tile whose blob does not decode (so it is not decoded again)."""
 
@@ -316,10 +335,10 @@ class PatchSampler:
         # The mosaic holds every source pixel the interpolation reads, so the border mode only
         # decides what a zero weight multiplies: BORDER_REPLICATE is OpenCV's faster path
         # (0.45 vs 0.51 ms for 512 px) and a coordinate rounded a hair outside the mosaic does
-        # not pull alpha below 255. ALGO_HINT_APPROX: same uint8 result, faster on some CPUs.
+        # not pull alpha below 255. ALGO_HINT_APPROX where this OpenCV takes it (WARP_HINT_KWARGS).
         out = cv2.warpAffine(mosaic, m, (size_px, size_px), dst=self._buffer("warped", (size_px, size_px, 4)),
                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
-                             hint=cv2.ALGO_HINT_APPROX)
+                             **WARP_HINT_KWARGS)
         rgb = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         if all_valid:
             valid = _all_true(size_px)

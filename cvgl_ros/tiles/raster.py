@@ -24,12 +24,11 @@ import math
 from dataclasses import dataclass
 
 import cv2
-import mercantile
 import numpy as np
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
-from cvgl_ros.geo.mercator import TILE_SIZE_PX, check_zoom, global_px_to_lonlat, lonlat_to_global_px
+from cvgl_ros.geo.mercator import TILE_SIZE_PX, check_zoom, global_px_to_lonlat, lonlat_to_global_px, tile_ul
 from cvgl_ros.tiles.codec import CorruptTileError, decode_tile, encode_tile
 from cvgl_ros.tiles.store import TileStore
 
@@ -266,8 +265,8 @@ def _merge_extent_metadata(store: TileStore, zoom: int, tiles: list[tuple[int, i
     so painting thousands of small rasters one by one stays linear)."""
     xs = [t[0] for t in tiles]
     ys = [t[1] for t in tiles]
-    west, north = mercantile.ul(min(xs), min(ys), zoom)
-    east, south = mercantile.ul(max(xs) + 1, max(ys) + 1, zoom)
+    west, north = tile_ul(min(xs), min(ys), zoom)
+    east, south = tile_ul(max(xs) + 1, max(ys) + 1, zoom)
     min_zoom = max_zoom = zoom
     meta = store.metadata
     try:
@@ -288,6 +287,6 @@ def write_extent_metadata(store: TileStore) -> None:
     keys = store.tile_keys(max_zoom)
     xs = [k[1] for k in keys]
     ys = [k[2] for k in keys]
-    west, north = mercantile.ul(min(xs), min(ys), max_zoom)
-    east, south = mercantile.ul(max(xs) + 1, max(ys) + 1, max_zoom)
+    west, north = tile_ul(min(xs), min(ys), max_zoom)
+    east, south = tile_ul(max(xs) + 1, max(ys) + 1, max_zoom)
     _set_extent(store, west, south, east, north, zooms[0], max_zoom)
