@@ -81,15 +81,11 @@ PARAMS = [
 
 
 def default_model_path() -> Path | None:
-    """The shipped model: the first models/*.onnx of the checkout or of the installed share."""
-    import sys
+    """The shipped model of the package's share directory (`cvgl_ros.share`: ament index,
+    install prefix, source checkout, sys.prefix), or None."""
+    from cvgl_ros import share
 
-    roots = [Path(__file__).resolve().parents[2] / "models", Path(sys.prefix) / "share" / "cvgl_ros" / "models"]
-    for root in roots:
-        found = sorted(root.glob("*.onnx"))
-        if found:
-            return found[0]
-    return None
+    return share.default_model_path()
 
 
 class _Waiting(Exception):
