@@ -122,4 +122,56 @@ def test_bad_input():
         GnssModel.from_name("open_sky", 0).simulate(tr, 0.0)
     with pytest.raises(InputError):
         GnssModel.from_name("open_sky", 0).simulate(tr, 5.0, lambda e, n: np.full_like(e, math.nan))
-    assert MODEL_NAMES == ("clean", "open_sky", "urban_canyon")
+    assert MODEL_NAMES == ("clean", "open_sky", "urban_canyon", "multipath")
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last + 1) index pairs of the True runs of a bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def test_multipath_has_long_lying_bias_episodes_and_no_fix_gaps_at_turns(drives):
+    from cvgl_ros.sim.trajectory import turn_times_s
+
+    episodes = gaps = 0
+    for seed, tr in enumerate(drives[:12]):
+        mp = GnssModel.from_name("multipath", seed).simulate(tr, 5.0)
+        uc = GnssModel.from_name("urban_canyon", seed).simulate(tr, 5.0)
+        both = mp.valid & uc.valid
+        # The same base errors as urban_canyon: the difference is the episodes' offset alone.
+        offset = np.hypot(mp.east_m - uc.east_m, mp.north_m - uc.north_m)
+        offset[~both] = np.nan
+        active = ~(np.nan_to_num(offset, nan=1.0) < 1e-9)
+        drive_episodes = 0
+        for a, b in _runs(active):
+            length_s = (b - a) / 5.0
+            plateau = offset[a:b][np.isfinite(offset[a:b])]
+            if a == 0 or b == len(mp) or plateau.size == 0 or (~both[a:b]).any():
+                continue  # cut by the drive's ends or a NO_FIX: not measurable whole
+            assert 5.0 - 0.2 <= length_s <= 30.0 + 0.2
+            assert 20.0 - 1e-6 <= plateau.max() <= 60.0 + 1e-6
+            # The covariance lies: the reported sigma stays a few metres while the fix is 20-60 m off.
+            at_peak = np.nanargmax(offset[a:b]) + a
+            assert mp.error_m[at_peak] > 3.0 * mp.reported_sigma_m[at_peak]
+            drive_episodes += 1
+        assert drive_episodes >= 1 or not both.all()
+        episodes += drive_episodes
+        # NO_FIX gaps that urban_canyon does not have: 3-30 s, each around one of the drive's turns.
+        turns = turn_times_s(tr)
+        for a, b in _runs(~mp.valid & uc.valid):
+            if a == 0 or b == len(mp) or (~uc.valid[max(a - 1, 0):b + 1]).any():
+                continue
+            start_s, end_s = mp.t_s[a], mp.t_s[b - 1] + 0.2
+            assert 3.0 - 0.2 <= end_s - start_s <= 30.0 + 0.2
+            mid = 0.5 * (start_s + end_s)
+            assert np.any((turns >= mid - 0.3) & (turns <= end_s + 0.3)), (start_s, end_s, turns)
+            gaps += 1
+    assert episodes >= 12 and gaps >= 12
+
+
+def test_other_profiles_have_no_episodes_or_turn_gaps():
+    from cvgl_ros.sim.gnss import PRESETS
+
+    for name in ("clean", "open_sky", "urban_canyon"):
+        assert PRESETS[name].episode_gap_s is None and PRESETS[name].turn_gap_probability == 0.0

@@ -147,3 +147,23 @@ def test_any_polyline_gives_a_bounded_monotonic_drive(pts, seed, vmax, stops):
     assert accel.max() <= 2.5 + 1e-6 and accel.min() >= -3.0 - 1e-6
     assert np.all(np.diff(tr.distance_m) >= -1e-9)
     assert np.all(tr.yaw_enu_rad >= -math.pi) and np.all(tr.yaw_enu_rad < math.pi)
+
+
+def test_turn_times_are_the_corners_not_the_gentle_bends():
+    from cvgl_ros.sim.trajectory import turn_times_s
+
+    loop = np.array([[0, 0], [200, 0], [200, 120], [0, 120], [0, 0]], dtype=float)
+    tr = simulate_drive(loop, [], seed=0, duration_s=200.0, rate_hz=20.0)
+    turns = turn_times_s(tr)
+    # The loop is driven round and round: one turn per pass of a corner (the start's too), there.
+    near = np.min(np.hypot(tr.east_m[:, None] - loop[None, :4, 0], tr.north_m[:, None] - loop[None, :4, 1]), axis=1)
+    passes = np.count_nonzero(np.diff(np.concatenate([[0], (near < 8.0).astype(int)])) == 1)
+    assert len(turns) == passes >= 12
+    at = tr.sample(turns)
+    assert np.all(np.min(np.hypot(at.east_m[:, None] - loop[None, :4, 0], at.north_m[:, None] - loop[None, :4, 1]),
+                         axis=1) < 8.0)
+    # 60 degrees spread over a 600 m arc: a bend, not a turn.
+    arc = np.radians(np.linspace(0.0, 60.0, 200))
+    bend = np.column_stack([573.0 * np.sin(arc), 573.0 * (1.0 - np.cos(arc))])
+    assert turn_times_s(simulate_drive(bend, [], seed=0, duration_s=60.0, rate_hz=20.0)).size == 0
+    assert turn_times_s(simulate_drive([[0, 0], [900, 0]], [], seed=0, duration_s=60.0)).size == 0

@@ -1,4 +1,4 @@
-"""GNSS receiver error models for simulated drives: `clean`, `open_sky`, `urban_canyon`.
+"""GNSS receiver error models for simulated drives: `clean`, `open_sky`, `urban_canyon`, `multipath`.
 
 `GnssModel.from_name(name, seed).simulate(trajectory, rate_hz, sky_openness)` samples the
 true trajectory at `rate_hz` and returns a `GnssTrack`: measured east/north (NaN where the
@@ -54,6 +54,24 @@ drives. p90/p95 sit a little below the paper's because, at a constant openness, 
 non-burst error is Gaussian; along a real street the openness varies and fattens that
 tail. open_sky gives mean 2.25 m, median 2.11 m, 99 % 5.5 m.
 `error_stats()` computes these numbers for any track.
+
+`multipath` is the harsh profile of the fleet accuracy benchmark (`cvgl_ros.evaluation.fleet`):
+urban_canyon's errors plus
+
+* long multipath bias episodes: the fix follows a reflected signal for 5-30 s (uniform),
+  offset by 20-60 m (uniform) in one direction, ramping in and out over 2 s. Episodes follow
+  one another with quiet gaps drawn in [30, 90] s (the first after [5, 40] s), so every
+  3-minute drive has at least one and about a fifth of the time is in one. The reported
+  sigma grows by only 20 % during an episode: the covariance lies, understating the error
+  4-20 times;
+* NO_FIX gaps of 3-30 s (log-uniform: median 9.5 s) at intersections: at each turn of the
+  drive (`cvgl_ros.sim.trajectory.turn_times_s`) that comes at least 20 s after the previous
+  gap ended, a gap starts with probability 0.35 (and at the middle turn when none did); the
+  turn falls in the last half of the gap (the receiver comes back just after the car
+  turned, the case that loses a filter that dead-reckons straight on).
+
+The episodes and the intersection gaps draw from the random stream after everything
+urban_canyon draws, so the two profiles share the same base errors for a seed.
 """
 from __future__ import annotations
 
@@ -71,7 +89,7 @@ from cvgl_ros.sim.trajectory import Trajectory
 STATUS_NO_FIX = -1
 STATUS_FIX = 0
 
-MODEL_NAMES = ("clean", "open_sky", "urban_canyon")
+MODEL_NAMES = ("clean", "open_sky", "urban_canyon", "multipath")
 BURST_RAMP_S = 0.3
 BURST_SIGMA_GROWTH = 0.2  # the reported sigma grows by only this fraction during a burst
 CLEAN_SIGMA_M = 0.1
@@ -96,6 +114,16 @@ class GnssParams:
     dropout_duration_s: tuple[float, float] = (1.0, 5.0)
     reported_sigma_jitter: float = 0.15  # lognormal sigma of the receiver's own sigma estimate
     default_openness: float = 1.0
+    # multipath bias episodes (none when episode_gap_s is None): quiet gap before each one
+    episode_first_s: tuple[float, float] = (5.0, 40.0)
+    episode_gap_s: tuple[float, float] | None = None
+    episode_magnitude_m: tuple[float, float] = (20.0, 60.0)
+    episode_duration_s: tuple[float, float] = (5.0, 30.0)
+    episode_ramp_s: float = 2.0
+    # NO_FIX gaps at turns (intersections)
+    turn_gap_probability: float = 0.0
+    turn_gap_s: tuple[float, float] = (3.0, 30.0)
+    turn_gap_spacing_s: float = 20.0  # a gap only this long after the previous one ended
 
 
 PRESETS: dict[str, GnssParams] = {
@@ -112,6 +140,8 @@ PRESETS: dict[str, GnssParams] = {
         default_openness=0.5,
     ),
 }
+PRESETS["multipath"] = GnssParams(**{**PRESETS["urban_canyon"].__dict__, "name": "multipath",
+                                     "episode_gap_s": (30.0, 90.0), "turn_gap_probability": 0.35})
 
 
 @dataclass(frozen=True)
@@ -156,6 +186,51 @@ def _events(rng: np.random.Generator, t: np.ndarray, rate: np.ndarray, duration_
     dt = np.diff(t, append=t[-1] + (t[-1] - t[-2] if len(t) > 1 else 1.0))
     onsets = np.flatnonzero(rng.uniform(size=len(t)) < 1.0 - np.exp(-rate * dt))
     return [(t[i], float(rng.uniform(*duration_s))) for i in onsets]
+
+
+def _bias_episodes(rng: np.random.Generator, t: np.ndarray, p: GnssParams) -> tuple[np.ndarray, np.ndarray]:
+    """Long multipath bias episodes (module docstring): (n, 2) offsets and their 0-1 envelope."""
+    offset = np.zeros((len(t), 2))
+    envelope = np.zeros(len(t))
+    start = float(t[0]) + float(rng.uniform(*p.episode_first_s))
+    while start < t[-1]:
+        length = float(rng.uniform(*p.episode_duration_s))
+        magnitude = float(rng.uniform(*p.episode_magnitude_m))
+        angle = float(rng.uniform(-math.pi, math.pi))
+        ramp = min(p.episode_ramp_s, length / 2.0)
+        rel = t - start
+        w = np.clip(np.minimum(rel, length - rel) / ramp, 0.0, 1.0)
+        offset += (w * magnitude)[:, None] * np.array([math.cos(angle), math.sin(angle)])
+        envelope = np.maximum(envelope, w)
+        start += length + float(rng.uniform(*p.episode_gap_s))
+    return offset, envelope
+
+
+def _turn_gaps(rng: np.random.Generator, t: np.ndarray, trajectory: Trajectory, p: GnssParams) -> np.ndarray:
+    """NO_FIX gaps at the drive's turns (module docstring): a bool mask over the epochs."""
+    from cvgl_ros.sim.trajectory import turn_times_s
+
+    no_fix = np.zeros(len(t), dtype=bool)
+    turns = turn_times_s(trajectory)
+    free_from = -math.inf
+    log_range = np.log(p.turn_gap_s)
+
+    def gap_at(turn: float) -> tuple[float, float]:
+        length = float(np.exp(rng.uniform(*log_range)))
+        return turn - length * float(rng.uniform(0.5, 1.0)), length
+
+    for turn in turns:
+        if rng.uniform() >= p.turn_gap_probability:
+            continue
+        start, length = gap_at(turn)
+        if start < free_from:
+            continue
+        no_fix |= (t >= start) & (t < start + length)
+        free_from = start + length + p.turn_gap_spacing_s
+    if not no_fix.any() and len(turns):
+        start, length = gap_at(float(turns[len(turns) // 2]))
+        no_fix |= (t >= start) & (t < start + length)
+    return no_fix
 
 
 class GnssModel:
@@ -232,6 +307,13 @@ class GnssModel:
 
         base_sigma = np.sqrt(white_sigma**2 + bias_sigma**2)
         reported = base_sigma * np.exp(rng.normal(0.0, p.reported_sigma_jitter, n)) * (1.0 + BURST_SIGMA_GROWTH * envelope)
+        if p.episode_gap_s is not None:
+            episode, envelope_ep = _bias_episodes(rng, t, p)
+            error += episode
+            reported *= 1.0 + BURST_SIGMA_GROWTH * np.maximum(envelope_ep - envelope, 0.0)
+            envelope = np.maximum(envelope, envelope_ep)
+        if p.turn_gap_probability > 0:
+            no_fix |= _turn_gaps(rng, t, trajectory, p)
         east = e_true + error[:, 0]
         north = n_true + error[:, 1]
         east[no_fix] = np.nan

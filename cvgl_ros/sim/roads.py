@@ -11,6 +11,14 @@ while keeping the graph connected, and bends edges into quadratic/cubic Bezier c
 acute angle; U-turns only where nothing else is left, e.g. at a dead end),
 offsets each traversed edge to the centre of its right-most lane, rounds the corners at
 intersections with Bezier arcs and resamples the result every 1 m.
+
+`route(..., turn_rich=True)` is the drive that stresses a localizer (the fleet benchmark's):
+at every junction a turn is preferred to going straight on (weight 1 + TURN_WEIGHT sin^2 of
+the turn angle, against 1 for straight on), at an intersection of three or more streets the
+car turns round with probability UTURN_PROBABILITY (a U-turn where the road allows it; at a
+dead end it must), and it never goes straight on through more than MAX_STRAIGHT_JUNCTIONS
+junctions in a row when a turn is possible. Urban and suburban blocks (85-170 m) then give a
+turn every 10-25 s at up to 15 m/s. The default walk is unchanged (same seed, same route).
 """
 from __future__ import annotations
 
@@ -24,6 +32,11 @@ from scipy.sparse.csgraph import connected_components
 from cvgl_ros.errors import InputError
 
 ROUTE_STEP_M = 1.0
+# turn_rich routes (see the module docstring)
+TURN_WEIGHT = 6.0
+UTURN_PROBABILITY = 0.08
+MAX_STRAIGHT_JUNCTIONS = 0
+STRAIGHT_COS = math.cos(math.radians(30.0))  # a junction crossed within 30 deg of straight on
 
 
 # -- polyline helpers -------------------------------------------------------------------
@@ -329,7 +342,7 @@ class RoadGraph:
             e.crossings_s_m.sort()
 
     # -- drives
-    def route(self, rng: np.random.Generator, length_m: float) -> "Route":
+    def route(self, rng: np.random.Generator, length_m: float, turn_rich: bool = False) -> "Route":
         """A random drive of `length_m` metres in the right-hand lane (see module docstring)."""
         if not (length_m > 0 and math.isfinite(length_m)):
             raise InputError(f"route length must be a positive number of metres, got {length_m}")
@@ -341,7 +354,10 @@ class RoadGraph:
         start_offset = rng.uniform(0.0, 0.8) * lengths[k]
         steps = [(k, forward)]
         while True:
-            self._extend(rng, steps, 4)
+            if turn_rich:
+                self._extend_turn_rich(rng, steps, 4)
+            else:
+                self._extend(rng, steps, 4)
             route = self._build_route(steps, start_offset, length_m)
             if route is not None:
                 return route
@@ -365,6 +381,49 @@ class RoadGraph:
             weights = np.array(weights) / np.sum(weights)
             j = options[int(rng.choice(len(options), p=weights))]
             steps.append((j, self.edges[j].a == node))
+
+    def _extend_turn_rich(self, rng: np.random.Generator, steps: list, n_more: int) -> None:
+        """`_extend` for turn-rich routes: turns preferred, U-turns at intersections, at most
+        MAX_STRAIGHT_JUNCTIONS junctions crossed straight on in a row (module docstring)."""
+        for _ in range(n_more):
+            k_prev, fwd_prev = steps[-1]
+            e_prev = self.edges[k_prev]
+            node = e_prev.b if fwd_prev else e_prev.a
+            d_in = _end_direction(e_prev, fwd_prev)
+            options, cosines = [], []
+            for j in self.incident[node]:
+                if j == k_prev:
+                    continue
+                c = float(np.dot(d_in, _start_direction(self.edges[j], self.edges[j].a == node)))
+                if c > -0.5:  # no hairpins
+                    options.append(j)
+                    cosines.append(c)
+            if not options or (self.degree(node) >= 3 and rng.random() < UTURN_PROBABILITY):
+                steps.append((k_prev, not fwd_prev))  # turn round: at a dead end, or a U-turn
+                continue
+            cosines = np.array(cosines)
+            turning = cosines < STRAIGHT_COS
+            weights = np.where(turning, 1.0 + TURN_WEIGHT * (1.0 - cosines**2), 1.0)
+            if self._straight_run(steps) >= MAX_STRAIGHT_JUNCTIONS:
+                if not turning.any():
+                    steps.append((k_prev, not fwd_prev))  # only straight on is left: turn round
+                    continue
+                weights = np.where(turning, weights, 0.0)
+            weights = weights / weights.sum()
+            j = options[int(rng.choice(len(options), p=weights))]
+            steps.append((j, self.edges[j].a == node))
+
+    def _straight_run(self, steps: list) -> int:
+        """How many of the last junctions of `steps` were crossed within 30 deg of straight on."""
+        run = 0
+        for (k0, f0), (k1, f1) in zip(reversed(steps[:-1]), reversed(steps[1:])):
+            if k0 == k1:
+                break  # a U-turn is a turn
+            c = float(np.dot(_end_direction(self.edges[k0], f0), _start_direction(self.edges[k1], f1)))
+            if c < STRAIGHT_COS:
+                break
+            run += 1
+        return run
 
     def _build_route(self, steps, start_offset: float, length_m: float) -> "Route | None":
         lanes = []

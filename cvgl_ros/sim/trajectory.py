@@ -21,6 +21,13 @@ round and round; on an open route the car stops at its end and waits there. Spee
 [0, max_speed_mps]. Yaw is REP-103 (counter-clockwise from east), wrapped to [-pi, pi);
 `Trajectory.sample` interpolates it on the unwrapped angle, so it never spins the long way
 round through +-pi.
+
+`turn_times_s(trajectory)` finds where the car turns (at an intersection, or round at a
+dead end): the instants where the heading changes by at least `min_turn_deg` (45 deg) within
+`window_s` (8 s) centred on them form runs; each run is one turn, timed at its peak
+|yaw rate|. A gentle bend of a country road (45 deg in more than 8 s) is not a turn. The
+fleet benchmark's routes are checked with it (a turn at least every 30 s) and the
+`multipath` GNSS profile places its NO_FIX gaps at these turns.
 """
 from __future__ import annotations
 
@@ -74,6 +81,22 @@ class Trajectory:
             yaw_rate_radps=np.interp(t, self.t_s, self.yaw_rate_radps),
             distance_m=np.interp(t, self.t_s, self.distance_m),
         )
+
+
+def turn_times_s(trajectory: Trajectory, min_turn_deg: float = 45.0, window_s: float = 8.0) -> np.ndarray:
+    """Times (s) of the turns of a drive (see the module docstring), in increasing order."""
+    t = np.asarray(trajectory.t_s, dtype=float)
+    if len(t) < 3 or trajectory.duration_s <= 0:
+        return np.zeros(0)
+    dt = trajectory.duration_s / (len(t) - 1)
+    half = max(1, int(round(0.5 * window_s / dt)))
+    yaw = np.unwrap(trajectory.yaw_enu_rad)
+    ahead = yaw[np.minimum(np.arange(len(t)) + half, len(t) - 1)]
+    behind = yaw[np.maximum(np.arange(len(t)) - half, 0)]
+    turning = np.abs(ahead - behind) >= math.radians(min_turn_deg)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], turning.astype(np.int8), [0]])))
+    rate = np.abs(np.asarray(trajectory.yaw_rate_radps, dtype=float))
+    return np.array([t[a + int(np.argmax(rate[a:b]))] for a, b in zip(edges[::2], edges[1::2])], dtype=float)
 
 
 def _check_polyline(points_en) -> np.ndarray:

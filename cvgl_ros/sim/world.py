@@ -242,9 +242,10 @@ class World:
 
     # -- queries --------------------------------------------------------------------------
 
-    def route(self, seed: int, length_m: float) -> Route:
-        """A random drive of `length_m` metres along the road graph, in the right-hand lane."""
-        return self.route_graph.route(self.rng("route", int(seed)), float(length_m))
+    def route(self, seed: int, length_m: float, turn_rich: bool = False) -> Route:
+        """A random drive of `length_m` metres along the road graph, in the right-hand lane
+        (`turn_rich`: turns and U-turns preferred, see `RoadGraph.route`)."""
+        return self.route_graph.route(self.rng("route", int(seed)), float(length_m), turn_rich=turn_rich)
 
     def contains(self, east, north, margin_m: float = 0.0) -> np.ndarray:
         half = self.size_m / 2.0 - margin_m
