@@ -1,8 +1,9 @@
 """ament_python package definition of cvgl_ros.
 
 `colcon build` installs the package, its executables under lib/cvgl_ros (see setup.cfg)
-and launch/, config/, rviz/, models/ under share/cvgl_ros. The Makefile installs the same
-package into .venv with pip.
+and launch/, config/, rviz/, models/ under share/cvgl_ros, where `cvgl_ros.share` finds
+them (test/test_package_build.py builds it and runs the nodes from the install). The
+Makefile installs the same package into .venv with pip.
 """
 from glob import glob
 
@@ -20,6 +21,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
+    package_data={"cvgl_ros.federated": ["app/pyproject.toml"]},  # the Flower app `cvgl federated` runs
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -1,0 +1,11 @@
+"""Training, evaluation and export of the cross-view pose network (torch; offline tools only,
+never imported by the nodes or the runtime). This file makes `train` a package, so that
+`find_packages()` ships it in a wheel and a colcon install.
+
+- `trainer`: `cvgl train` (epochs, checkpoints, resume); `loop`: one epoch / one evaluation pass.
+- `batches`: pair sets to network batches; `flat_pairs`: flat-ground pairs for tests.
+- `checkpoint`: save / load; `export`: ONNX + model card + parity; `evaluation_run`: `cvgl evaluate`.
+- `plots`: training curves.
+
+Modules are imported on use; this package imports nothing (no torch here).
+"""
