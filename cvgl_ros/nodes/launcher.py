@@ -21,24 +21,35 @@ from cvgl_ros.errors import InputError
 
 NODE_EXECUTABLES = ("cross_view_node", "particle_filter_node")
 PARAMS_FILE = "config/cvgl.yaml"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_params_file() -> Path:
-    """config/cvgl.yaml of the checkout, else of the installed share directory."""
-    for candidate in (REPO_ROOT / PARAMS_FILE, Path(sys.prefix) / "share" / "cvgl_ros" / PARAMS_FILE):
-        if candidate.is_file():
-            return candidate
-    raise InputError(f"no {PARAMS_FILE} found; pass --params")
+    """config/cvgl.yaml of the package's share directory (`cvgl_ros.share`)."""
+    from cvgl_ros.share import default_config_path, share_candidates
+
+    found = default_config_path()
+    if found is None:
+        looked = ", ".join(str(c.path) for c in share_candidates())
+        raise InputError(f"no {PARAMS_FILE} found (looked in {looked}); pass --params")
+    return found
 
 
 def node_command(executable: str) -> list[str]:
-    """The console script beside this Python (what setup.py installs), else `python -m`."""
+    """The executable in `<prefix>/lib/cvgl_ros` when the share directory is an installed one
+    (`<prefix>/share/cvgl_ros`: where `ros2 run` looks), else the console script beside this
+    Python (a venv), else `python -m cvgl_ros.nodes.<executable>`."""
+    from cvgl_ros.share import PACKAGE, share_dir
+
     if executable not in NODE_EXECUTABLES:
         raise InputError(f"unknown node executable {executable!r}; known: {', '.join(NODE_EXECUTABLES)}")
-    script = Path(sys.executable).with_name(executable)
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
+    candidates = []
+    share = share_dir()
+    if share is not None and share.parent.name == "share":
+        candidates.append(share.parent.parent / "lib" / PACKAGE / executable)
+    candidates.append(Path(sys.executable).with_name(executable))
+    for script in candidates:
+        if script.is_file() and os.access(script, os.X_OK):
+            return [str(script)]
     return [sys.executable, "-m", f"cvgl_ros.nodes.{executable}"]
 
 
