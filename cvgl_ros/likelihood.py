@@ -17,7 +17,8 @@ particle): bilinear in (x, y) between the four surrounding cell centres and line
 between the two neighbouring bins, on the log-likelihood; yaw wraps around when the bins
 cover the circle. Inside the grid's footprint but beyond the outermost cell centres (the
 outer half cell) the edge value is used. Outside the footprint (or outside the yaw span of
-bins that do not wrap, or for a non-finite query) the result is the *floor*: by default the
+bins that do not wrap, taking the query's yaw modulo 2 pi, so a window reaching past +-pi
+still holds the wrapped yaws there; or for a non-finite query) the result is the *floor*: by default the
 smallest log-likelihood in the volume (a pose the network never saw is no more likely than
 the least likely pose it did see), or `outside_log_likelihood` when given. Never NaN.
 """
@@ -142,6 +143,9 @@ class LikelihoodVolume:
             col += (w - 1) * 0.5
             row = (north - self.center_n_m) * (-1.0 / self.cell_m)
             row += (h - 1) * 0.5
+            if not self.wraps_yaw:  # a heading is itself +- 2 pi: take the turn from half a bin before the first bin
+                start = self.yaw_bins_rad[0] - 0.5 * self.yaw_step_rad
+                yaw = yaw - (2 * math.pi) * np.floor((yaw - start) * (1.0 / (2 * math.pi)))
             yaw_pos = (yaw - self.yaw_bins_rad[0]) * (1.0 / self.yaw_step_rad)
         inside = (col >= -0.5) & (col <= w - 0.5) & (row >= -0.5) & (row <= h - 0.5)
         if self.wraps_yaw:

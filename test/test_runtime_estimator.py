@@ -164,3 +164,42 @@ def test_uncovered_patch_cells_become_uninformative(estimator, inputs):
     west = ll[:, :, : ll.shape[2] // 2 - 1]
     assert np.ptp(west) < 1e-5                                        # one flat value there ...
     assert np.exp(ll.astype(np.float64)).sum() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_a_wider_yaw_search_is_adjacent_windows_merged_into_one_arc(estimator, inputs):
+    """prior +- 30 deg with the +-12 deg window: 3 windows (one batch row each) on one uniform
+    arc of +-36 deg whose bins hold each window's own network output; within one window's
+    reach it is today's single window, and an arc reaching around is the full circle."""
+    image, patch = inputs
+    offsets = np.asarray(estimator.card["volume"]["yaw_offsets_rad"])
+    step, span = offsets[1] - offsets[0], offsets[-1] - offsets[0]
+    yaw = 3.0                                                          # the arc reaches past +pi
+    single = estimator.estimate(image, SIM_K, patch, Prior(4.0, 2.0, yaw))
+    narrow = estimator.estimate(image, SIM_K, patch, Prior(4.0, 2.0, yaw, math.radians(12.0)))
+    assert single.yaw_windows == narrow.yaw_windows == 1
+    np.testing.assert_array_equal(narrow.volume.log_likelihood, single.volume.log_likelihood)
+
+    wide = estimator.estimate(image, SIM_K, patch, Prior(4.0, 2.0, yaw, math.radians(30.0)))
+    bins = wide.volume.yaw_bins_rad
+    assert wide.yaw_windows == 3 and len(bins) == 3 * (len(offsets) - 1) + 1
+    np.testing.assert_allclose(np.diff(bins), step, atol=1e-9)
+    assert bins[0] == pytest.approx(yaw - span - offsets[-1]) and bins[-1] == pytest.approx(yaw + span + offsets[-1])
+    assert not wide.volume.wraps_yaw and bins[-1] > math.pi
+    assert np.exp(wide.volume.log_likelihood.astype(np.float64)).sum() == pytest.approx(1.0, rel=1e-4)
+    for j, centre in enumerate(yaw + span * np.array([-1, 0, 1])):
+        alone = estimator.estimate(image, SIM_K, patch, Prior(4.0, 2.0, float(centre))).volume.log_likelihood
+        first = j * (len(offsets) - 1)
+        inner = slice(first + 1, first + len(offsets) - 1)             # the shared edge bins come from one side
+        diff = wide.volume.log_likelihood[inner].astype(np.float64) - alone[1:-1]
+        assert np.ptp(diff) < 1e-3, "each window's bins are its own output up to the normalization"
+    # the filter reads the arc past +pi at the wrapped yaw: the same value as just below it
+    e, n = 4.0, 2.0
+    past = float(bins[-2])                                             # > pi, as the arc stores it
+    assert past > math.pi
+    assert wide.volume.interpolate(e, n, past - 2 * math.pi) == pytest.approx(wide.volume.interpolate(e, n, past))
+    assert wide.volume.interpolate(e, n, past - 2 * math.pi) > wide.volume.floor_log_likelihood
+
+    circle = estimator.estimate(image, SIM_K, patch, Prior(4.0, 2.0, yaw, math.radians(179.0)))
+    assert circle.volume.wraps_yaw and circle.yaw_windows == int(math.ceil(2 * math.pi / span - 1e-9))
+    with pytest.raises(InputError, match="half-width"):
+        estimator.estimate(image, SIM_K, patch, Prior(4.0, 2.0, yaw, math.nan))

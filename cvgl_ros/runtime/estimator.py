@@ -14,8 +14,14 @@ other than the card's `image_hw` is resized with the intrinsics scaled, unless t
 or Inf anywhere is an InputError, and the volume is never NaN.
 
 Yaw: the network scores a window of bins around the yaw prior (the card's
-`volume.yaw_offsets_rad`). Without a yaw prior the runtime runs one batch of windows that
-tile the circle and returns a full-circle volume (slower, for initialization).
+`volume.yaw_offsets_rad`, span s = offsets[-1] - offsets[0]). Without a yaw prior the
+runtime runs one batch of windows that tile the circle and returns a full-circle volume
+(slower, for initialization). A prior with `yaw_half_width_rad` h asks for a search of
+prior +- h: when h fits the one window (h <= the window's reach from its centre) that is
+today's single window; otherwise m = ceil((h - s/2) / s) windows on each side, centred at
+prior + j s for j = -m..m (adjacent windows share their edge bin), merged like the full
+circle into one uniform arc of bins; an arc that would reach around the circle is the full
+circle. Each window is one more batch row of the network (cost linear in 2m + 1).
 
 Covariance (3x3 over east, north, yaw): the second moments of the volume's probability
 about the refined pose plus the grid's quantization variance (cell^2/12, step^2/12).
@@ -43,11 +49,16 @@ PROVIDER_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutio
 
 @dataclass(frozen=True)
 class Prior:
-    """Position prior in the map frame (the patch centre) and, when known, the yaw prior."""
+    """Position prior in the map frame (the patch centre) and, when known, the yaw prior.
+
+    `yaw_half_width_rad`: search the yaw within prior +- this (None: the card's one window);
+    ignored without a yaw prior (the full circle is searched then).
+    """
 
     east_m: float
     north_m: float
     yaw_enu_rad: float | None = None
+    yaw_half_width_rad: float | None = None
 
 
 @dataclass
@@ -58,6 +69,7 @@ class PoseResult:
     yaw_enu_rad: float
     covariance: np.ndarray     # (3, 3) over (east, north, yaw)
     latency_ms: float
+    yaw_windows: int = 1       # network windows (batch rows) this estimate searched
 
 
 def _session_providers(providers, trt_cache_dir) -> list:
@@ -172,13 +184,25 @@ class PoseEstimator:
 
     # -- inference ------------------------------------------------------------------------
     def _yaw_centres(self, prior: Prior) -> tuple[np.ndarray, bool]:
-        if prior.yaw_enu_rad is not None:
-            # The window's bins are prior + offsets with the prior wrapped to [-pi, pi): uniform,
-            # possibly reaching beyond +-pi at the ends (not re-wrapped, which would break uniformity).
-            return np.array([float(wrap_angle(_finite("yaw prior", prior.yaw_enu_rad)))]), False
+        """(window centres, full circle?): one window, an arc of adjacent windows, or the circle."""
         span = float(self.yaw_offsets[-1] - self.yaw_offsets[0])
-        n = int(math.ceil(2 * math.pi / span - 1e-9))
-        return np.array([2 * math.pi * i / n for i in range(n)]) - math.pi, True
+        n_circle = int(math.ceil(2 * math.pi / span - 1e-9))
+        circle = np.array([2 * math.pi * i / n_circle for i in range(n_circle)]) - math.pi, True
+        if prior.yaw_enu_rad is None:
+            return circle
+        # The window's bins are prior + offsets with the prior wrapped to [-pi, pi): uniform,
+        # possibly reaching beyond +-pi at the ends (not re-wrapped, which would break uniformity).
+        centre = float(wrap_angle(_finite("yaw prior", prior.yaw_enu_rad)))
+        half_width = prior.yaw_half_width_rad
+        reach = float(min(-self.yaw_offsets[0], self.yaw_offsets[-1]))  # the one window covers +- this
+        if half_width is not None and not float(_finite("yaw half-width", half_width)) >= 0:
+            raise InputError(f"yaw half-width {half_width} must be >= 0")
+        if half_width is None or half_width <= reach + 1e-9:
+            return np.array([centre]), False
+        m = int(math.ceil((float(half_width) - reach) / span - 1e-9))
+        if (2 * m + 1) * span >= 2 * math.pi - 1e-9:
+            return circle
+        return centre + span * np.arange(-m, m + 1), False
 
     def estimate(self, image_rgb, k, patch_rgb, prior: Prior, stamp_ns: int = 0, patch_valid=None) -> PoseResult:
         t0 = time.perf_counter()
@@ -199,8 +223,8 @@ class PoseEstimator:
         logits, pose, _ = self.session.run(["volume_logits", "pose", "confidence"], feeds)
         if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(pose))):
             raise InputError("the network produced NaN or Inf (inputs out of the trained range?)")
-        if full_circle:
-            yaw_bins, ll = self._merge_windows(logits, centres)
+        if n > 1:
+            yaw_bins, ll = self._merge_windows(logits, centres, full_circle)
             best = int(np.argmax(logits.reshape(n, -1).max(axis=1)))
         else:
             yaw_bins, ll = centres[0] + self.yaw_offsets, logits[0].astype(np.float64)
@@ -214,16 +238,31 @@ class PoseEstimator:
         covariance = self._covariance(ll, yaw_bins, float(pose[best, 0]), float(pose[best, 1]), yaw)
         volume = LikelihoodVolume(ll.astype(np.float32), prior.east_m, prior.north_m, self.cell_m, yaw_bins,
                                   stamp_ns=int(stamp_ns))
-        return PoseResult(volume, east, north, yaw, covariance, (time.perf_counter() - t0) * 1e3)
+        return PoseResult(volume, east, north, yaw, covariance, (time.perf_counter() - t0) * 1e3, yaw_windows=n)
 
-    def _merge_windows(self, logits: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Windows around `centres` -> one full-circle volume on bins of the window's step."""
+    def _merge_windows(self, logits: np.ndarray, centres: np.ndarray, full_circle: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Windows around uniformly spaced `centres` -> one volume on bins of the window's step.
+
+        Full circle: bins -pi + i 2pi/K over the circle. Arc (adjacent windows spaced by the
+        window's span): bins from the first window's first bin to the last window's last
+        one, not wrapped. Each bin takes the log-likelihood of the window whose centre is
+        nearest, linearly interpolated between that window's two neighbouring bins (on an
+        arc the bins coincide with the windows' own, so the values are the network's)."""
         step = float(self.yaw_offsets[1] - self.yaw_offsets[0])
-        k_full = int(round(2 * math.pi / step))
-        bins = -math.pi + np.arange(k_full) * (2 * math.pi / k_full)
-        spacing = 2 * math.pi / len(centres)
-        window = np.round(wrap_angle(bins - centres[0]) / spacing).astype(int) % len(centres)
-        rel = wrap_angle(bins - centres[window])
+        if full_circle:
+            k_full = int(round(2 * math.pi / step))
+            bins = -math.pi + np.arange(k_full) * (2 * math.pi / k_full)
+            spacing = 2 * math.pi / len(centres)
+            window = np.round(wrap_angle(bins - centres[0]) / spacing).astype(int) % len(centres)
+            rel = wrap_angle(bins - centres[window])
+        else:
+            first = float(centres[0] + self.yaw_offsets[0])
+            k_arc = int(round((centres[-1] + self.yaw_offsets[-1] - first) / step)) + 1
+            bins = first + np.arange(k_arc) * step
+            spacing = float(centres[1] - centres[0])
+            window = np.clip(np.round((bins - centres[0]) / spacing).astype(int), 0, len(centres) - 1)
+            rel = bins - centres[window]
         pos = np.clip((rel - self.yaw_offsets[0]) / step, 0, len(self.yaw_offsets) - 1)
         lo = np.floor(pos).astype(int)
         hi = np.minimum(lo + 1, len(self.yaw_offsets) - 1)
