@@ -1,4 +1,5 @@
 """`cvgl sim drive`: a real (small) generated world, driven and recorded into a bag."""
+import json
 import math
 import shutil
 import subprocess
@@ -8,13 +9,15 @@ import numpy as np
 import pytest
 
 from cvgl_ros.datasets.bag import (
-    TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_GT_FIX, TOPIC_GT_POSE, TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED,
-    bag_datum, bag_topics, read_messages, stamp_to_ns,
+    MOTION_SENSORS_KEY, TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_GT_FIX, TOPIC_GT_POSE, TOPIC_IMAGE,
+    TOPIC_IMAGE_COMPRESSED, TOPIC_IMU, TOPIC_WHEEL_ODOM, bag_custom_data, bag_datum, bag_topics, read_messages,
+    stamp_to_ns,
 )
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.yaw import angle_diff, quaternion_to_yaw
 from cvgl_ros.imaging import decode_compressed
 from cvgl_ros.sim.drive import SIM_EPOCH_NS, record_drive
+from cvgl_ros.sim.motion_sensors import ImuParams, WheelOdometryParams
 from cvgl_ros.sim.world import World
 
 DURATION_S = 8.0
@@ -46,6 +49,7 @@ def test_topics_types_and_rates(drive, world_dir):
         TOPIC_IMAGE: ("sensor_msgs/msg/Image", 81), TOPIC_CAMERA_INFO: ("sensor_msgs/msg/CameraInfo", 81),
         TOPIC_GNSS_FIX: ("sensor_msgs/msg/NavSatFix", 41), TOPIC_GT_FIX: ("sensor_msgs/msg/NavSatFix", 41),
         TOPIC_GT_POSE: ("geometry_msgs/msg/PoseStamped", 81),  # camera stamps include the 5 Hz GNSS ones
+        TOPIC_IMU: ("sensor_msgs/msg/Imu", 801), TOPIC_WHEEL_ODOM: ("nav_msgs/msg/Odometry", 401),
     }
     world = World.load(world_dir)
     assert bag_datum(out) == world.datum
@@ -118,6 +122,91 @@ def test_gnss_fixes_match_the_model_and_the_truth(drive, world_dir):
     assert 0.5 < stats["mean_m"] < 60.0 and stats["p99_m"] >= stats["p95_m"] >= stats["p50_m"]
 
 
+def _stamps_s(items):
+    return (np.array([t for t, _ in items]) - SIM_EPOCH_NS) / 1e9
+
+
+def test_imu_round_trip_yaw_rate_matches_the_truth(drive):
+    result, out, msgs = drive
+    imu_msgs = msgs[TOPIC_IMU]
+    t = _stamps_s(imu_msgs)
+    assert np.allclose(t, np.arange(len(t)) / 100.0, atol=1e-9)
+    truth = result.trajectory.sample(t)
+    p = ImuParams()
+    yaw_rate = np.array([m.angular_velocity.z for _, m in imu_msgs])
+    err = yaw_rate - truth.yaw_rate_radps
+    # White noise at 100 Hz plus a constant-ish bias: the spread is the white noise, the mean the bias.
+    assert np.std(err) == pytest.approx(p.gyro_sigma_radps, rel=0.1)
+    assert abs(np.mean(err)) < 4 * p.gyro_bias_sigma_radps + 4 * p.gyro_sigma_radps / math.sqrt(len(err))
+    # Integrated, the measured yaw rate follows the true heading change within the error model.
+    yaw_true = np.unwrap(truth.yaw_enu_rad)
+    assert abs(yaw_true[-1] - yaw_true[0]) > 0.1 or np.abs(truth.yaw_rate_radps).max() < 1e-3
+    dyaw = np.sum(yaw_rate[1:] * np.diff(t))
+    bound = 4 * math.hypot(p.gyro_noise_density_radps_per_rthz * math.sqrt(t[-1]), p.gyro_bias_sigma_radps * t[-1])
+    assert abs(dyaw - (yaw_true[-1] - yaw_true[0])) < bound + 0.01  # + the rectangle rule on a 100 Hz grid
+    # Accelerations: centripetal v * r to the left, the forward one, +g up.
+    ax = np.array([m.linear_acceleration.x for _, m in imu_msgs])
+    ay = np.array([m.linear_acceleration.y for _, m in imu_msgs])
+    az = np.array([m.linear_acceleration.z for _, m in imu_msgs])
+    tol = 5 * p.accel_bias_sigma_mps2 + 5 * p.accel_sigma_mps2
+    assert np.mean(np.abs(ay - truth.speed_mps * truth.yaw_rate_radps)) < tol
+    assert np.mean(np.abs(ax - np.gradient(truth.speed_mps, t))) < tol
+    assert np.mean(az) == pytest.approx(9.80665, abs=tol)
+    # The message: frame, no orientation, covariance diagonals from the error model.
+    m = imu_msgs[10][1]
+    assert m.header.frame_id == "imu_link" and m.orientation_covariance[0] == -1.0
+    assert np.allclose(m.angular_velocity_covariance.reshape(3, 3), np.eye(3) * p.gyro_sigma_radps**2)
+    assert np.allclose(m.linear_acceleration_covariance.reshape(3, 3), np.eye(3) * p.accel_sigma_mps2**2)
+    # Same numbers as the result's track (what the bag holds is what was simulated).
+    assert np.allclose(yaw_rate, result.imu.yaw_rate_radps)
+
+
+def test_wheel_odometry_round_trip_speed_matches_the_truth(drive):
+    result, out, msgs = drive
+    odo = msgs[TOPIC_WHEEL_ODOM]
+    t = _stamps_s(odo)
+    assert np.allclose(t, np.arange(len(t)) / 50.0, atol=1e-9)
+    true_v = result.trajectory.sample(t).speed_mps
+    v = np.array([m.twist.twist.linear.x for _, m in odo])
+    var = np.array([m.twist.covariance[0] for _, m in odo])
+    p = WheelOdometryParams()
+    assert true_v.max() > 3.0  # the car got going
+    assert np.all(v >= 0) and np.all(var > 0)
+    moving = true_v > 3.0
+    # Within the scale factor drawn (<= 2.5 %) and the white noise.
+    rel = np.median(v[moving] / true_v[moving])
+    assert abs(rel - 1.0) <= p.scale_error_max + 0.005
+    assert rel == pytest.approx(result.odometry.scale_factor, abs=0.005)
+    # The reported variance bounds the error (scale factor included) nearly everywhere.
+    z = (v - true_v) / np.sqrt(var)
+    assert np.mean(np.abs(z) < 3) > 0.99
+    # It starts from rest: exactly zero speed before the first wheel edges.
+    assert v[0] == 0.0
+    m = odo[5][1]
+    assert m.header.frame_id == "odom" and m.child_frame_id == "base_link"
+    assert m.pose.covariance[0] >= 1e6 and m.twist.covariance[7] >= 1e6
+    meta = json.loads(bag_custom_data(out)[MOTION_SENSORS_KEY])
+    assert meta["seed"] == 2 and meta["imu"]["rate_hz"] == 100.0 and meta["wheel_odometry"]["rate_hz"] == 50.0
+    assert meta["imu"]["gyro_sigma_radps"] == pytest.approx(ImuParams().gyro_sigma_radps)
+
+
+def test_motion_sensors_change_no_other_output(world_dir, tmp_path, drive):
+    result, out, msgs = drive
+    plain = record_drive(world_dir, tmp_path / "plain", seed=2, duration_s=DURATION_S, gnss="urban_canyon",
+                         width=CAM_W, height=CAM_H, progress=False, motion_sensors=False)
+    assert TOPIC_IMU not in bag_topics(tmp_path / "plain") and TOPIC_WHEEL_ODOM not in bag_topics(tmp_path / "plain")
+    assert MOTION_SENSORS_KEY not in bag_custom_data(tmp_path / "plain")
+    assert np.array_equal(plain.gnss.east_m, result.gnss.east_m, equal_nan=True)
+    again = {}
+    for topic, _, t, msg in read_messages(tmp_path / "plain", [TOPIC_GNSS_FIX, TOPIC_IMAGE]):
+        again.setdefault(topic, []).append((t, msg))
+    for topic in (TOPIC_GNSS_FIX, TOPIC_IMAGE):
+        assert [t for t, _ in again[topic]] == [t for t, _ in msgs[topic]]
+    assert np.array_equal(np.asarray(again[TOPIC_IMAGE][-1][1].data), np.asarray(msgs[TOPIC_IMAGE][-1][1].data))
+    assert [m.latitude for _, m in again[TOPIC_GNSS_FIX]] == pytest.approx(
+        [m.latitude for _, m in msgs[TOPIC_GNSS_FIX]], nan_ok=True)
+
+
 def test_same_seed_same_bag_content(drive, world_dir, tmp_path):
     result, out, msgs = drive
     again = record_drive(world_dir, tmp_path / "again", seed=2, duration_s=DURATION_S, gnss="urban_canyon",
@@ -126,6 +215,8 @@ def test_same_seed_same_bag_content(drive, world_dir, tmp_path):
     assert np.array_equal(again.gnss.east_m, result.gnss.east_m, equal_nan=True)
     first = next(read_messages(tmp_path / "again", [TOPIC_IMAGE]))[3]
     assert np.array_equal(np.asarray(first.data), np.asarray(msgs[TOPIC_IMAGE][0][1].data))
+    assert np.array_equal(again.imu.gyro_radps, result.imu.gyro_radps)
+    assert np.array_equal(again.odometry.speed_mps, result.odometry.speed_mps)
 
 
 def test_compressed_and_clean(world_dir, tmp_path):

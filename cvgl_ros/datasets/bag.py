@@ -33,21 +33,35 @@ TOPIC_GNSS_FIX = "/gnss/fix"
 TOPIC_GT_POSE = "/ground_truth/pose"
 TOPIC_GT_FIX = "/ground_truth/fix"
 TOPIC_CLOCK = "/clock"
+TOPIC_IMU = "/imu/data"
+TOPIC_WHEEL_ODOM = "/odom/wheel"
 
 # metadata.yaml custom_data key holding the `map` frame datum as "lat,lon,alt".
 DATUM_KEY = "cvgl.datum"
+# custom_data key holding the motion sensors' error model (JSON) of a simulated drive.
+MOTION_SENSORS_KEY = "cvgl.motion_sensors"
+# custom_data key holding the simulated receiver model (JSON) that degraded an import's /gnss/fix.
+GNSS_MODEL_KEY = "cvgl.gnss_model"
 
 MSG_IMAGE = "sensor_msgs/msg/Image"
 MSG_COMPRESSED = "sensor_msgs/msg/CompressedImage"
 MSG_CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 MSG_NAVSATFIX = "sensor_msgs/msg/NavSatFix"
 MSG_POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+MSG_IMU = "sensor_msgs/msg/Imu"
+MSG_ODOMETRY = "nav_msgs/msg/Odometry"
 
 NAVSAT_STATUS_NO_FIX = -1
 NAVSAT_STATUS_FIX = 0
 NAVSAT_SERVICE_GPS = 1
 COVARIANCE_TYPE_UNKNOWN = 0
+COVARIANCE_TYPE_APPROXIMATED = 1
 COVARIANCE_TYPE_DIAGONAL_KNOWN = 2
+
+IMU_FRAME = "imu_link"
+ODOM_FRAME = "odom"
+BASE_FRAME = "base_link"
+UNKNOWN_VARIANCE = 1e6  # a diagonal entry of an Odometry covariance that the sensor does not measure
 
 
 # -- message builders -------------------------------------------------------------------
@@ -91,19 +105,91 @@ def camera_info_msg(k: np.ndarray, width: int, height: int, stamp_ns: int, frame
 
 
 def navsatfix_msg(lat_deg: float, lon_deg: float, alt_m: float, stamp_ns: int, *, sigma_m: float | None,
-                  status: int = NAVSAT_STATUS_FIX, frame_id: str = "gnss"):
-    """A NavSatFix; `sigma_m` is the receiver's reported 1-sigma horizontal error (None: unknown)."""
+                  status: int = NAVSAT_STATUS_FIX, frame_id: str = "gnss",
+                  variances_enu: tuple[float, float, float] | None = None, covariance_type: int | None = None):
+    """A NavSatFix; `sigma_m` is the receiver's reported 1-sigma horizontal error (None: unknown).
+
+    The covariance is the ENU diagonal (east, north, up; as NavSatFix defines it):
+    `variances_enu` when given (per-axis variances, m^2), else sigma_m^2, sigma_m^2 and
+    (2 sigma_m)^2 (vertical error about twice the horizontal). Its type is DIAGONAL_KNOWN
+    unless `covariance_type` says otherwise (APPROXIMATED when the source gives only a
+    horizontal accuracy); UNKNOWN with no sigma.
+    """
     cov = np.zeros(9)
     cov_type = COVARIANCE_TYPE_UNKNOWN
-    if sigma_m is not None and math.isfinite(sigma_m):
+    if variances_enu is not None and all(math.isfinite(v) and v >= 0 for v in variances_enu):
+        cov[0], cov[4], cov[8] = (float(v) for v in variances_enu)
+        cov_type = COVARIANCE_TYPE_DIAGONAL_KNOWN if covariance_type is None else int(covariance_type)
+    elif sigma_m is not None and math.isfinite(sigma_m):
         cov[0] = cov[4] = sigma_m**2
         cov[8] = (2.0 * sigma_m) ** 2
-        cov_type = COVARIANCE_TYPE_DIAGONAL_KNOWN
+        cov_type = COVARIANCE_TYPE_DIAGONAL_KNOWN if covariance_type is None else int(covariance_type)
     return T[MSG_NAVSATFIX](
         header=header(stamp_ns, frame_id),
         status=T["sensor_msgs/msg/NavSatStatus"](status=int(status), service=NAVSAT_SERVICE_GPS),
         latitude=float(lat_deg), longitude=float(lon_deg), altitude=float(alt_m),
         position_covariance=cov, position_covariance_type=cov_type,
+    )
+
+
+def _vector3(xyz):
+    x, y, z = (float(v) for v in xyz)
+    return T["geometry_msgs/msg/Vector3"](x=x, y=y, z=z)
+
+
+def imu_msg(stamp_ns: int, angular_velocity_radps, linear_acceleration_mps2, *,
+            angular_velocity_variance: float | tuple | None, linear_acceleration_variance: float | tuple | None,
+            frame_id: str = IMU_FRAME):
+    """A sensor_msgs/Imu without orientation (orientation_covariance[0] = -1, as Imu.msg defines).
+
+    Variances are per-axis (a number for all three, or three numbers) and fill the
+    covariance diagonals; None leaves the matrix all zeros, which Imu.msg reads as
+    "covariance unknown". A vector given as None is "not provided": zeros with
+    covariance[0] = -1.
+    """
+    def block(vector, variance):
+        cov = np.zeros(9)
+        if vector is None:
+            cov[0] = -1.0
+            return _vector3((0.0, 0.0, 0.0)), cov
+        if variance is not None:
+            cov[[0, 4, 8]] = np.broadcast_to(np.asarray(variance, dtype=float), (3,))
+        return _vector3(vector), cov
+
+    w, w_cov = block(angular_velocity_radps, angular_velocity_variance)
+    a, a_cov = block(linear_acceleration_mps2, linear_acceleration_variance)
+    orientation_cov = np.zeros(9)
+    orientation_cov[0] = -1.0
+    return T[MSG_IMU](
+        header=header(stamp_ns, frame_id),
+        orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+        orientation_covariance=orientation_cov, angular_velocity=w, angular_velocity_covariance=w_cov,
+        linear_acceleration=a, linear_acceleration_covariance=a_cov,
+    )
+
+
+def wheel_odometry_msg(stamp_ns: int, speed_mps: float, speed_variance: float | None):
+    """A nav_msgs/Odometry carrying only a forward speed: what wheel encoders measure.
+
+    Frame `odom`, child `base_link`; twist.twist.linear.x = forward speed (m/s) with
+    twist.covariance[0] its variance (0 when unknown). Everything else is unmeasured: the
+    pose is the origin with identity orientation and UNKNOWN_VARIANCE (1e6) on its
+    covariance diagonal, and the other twist components are 0 with UNKNOWN_VARIANCE.
+    """
+    pose_cov = np.zeros(36)
+    pose_cov[::7] = UNKNOWN_VARIANCE
+    twist_cov = np.zeros(36)
+    twist_cov[::7] = UNKNOWN_VARIANCE
+    twist_cov[0] = float(speed_variance) if speed_variance is not None and math.isfinite(speed_variance) else 0.0
+    pose = T["geometry_msgs/msg/Pose"](
+        position=T["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
+        orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+    twist = T["geometry_msgs/msg/Twist"](linear=_vector3((speed_mps, 0.0, 0.0)), angular=_vector3((0.0, 0.0, 0.0)))
+    return T[MSG_ODOMETRY](
+        header=header(stamp_ns, ODOM_FRAME), child_frame_id=BASE_FRAME,
+        pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=pose_cov),
+        twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=twist_cov),
     )
 
 
@@ -215,13 +301,40 @@ def bag_custom_data(path: str | Path) -> dict[str, str]:
     return dict(meta.get("rosbag2_bagfile_information", {}).get("custom_data") or {})
 
 
-def bag_datum(path: str | Path) -> Datum:
-    """The `map` frame datum recorded in a bag by BagWriter.set_datum."""
+def parse_datum_text(text: str, where: str = "datum") -> Datum:
+    """'lat,lon[,alt]' (degrees, degrees, metres; what BagWriter.set_datum writes) -> Datum.
+
+    Two or three finite numbers, latitude in [-90, 90] (and not within 0.1 deg of a pole,
+    where a local ENU frame degenerates), longitude in [-180, 180]; anything else is an
+    InputError naming `where` and the text, e.g. `nan,nan,0`, `95,8.4,0` or `garbage`."""
+    fields = str(text).split(",")
+    try:
+        if len(fields) not in (2, 3):
+            raise InputError(f"expected 'lat,lon[,alt]', got {len(fields)} field(s)")
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            raise InputError("expected 'lat,lon[,alt]' as numbers") from None
+        return Datum(*values)  # checks finiteness and ranges
+    except InputError as exc:
+        raise InputError(f"{where} {str(text)[:80]!r} is invalid: {exc}") from None
+
+
+def recorded_datum(path: str | Path) -> Datum | None:
+    """The `map` frame datum recorded in a bag (BagWriter.set_datum), validated; None when
+    the bag records none. A recorded but invalid datum is an InputError, never None."""
     text = bag_custom_data(path).get(DATUM_KEY)
     if text is None:
+        return None
+    return parse_datum_text(text, f"bag {path}: datum ({DATUM_KEY} in metadata.yaml)")
+
+
+def bag_datum(path: str | Path) -> Datum:
+    """The `map` frame datum recorded in a bag by BagWriter.set_datum (see `recorded_datum`)."""
+    datum = recorded_datum(path)
+    if datum is None:
         raise InputError(f"bag {path} records no datum ({DATUM_KEY} missing from metadata.yaml custom_data)")
-    lat, lon, alt = (float(v) for v in text.split(","))
-    return Datum(lat, lon, alt)
+    return datum
 
 
 def read_messages(path: str | Path, topics: Iterable[str] | None = None, raw: bool = False) -> Iterator[tuple[str, str, int, object]]:

@@ -8,10 +8,13 @@
    (100 Hz internally; see `cvgl_ros.sim.trajectory`);
 3. the GNSS model (`cvgl_ros.sim.gnss`) at `gnss_hz`, with `world.sky_openness` driving the
    urban-canyon errors;
-4. the ground camera (`default_camera(width, height)`, KITTI-like, and `GroundRenderer` of
+4. (unless `motion_sensors=False`) the IMU at 100 Hz and the wheel-speed odometry at
+   50 Hz of `cvgl_ros.sim.motion_sensors`, measuring the same truth, with their noise from
+   their own random stream (so the other outputs of a seed stay the same);
+5. the ground camera (`default_camera(width, height)`, KITTI-like, and `GroundRenderer` of
    `cvgl_ros.sim.ground_camera` with the drive seed as its appearance: time of day, season,
    traffic) at `camera_hz`;
-5. everything written in stamp order by `BagWriter` (atomic: no bag appears unless complete).
+6. everything written in stamp order by `BagWriter` (atomic: no bag appears unless complete).
 
 Topics and stamps. Simulated time t (s) maps to ROS time `SIM_EPOCH_NS + t * 1e9` (a fixed
 epoch, so the same seed gives the same bag). Camera frames at t = k / camera_hz:
@@ -21,9 +24,17 @@ sigma as diagonal covariance; NO_FIX with NaN position and unknown covariance du
 drop-out) and `/ground_truth/fix` (the true position). `/ground_truth/pose` (frame `map`,
 ENU at the world datum, REP-103 yaw) at every camera and GNSS stamp. Heights: the ground is
 the datum's up = 0 plane; fixes carry the WGS84 altitude of that point.
+Motion sensors at t = k / 100 and k / 50: `/imu/data` (sensor_msgs/Imu, frame `imu_link`
+aligned with base_link: angular_velocity.z the yaw rate, linear_acceleration = (dv/dt,
+v * yaw rate, +g), no orientation: orientation_covariance[0] = -1; the covariance
+diagonals are the white-noise variances at the sample rate) and `/odom/wheel`
+(nav_msgs/Odometry, `odom` -> `base_link`, twist.twist.linear.x the wheel speed with its
+variance in twist.covariance[0]; the pose is not measured: covariance diagonal 1e6). The
+bag's metadata records the error model and its seed under `cvgl.motion_sensors` (JSON).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +43,7 @@ import numpy as np
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.sim.gnss import MODEL_NAMES, STATUS_NO_FIX, GnssModel, GnssTrack
+from cvgl_ros.sim.motion_sensors import ImuTrack, MotionSensorModel, WheelOdometryTrack
 from cvgl_ros.sim.trajectory import Trajectory, simulate_drive
 
 SIM_EPOCH_NS = 1_700_000_000 * 1_000_000_000  # 2023-11-14T22:13:20Z: t = 0 of every simulated drive
@@ -51,6 +63,8 @@ class DriveResult:
     counts: dict
     camera_frames: int
     image_size: tuple[int, int]
+    imu: ImuTrack | None = None
+    odometry: WheelOdometryTrack | None = None
 
     def gnss_error_stats(self) -> dict:
         return self.gnss.error_stats()
@@ -87,7 +101,7 @@ def _renderer(world, width: int | None, height: int | None, appearance_seed: int
 def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration_s: float, gnss: str = "urban_canyon",
                  camera_hz: float = 10.0, gnss_hz: float = 5.0, compressed: bool = False,
                  width: int | None = None, height: int | None = None, progress: bool = True,
-                 turn_rich: bool = False) -> DriveResult:
+                 turn_rich: bool = False, motion_sensors: bool = True) -> DriveResult:
     """Simulate a drive and write it as a bag (see the module docstring); `turn_rich` picks a
     route that turns at (almost) every intersection (`RoadGraph.route`)."""
     import cv2
@@ -104,6 +118,10 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
     truth = simulate_drive(route.points_en, route.stop_s, seed=seed, duration_s=float(duration_s),
                            rate_hz=TRAJECTORY_HZ, max_speed_mps=MAX_SPEED_MPS)
     track = GnssModel.from_name(gnss, seed).simulate(truth, gnss_hz, world.sky_openness)
+    imu = odometry = None
+    motion_model = MotionSensorModel(seed=seed)
+    if motion_sensors:
+        imu, odometry = motion_model.simulate(truth)
     renderer, camera = _renderer(world, width, height, appearance_seed=seed)
     cam_w, cam_h = int(camera.width), int(camera.height)
 
@@ -123,6 +141,9 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
     events = [(int(t), 0, "pose", i) for i, t in enumerate(pose_ns)]
     events += [(int(t), 1, "gnss", i) for i, t in enumerate(gnss_ns)]
     events += [(int(t), 2, "camera", i) for i, t in enumerate(cam_ns)]
+    if imu is not None:
+        events += [(int(t), 3, "imu", i) for i, t in enumerate(sim_time_to_ns(imu.t_s))]
+        events += [(int(t), 4, "odom", i) for i, t in enumerate(sim_time_to_ns(odometry.t_s))]
     events.sort()
     bar = tqdm(total=n_frames, desc="camera frames", unit="frame", disable=not progress)
     try:
@@ -130,10 +151,21 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
             bag.set_datum(world.datum)
             bag.set_custom_data("cvgl.source", f"sim:world_seed={world.seed},style={world.style},drive_seed={seed},"
                                                f"gnss={gnss}")
+            if imu is not None:
+                bag.set_custom_data(B.MOTION_SENSORS_KEY, json.dumps(motion_model.metadata(), sort_keys=True))
             for stamp, _, kind, i in events:
                 if kind == "pose":
                     bag.write(B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, stamp,
                               B.pose_stamped_msg(pose.east_m[i], pose.north_m[i], 0.0, pose.yaw_enu_rad[i], stamp))
+                elif kind == "imu":
+                    bag.write(B.TOPIC_IMU, B.MSG_IMU, stamp,
+                              B.imu_msg(stamp, imu.gyro_radps[i], imu.accel_mps2[i],
+                                        angular_velocity_variance=imu.gyro_variance,
+                                        linear_acceleration_variance=imu.accel_variance))
+                elif kind == "odom":
+                    bag.write(B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, stamp,
+                              B.wheel_odometry_msg(stamp, float(odometry.speed_mps[i]),
+                                                   float(odometry.variance_mps2[i])))
                 elif kind == "gnss":
                     if track.status[i] == STATUS_NO_FIX:
                         fix = B.navsatfix_msg(math.nan, math.nan, math.nan, stamp, sigma_m=None,
@@ -165,4 +197,4 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
             counts = dict(bag.counts)
     finally:
         bar.close()
-    return DriveResult(out_bag, truth, track, counts, n_frames, (cam_w, cam_h))
+    return DriveResult(out_bag, truth, track, counts, n_frames, (cam_w, cam_h), imu, odometry)
