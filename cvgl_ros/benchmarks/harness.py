@@ -121,7 +121,7 @@ def machine_info() -> dict:
 
     versions = collect()
     keep = ("python", "numpy", "onnxruntime", "onnxruntime_providers", "torch", "rmw_implementation",
-            "opencv-python-headless", "rosbags")
+            "opencv", "rosbags")
     return {
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),

@@ -1,4 +1,6 @@
-"""`cvgl doctor`: what this machine offers cvgl_ros (Python, ROS 2, ONNX Runtime, torch, GPU)."""
+"""`cvgl doctor`: what this machine offers cvgl_ros (Python, ROS 2, ONNX Runtime, torch, GPU)
+and which files the nodes would use: the share directory (and whether the ament index finds
+it), the default parameter file and model."""
 from __future__ import annotations
 
 import importlib
@@ -29,9 +31,12 @@ def collect() -> dict:
 
         info["rclpy"] = _version("ros-rclpy") or "present"
         info["rmw_implementation"] = get_rmw_implementation_identifier()
-        info["ros_domain_id"] = os.environ.get("ROS_DOMAIN_ID", "0")
     except Exception as exc:  # noqa: BLE001 - doctor reports, never fails
         info["rclpy"] = f"unavailable ({exc.__class__.__name__}: {exc})"
+    info["ros_distro"] = os.environ.get("ROS_DISTRO") or "unset (no ROS 2 setup sourced)"
+    info["ros_domain_id"] = os.environ.get("ROS_DOMAIN_ID") or "unset (domain 0)"
+    info["ros_discovery_range"] = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or "unset (SUBNET)"
+    info.update(_share_info())
     try:
         import onnxruntime as ort
 
@@ -51,9 +56,40 @@ def collect() -> dict:
     else:
         info["torch"] = "not installed (only needed for training and export)"
     info["tensorrt"] = _version("tensorrt") or "not installed (optional, GPU vehicles)"
-    for dist in ("numpy", "opencv-python-headless", "pyproj", "rosbags", "flwr"):
+    info["numpy"] = _module_version("numpy")
+    info["opencv"] = _module_version("cv2")  # pip's opencv-python* or apt's python3-opencv alike
+    try:
+        from cvgl_ros.tiles.patch import WARP_HINT_KWARGS
+
+        info["opencv_warp_hint"] = "ALGO_HINT_APPROX" if WARP_HINT_KWARGS else "none (OpenCV < 5: plain warpAffine)"
+    except Exception as exc:  # noqa: BLE001
+        info["opencv_warp_hint"] = f"unavailable ({exc.__class__.__name__}: {exc})"
+    for dist in ("pyproj", "simplejpeg", "rosbags", "flwr"):
         info[dist] = _version(dist) or "not installed"
     return info
+
+
+def _module_version(module: str) -> str:
+    try:
+        return importlib.import_module(module).__version__
+    except Exception as exc:  # noqa: BLE001
+        return f"unavailable ({exc.__class__.__name__}: {exc})"
+
+
+def _share_info() -> dict:
+    """The share directory, how it was found, and the parameter file and model the nodes use."""
+    from cvgl_ros import share
+
+    found = share.find_share()
+    ament = next((c for c in share.share_candidates() if c.found_by == "ament_index"), None)
+    prefixes = share.ament_prefix_path()
+    return {
+        "ament_prefix_path": os.pathsep.join(prefixes) if prefixes else "unset",
+        "ament_index_share": str(ament.path) if ament else "not found (cvgl_ros not on AMENT_PREFIX_PATH)",
+        "share_dir": f"{found.path} ({found.found_by})" if found else "not found",
+        "params_file": str(share.default_config_path() or "not found (pass --params)"),
+        "model": str(share.default_model_path() or "not found (set the `model` parameter)"),
+    }
 
 
 def run(args) -> int:
@@ -65,5 +101,6 @@ def run(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("doctor", help="report Python, ROS 2/RMW, ONNX Runtime providers, torch/CUDA/TensorRT")
+    p = subparsers.add_parser("doctor", help="report Python, ROS 2/RMW, OpenCV/numpy, ONNX Runtime providers, "
+                                             "torch/CUDA/TensorRT and the share directory, config and model in use")
     p.set_defaults(func=run)
