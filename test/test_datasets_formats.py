@@ -118,7 +118,7 @@ def test_bag_storage_file_carries_the_bag_name(tmp_path):
     with bagio.BagWriter(tmp_path / "drive7") as bag:
         bag.write(bagio.TOPIC_GT_POSE, bagio.MSG_POSE_STAMPED, 1, bagio.pose_stamped_msg(0, 0, 0, 0, 1))
     names = sorted(p.name for p in (tmp_path / "drive7").iterdir())
-    assert names == ["drive7.mcap", "metadata.yaml"]
+    assert names == [atomic.MARKER, "drive7.mcap", "metadata.yaml"]
     assert len(list(bagio.read_messages(tmp_path / "drive7"))) == 1
 
 

@@ -70,6 +70,17 @@ def latitude(text: str) -> float:
     return value
 
 
+def mercator_latitude(text: str) -> float:
+    """A latitude inside Web Mercator's square world (|lat| <= 85.0511 deg): tiles exist there only."""
+    from cvgl_ros.geo.mercator import MAX_LATITUDE_DEG
+
+    value = latitude(text)
+    if abs(value) > MAX_LATITUDE_DEG:
+        raise argparse.ArgumentTypeError(f"latitude {text} is outside Web Mercator's "
+                                         f"[-{MAX_LATITUDE_DEG:.4f}, {MAX_LATITUDE_DEG:.4f}]: no tile covers it")
+    return value
+
+
 def longitude(text: str) -> float:
     value = _number(text)
     if not -180.0 <= value <= 180.0:
@@ -118,3 +129,59 @@ def existing_path(text: str) -> Path:
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file or directory: {text}")
     return path
+
+
+# -- the output rule (cvgl_ros/atomic.py) -------------------------------------------------
+
+def add_force(parser, replaces: str) -> None:
+    """`--force`, with exactly what it replaces in its help (see cvgl_ros.atomic)."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"write over an existing --out that cvgl did not write: replaces {replaces}; "
+                             "never any other file, and never an input (cvgl's own earlier output is "
+                             "replaced without --force)")
+
+
+def claim_out(args, command: str, kind: str, inputs=(), names=(), path=None, **kwargs) -> Path:
+    """Check `--out` (or `path`) by the one output rule before any work; InputError if refused."""
+    from cvgl_ros.atomic import claim_output
+
+    target = args.out if path is None else path
+    return claim_output(target, kind=kind, command=command, force=bool(getattr(args, "force", False)),
+                        inputs=inputs, names=names, **kwargs)
+
+
+BAG_NAMES = ("metadata.yaml", "*.mcap", "*.db3")
+
+
+# -- node parameter overrides (-p NAME:=VALUE) --------------------------------------------
+
+# Parameters every ROS 2 node has besides the ones it declares.
+ROS_NODE_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
+def node_parameter_names() -> list[str]:
+    """Every parameter `cross_view_node` and `particle_filter_node` declare (imports rclpy)."""
+    from cvgl_ros.nodes import cross_view_node, particle_filter_node
+
+    names = {p.name for p in cross_view_node.PARAMS} | {p.name for p in particle_filter_node.PARAMS}
+    return sorted(names | set(ROS_NODE_PARAMETERS))
+
+
+def parse_overrides(texts, known: list[str] | None = None) -> dict:
+    """`-p NAME:=VALUE` overrides -> {name: value}; a name no node declares is InputError,
+    naming the closest valid parameter (difflib)."""
+    import difflib
+
+    from cvgl_ros.errors import InputError
+    from cvgl_ros.nodes.launcher import parse_override
+
+    overrides = dict(parse_override(text) for text in texts or [])
+    if not overrides:
+        return overrides
+    known = node_parameter_names() if known is None else known
+    for name in overrides:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]}?" if close else " (see config/cvgl.yaml for the parameters)"
+            raise InputError(f"-p {name}:=...: no node has a parameter {name!r}{hint}")
+    return overrides

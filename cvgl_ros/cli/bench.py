@@ -9,6 +9,10 @@ def run(args) -> int:
     from cvgl_ros import atomic
     from cvgl_ros.benchmarks import run_benchmarks
 
+    if args.out:
+        from cvgl_ros.cli.args import claim_out
+
+        claim_out(args, "bench", "file")
     only = [n for item in (args.only or []) for n in item.split(",") if n]
     report = run_benchmarks(only, progress=lambda m: print(m, file=sys.stderr))
     text = json.dumps(report, indent=2, default=float)
@@ -25,4 +29,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run benchmarks (median/p95 time, throughput, peak RSS) -> JSON")
     p.add_argument("--only", action="append", metavar="NAME", help="benchmark name(s), comma-separated or repeated")
     p.add_argument("--out", metavar="FILE.json", help="write JSON here (default: stdout)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a file at --out that cvgl did not write (cvgl's own is replaced without it)")
     p.set_defaults(func=run)

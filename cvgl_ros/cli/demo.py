@@ -15,7 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from cvgl_ros.cli.args import positive_float
+from cvgl_ros.cli.args import BAG_NAMES, add_force, claim_out, parse_overrides, positive_float, seed
+
+DATA_NAMES = ("world", "drive_*", "estimate_*", "logs")
+REPORT_NAMES = ("report.md", "table.md", "metrics.json", "*.png")
 
 
 def _cvgl(*args: str) -> None:
@@ -40,7 +43,6 @@ def run(args) -> int:
     from cvgl_ros.errors import InputError
     from cvgl_ros.evaluation.track import evaluate_track
     from cvgl_ros.nodes.cross_view_node import default_model_path
-    from cvgl_ros.nodes.launcher import parse_override
     from cvgl_ros.replay import replay_bag
     from cvgl_ros.runtime.card import read_card
 
@@ -50,6 +52,9 @@ def run(args) -> int:
     if model is None or not model.is_file():
         raise InputError("no model: models/*.onnx is missing (pass --model)")
     card = read_card(model)
+    overrides = parse_overrides(args.param)
+    claim_out(args, "demo", "dir", inputs=[model], names=DATA_NAMES, path=data, in_place=True)
+    claim_out(args, "demo", "dir", inputs=[model, data], names=REPORT_NAMES, in_place=True)
     world = data / "world"
     if not ((world / "world.json").is_file() and (world / "tiles.mbtiles").is_file()):
         _cvgl("sim", "world", "--seed", str(args.world_seed), "--style", "urban", "--size-m", "1000",
@@ -68,7 +73,7 @@ def run(args) -> int:
     estimate = data / f"estimate_{drive.name}"
     print(f"$ cvgl replay --bag {drive} --tiles {world / 'tiles.mbtiles'} --model {model} --out {estimate} --lockstep",
           file=sys.stderr, flush=True)
-    overrides = dict(parse_override(text) for text in args.param or [])
+    claim_out(args, "demo", "dir", inputs=[drive, model], names=BAG_NAMES, path=estimate)
     summary = replay_bag(drive, estimate, tiles=world / "tiles.mbtiles", model=model, lockstep=True,
                          overrides=overrides, log_dir=data / "logs")
     print(f"replay: {summary.frames_processed}/{summary.frames} frames processed, real-time factor "
@@ -112,10 +117,12 @@ def register(subparsers) -> None:
     p.add_argument("--data", default="data/demo", help="where the world, the drive and the estimate bag go")
     p.add_argument("--out", default="demo", help="report directory (report.md, table, PNGs)")
     p.add_argument("--model", help="exported model .onnx (default: the shipped models/*.onnx)")
-    p.add_argument("--world-seed", type=int, default=7)
-    p.add_argument("--drive-seed", type=int, default=1)
+    p.add_argument("--world-seed", type=seed, default=7)
+    p.add_argument("--drive-seed", type=seed, default=1)
     p.add_argument("--duration-s", type=positive_float, default=120.0)
     p.add_argument("--camera-hz", type=positive_float, default=5.0,
                    help="camera rate of the drive (5 Hz keeps the demo within 10 min on 2 cores)")
     p.add_argument("-p", "--param", action="append", metavar="NAME:=VALUE", help="override one node parameter")
+    add_force(p, "report.md, table.md, metrics.json and the PNGs in --out, and world/, drive_*/, estimate_*/ "
+                 "and logs/ in --data")
     p.set_defaults(func=run)

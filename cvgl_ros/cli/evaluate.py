@@ -1,7 +1,9 @@
 """`cvgl evaluate`: pose metrics (seed 002 Table 1, seed 000 recalls) of a model on a split."""
 from __future__ import annotations
 
-from cvgl_ros.cli.args import existing_dir, existing_file, positive_int
+from pathlib import Path
+
+from cvgl_ros.cli.args import add_force, claim_out, existing_dir, existing_file, positive_int
 
 
 def run(args) -> int:
@@ -10,6 +12,10 @@ def run(args) -> int:
 
     from cvgl_ros.train.evaluation_run import evaluate_model, write_report
 
+    out = Path(args.out)
+    inputs = [args.model, args.data]
+    claim_out(args, "evaluate", "file", inputs=inputs)
+    claim_out(args, "evaluate", "file", inputs=inputs, path=out.with_name(out.stem + "_cdf.png"))
     report = evaluate_model(args.model, args.data, args.split, max_pairs=args.max_pairs, progress=not args.quiet)
     out, png = write_report(report, args.out)
     t1 = {k: round(v, 3) for k, v in report["table1"].items()}
@@ -25,5 +31,6 @@ def register(subparsers) -> None:
     p.add_argument("--split", choices=("same_area", "cross_area", "val", "train"), default="same_area")
     p.add_argument("--out", required=True, metavar="report.json", help="report (error-CDF PNG written beside)")
     p.add_argument("--max-pairs", type=positive_int, help="evaluate only the first N pairs")
+    add_force(p, "the report at --out and its error-CDF PNG (<stem>_cdf.png) beside it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

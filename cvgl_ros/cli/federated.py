@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 
-from cvgl_ros.cli.args import non_negative_int, positive_float, positive_int
+from cvgl_ros.cli.args import add_force, claim_out, non_negative_int, positive_float, positive_int
+
+RUN_NAMES = ("server", "vehicles", "flower", "logs", "summary.json", "comparison.md", "comparison.json",
+             "recall_vs_round.png", "single", "fedavg", "encoders", "centralized")
 
 
 def _settings(args, strategy: str):
     from cvgl_ros.federated.settings import FederationSettings
 
+    claim_out(args, f"federated {args.action}", "dir", inputs=[args.data, args.config], names=RUN_NAMES, in_place=True)
     min_available = args.min_clients if args.min_clients is not None else min(2, args.clients)
     return FederationSettings(
         strategy=strategy, vehicles=args.clients, rounds=args.rounds, local_epochs=args.local_epochs,
@@ -85,5 +89,7 @@ def register(subparsers) -> None:
     p.add_argument("--straggler-timeout-s", type=positive_float, default=300.0,
                    help="once --min-clients vehicles answered, how long to wait for the others")
     p.add_argument("--seed", type=non_negative_int, default=0)
+    add_force(p, "server/, vehicles/, flower/, logs/, the scenario folders and the summary/comparison files "
+                 "in the run directory")
     p.set_defaults(func=_run)
 

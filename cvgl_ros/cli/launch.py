@@ -8,10 +8,11 @@ import time
 
 
 def run(args) -> int:
-    from cvgl_ros.nodes.launcher import NodeProcesses, default_params_file, parse_override
+    from cvgl_ros.cli.args import parse_overrides
+    from cvgl_ros.nodes.launcher import NodeProcesses, default_params_file
 
     params = args.params or default_params_file()
-    overrides = dict(parse_override(text) for text in args.param or [])
+    overrides = parse_overrides(args.param)
     if args.use_sim_time:
         overrides["use_sim_time"] = True
     nodes = NodeProcesses(params, overrides)

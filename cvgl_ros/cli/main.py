@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from cvgl_ros import __version__
@@ -36,8 +37,23 @@ SUBCOMMAND_MODULES = [
 ]
 
 
+# One number: 5, -5, 5., .5, -0.5, 1e-3. A value that starts with "-" and consists of such
+# numbers separated by commas (-122.5,37.7,-122.4,37.8, -33.86,151.2) is a value, not an option.
+_NUMBER = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+NEGATIVE_NUMBER_LIST = re.compile(rf"^-{_NUMBER}(?:,\s*[-+]?{_NUMBER})*$")
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line on stderr, exit status 2."""
+    """argparse that reports a usage error as one line on stderr, exit status 2.
+
+    Negative numbers and comma lists that start with one (`--bbox -122.5,37.7,-122.4,37.8`,
+    `--datum -33.86,151.2`) are option values: argparse's own test only knows a single
+    plain negative number and took the rest for an unknown option. Subparsers inherit this
+    class, so every command gets it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER_LIST
 
     def error(self, message):  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -67,10 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr if args.command is None else sys.stdout)
         return 2 if args.command is None else 0
+    from cvgl_ros import atomic
+
+    failed = True
     try:
-        return int(args.func(args) or 0)
+        with atomic.terminate_raises():     # SIGTERM -> SystemExit: `finally` removes temporaries
+            status = int(args.func(args) or 0)
+        failed = status != 0
+        return status
     except InputError as exc:
-        print(f"cvgl: error: {exc}", file=sys.stderr)
+        print(f"cvgl: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"cvgl: error: no such file: {exc.filename or exc}", file=sys.stderr)
@@ -81,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cvgl: interrupted", file=sys.stderr)
         return 130
+    finally:
+        atomic.release_claims(failed=failed)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error message on one line (a message with line breaks is joined)."""
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

@@ -4,14 +4,17 @@ from __future__ import annotations
 import json
 import sys
 
-from cvgl_ros.cli.args import existing_path, positive_float, positive_int
+from cvgl_ros.cli.args import BAG_NAMES, add_force, claim_out, existing_path, parse_overrides, positive_float, positive_int
 
 
 def run(args) -> int:
-    from cvgl_ros.nodes.launcher import parse_override
     from cvgl_ros.replay import replay_bag
 
-    overrides = dict(parse_override(text) for text in args.param or [])
+    inputs = [args.bag, args.tiles, args.model, args.params]
+    claim_out(args, "replay", "dir", inputs=inputs, names=BAG_NAMES)
+    if args.summary:
+        claim_out(args, "replay", "file", inputs=inputs + [args.out], path=args.summary)
+    overrides = parse_overrides(args.param)
     if args.in_flight > 1 and not args.lockstep:
         print("cvgl replay: error: --in-flight needs --lockstep", file=sys.stderr)
         return 2
@@ -47,6 +50,7 @@ def register(subparsers) -> None:
     p.add_argument("--tiles", type=existing_path, help="satellite tile cache (MBTiles or XYZ directory)")
     p.add_argument("--model", type=existing_path, help="exported model .onnx (default: the shipped models/*.onnx)")
     p.add_argument("--out", required=True, help="output rosbag2 with every /cvgl/* topic and /diagnostics")
+    add_force(p, "metadata.yaml and the .mcap in OUTBAG, and the --summary file")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--rate", type=positive_float, default=1.0, help="playback speed x real time (default 1.0)")
     mode.add_argument("--lockstep", action="store_true",

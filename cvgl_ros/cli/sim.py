@@ -12,7 +12,10 @@ import math
 import sys
 import time
 
-from cvgl_ros.cli.args import float_list, lat_lon_alt, positive_float, positive_int, seed
+from cvgl_ros.cli.args import add_force, claim_out, float_list, lat_lon_alt, positive_float, positive_int, seed
+
+WORLD_NAMES = ("world.json", "tiles.mbtiles")
+PAIRS_NAMES = ("index.json", "shards")
 
 
 def _fraction(text: str) -> float:
@@ -40,6 +43,7 @@ def _size_wh(text: str) -> tuple[int, int]:
 def _world(args) -> int:
     from cvgl_ros.sim.world import World
 
+    claim_out(args, "sim world", "dir", names=WORLD_NAMES)
     t0 = time.perf_counter()
     origin = None if args.origin is None else args.origin[:2]
     world = World.generate(args.seed, args.style, args.size_m, origin_lat_lon=origin, tile_format=args.tile_format)
@@ -58,6 +62,7 @@ def _preview(args) -> int:
     from cvgl_ros.sim.preview import render_preview
     from cvgl_ros.sim.world import World
 
+    claim_out(args, "sim preview", "file", inputs=[args.world])
     world = World.load(args.world)
     east, north, yaw_deg = args.at
     out = render_preview(world, east, north, math.radians(yaw_deg), args.out, width=args.size[0],
@@ -69,6 +74,7 @@ def _preview(args) -> int:
 def _pairs(args) -> int:
     from cvgl_ros.sim.pairs import PairConfig, generate_pairs
 
+    claim_out(args, "sim pairs", "dir", inputs=args.worlds, names=PAIRS_NAMES)
     config = PairConfig(
         ground_width=args.ground_size[0], ground_height=args.ground_size[1], satellite_px=args.sat_px,
         satellite_mpp=args.sat_mpp, max_shift_m=args.max_shift_m, max_yaw_prior_deg=args.max_yaw_deg,
@@ -96,6 +102,7 @@ def register(subparsers) -> None:
     w.add_argument("--tile-format", choices=("png", "jpg"), default="png", help="tile image format")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.add_argument("--out", required=True, help="output world directory")
+    add_force(w, "world.json and tiles.mbtiles in DIR")
     w.set_defaults(func=_world)
 
     v = sub.add_parser("preview", help="ground frame beside the satellite patch at a pose (PNG)")
@@ -105,6 +112,7 @@ def register(subparsers) -> None:
     v.add_argument("--size", type=_size_wh, default=(1024, 256), metavar="WxH", help="ground image size")
     v.add_argument("--appearance", type=seed, default=0, help="appearance seed (sun, season, cars)")
     v.add_argument("--out", required=True, help="output PNG")
+    add_force(v, "the PNG at --out")
     v.set_defaults(func=_preview)
 
     r = sub.add_parser("pairs", help="cross-view training pairs (KITTI protocol) from worlds")
@@ -127,6 +135,7 @@ def register(subparsers) -> None:
     r.add_argument("--workers", type=positive_int, default=2)
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--out", required=True, help="output data set directory")
+    add_force(r, "index.json and shards/ in DS")
     r.set_defaults(func=_pairs)
 
     try:

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import argparse
 
-from cvgl_ros.cli.args import existing_path, positive_float, positive_int, seed
+from cvgl_ros.cli.args import BAG_NAMES, add_force, claim_out, existing_path, positive_float, positive_int, seed
+
+# The longest drive one command records: an hour is ~36 000 camera frames at 10 Hz (about an hour
+# of rendering on one core); longer recordings are several drives.
+MAX_DURATION_S = 3600.0
 
 
 def _duration(text: str) -> float:
@@ -16,12 +20,16 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not (value > 0 and value < float("inf")):
         raise argparse.ArgumentTypeError(f"duration {text} s must be a positive number")
+    if value > MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(f"duration {text} s is longer than {MAX_DURATION_S:g} s (one hour): "
+                                         "record a long drive as several shorter ones")
     return value
 
 
 def _drive(args) -> int:
     from cvgl_ros.sim.drive import record_drive
 
+    claim_out(args, "sim drive", "dir", inputs=[args.world], names=BAG_NAMES)
     result = record_drive(args.world, args.out, seed=args.seed, duration_s=args.duration_s, gnss=args.gnss,
                           camera_hz=args.camera_hz, gnss_hz=args.gnss_hz, compressed=args.compressed,
                           width=args.width, height=args.height, progress=not args.quiet)
@@ -40,7 +48,8 @@ def register(sim_subparsers) -> None:
     p = sim_subparsers.add_parser("drive", help="drive through a world: camera, GNSS and ground truth into a bag")
     p.add_argument("--world", type=existing_path, required=True, help="world directory (from `cvgl sim world`)")
     p.add_argument("--seed", type=seed, default=0, help="route, speed profile and GNSS noise seed")
-    p.add_argument("--duration-s", type=_duration, default=300.0)
+    p.add_argument("--duration-s", type=_duration, default=300.0,
+                   help=f"simulated seconds (at most {MAX_DURATION_S:g}; a progress bar shows the frames rendered)")
     p.add_argument("--gnss", choices=("clean", "open_sky", "urban_canyon"), default="urban_canyon",
                    help="GNSS error model (see cvgl_ros/sim/gnss.py)")
     p.add_argument("--camera-hz", type=positive_float, default=10.0)
@@ -50,4 +59,5 @@ def register(sim_subparsers) -> None:
     p.add_argument("--compressed", action="store_true", help="JPEG on /camera/image_raw/compressed instead of rgb8")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output bag directory")
+    add_force(p, "metadata.yaml and the .mcap in BAG")
     p.set_defaults(func=_drive)

@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from cvgl_ros.cli.args import existing_path, float_list, latitude, longitude, positive_float, positive_int
+from cvgl_ros.cli.args import (add_force, claim_out, existing_path, float_list, latitude, longitude, positive_float,
+                               positive_int)
 from cvgl_ros.errors import InputError
 
 
@@ -72,6 +73,7 @@ def _patch(args) -> int:
     from cvgl_ros import atomic
     from cvgl_ros.tiles.patch import PatchSampler
 
+    claim_out(args, "tiles patch", "file", inputs=[args.cache])
     with PatchSampler(args.cache, cache_mb=args.cache_mb, zoom=args.zoom) as sampler:
         patch = sampler.patch_wgs84(args.lat, args.lon, args.size_px, args.mpp)
     if not patch.valid.any():
@@ -98,12 +100,30 @@ def _import_geotiff(args) -> int:
 
     if not args.out.name.endswith(".mbtiles"):
         raise InputError(f"output {args.out} must be an .mbtiles file")
+    claim_out(args, "tiles import-geotiff", "file", inputs=[args.file])
     min_zoom = args.zoom if args.min_zoom is None else args.min_zoom
     result = import_geotiff(args.file, args.out, zoom=args.zoom, min_zoom=min_zoom, image_format=args.format,
                             name=args.name, progress=not args.quiet)
     print(f"wrote {args.out}: {result['tiles']} tiles at zoom {result['zoom']}"
           + (f", {result['overview_tiles']} overview tiles down to zoom {min_zoom}" if result["overview_tiles"] else ""))
     return 0
+
+
+def _is_mbtiles(path: Path) -> bool:
+    """An SQLite file with the MBTiles `metadata` and `tiles` tables."""
+    import sqlite3
+
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            return False
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        names = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        con.close()
+    return {"metadata", "tiles"} <= names
 
 
 def _serve(args) -> int:
@@ -135,6 +155,9 @@ def _prefetch(args) -> int:
     pf.check_url_template(args.url)
     if not args.out.name.endswith(".mbtiles"):
         raise InputError(f"output {args.out} must be an .mbtiles file")
+    # An existing MBTiles file is resumed (tiles are only added), so any MBTiles counts as
+    # prefetch's own; another kind of file there is refused (prefetch has no --force).
+    claim_out(args, "tiles prefetch", "file", inputs=[args.bag], sidecar=False, recognize=_is_mbtiles)
     if args.bag is not None:
         lat, lon = pf.positions_from_bag(args.bag)
         tiles = pf.tiles_near_points(lat, lon, args.radius_m, args.zoom)
@@ -171,6 +194,7 @@ def register(subparsers) -> None:
     patch.add_argument("--zoom", type=_zoom, default=None, help="tile zoom to cut from (default: the highest)")
     patch.add_argument("--cache-mb", type=positive_float, default=64)
     patch.add_argument("--out", type=Path, required=True, help="PNG (RGBA with alpha 0 where no tile data)")
+    add_force(patch, "the PNG at --out")
     patch.set_defaults(func=_patch)
 
     imp = sub.add_parser("import-geotiff", help="reproject a GeoTIFF (any CRS) to Web Mercator tiles in MBTiles")
@@ -181,6 +205,7 @@ def register(subparsers) -> None:
     imp.add_argument("--format", choices=["png", "jpg", "webp"], default="png")
     imp.add_argument("--name", default=None)
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force(imp, "the .mbtiles file at --out")
     imp.set_defaults(func=_import_geotiff)
 
     serve = sub.add_parser("serve", help="serve a cache as XYZ tiles over HTTP (loopback by default)")

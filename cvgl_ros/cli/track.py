@@ -1,12 +1,16 @@
 """`cvgl evaluate-track`: score a localization run against ground truth (Table III style)."""
 from __future__ import annotations
 
-from cvgl_ros.cli.args import existing_dir, existing_path, positive_int
+from cvgl_ros.cli.args import add_force, claim_out, existing_dir, existing_path, positive_int, seed
+
+TRACK_NAMES = ("metrics.json", "table.md", "*.png")
 
 
 def _evaluate_track(args) -> int:
     from cvgl_ros.evaluation.track import evaluate_track
 
+    claim_out(args, "evaluate-track", "dir", inputs=[args.estimate, args.truth, args.tiles], names=TRACK_NAMES,
+              in_place=True)
     metrics = evaluate_track(args.estimate, args.truth, args.out, tiles=args.tiles, seed=args.seed,
                              num_particles=args.particles)
     for name, m in metrics["methods"].items():
@@ -32,6 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--tiles", type=existing_path, default=None, metavar="C",
                    help="tile cache (MBTiles or XYZ directory) to draw the trajectories over")
-    p.add_argument("--seed", type=int, default=0, help="seed of the GNSS-only particle filter")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the GNSS-only particle filter")
     p.add_argument("--particles", type=positive_int, default=2000, help="particles of the GNSS-only filter")
+    add_force(p, "metrics.json, table.md and the PNGs in DIR")
     p.set_defaults(func=_evaluate_track)

@@ -88,6 +88,11 @@ class PoseNetConfig:
         return [-w + 2 * w * k / (self.yaw_bins - 1) for k in range(self.yaw_bins)]
 
     def validate(self) -> "PoseNetConfig":
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise InputError(f"model setting {f.name} = {value} is not finite")
         h, w = self.image_hw
         if h % COARSE_STRIDE or w % COARSE_STRIDE:
             raise InputError(f"image_hw {self.image_hw} must be multiples of {COARSE_STRIDE}")
@@ -152,6 +157,30 @@ class TrainConfig:
     threads: int = 2
     log_every: int = 20
 
+    # (field, low, high, low inclusive): every number must be finite and in its range.
+    RANGES = (
+        ("seed", 0, math.inf, True), ("epochs", 1, math.inf, True), ("batch_size", 1, math.inf, True),
+        ("lr", 0.0, 1.0, False), ("weight_decay", 0.0, math.inf, True), ("lr_final_fraction", 0.0, 1.0, True),
+        ("grad_clip", 0.0, math.inf, False), ("alpha_confidence", 0.0, math.inf, True),
+        ("beta_position", 0.0, math.inf, True), ("beta_position_late", 0.0, math.inf, True),
+        ("kappa", 0.0, math.inf, False), ("kappa_late", 0.0, math.inf, False), ("switch_epoch", 0, math.inf, True),
+        ("nll_weight", 0.0, math.inf, True), ("matching_weight", 0.0, math.inf, True),
+        ("refine_init_noise_m", 0.0, math.inf, True), ("refine_init_noise_deg", 0.0, math.inf, True),
+        ("refine_init_from_volume", 0.0, 1.0, True), ("yaw_prior_noise_deg", 0.0, 180.0, True),
+        ("photometric_jitter", 0.0, 1.0, True), ("threads", 1, 1024, True), ("log_every", 1, math.inf, True),
+    )
+
+    def validate(self) -> "TrainConfig":
+        """InputError for a setting that is not finite (`lr: nan`) or outside its range."""
+        for name, low, high, low_inclusive in self.RANGES:
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise InputError(f"training setting {name} = {value} is not a finite number")
+            if value < low or (value == low and not low_inclusive) or value > high:
+                bracket = "[" if low_inclusive else "("
+                raise InputError(f"training setting {name} = {value} is outside {bracket}{low}, {high}]")
+        return self
+
 
 @dataclass
 class FullConfig:
@@ -167,7 +196,7 @@ def _train_from_dict(values: dict) -> TrainConfig:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
-    return TrainConfig(**{k: type(known[k].default)(v) for k, v in values.items()})
+    return TrainConfig(**{k: type(known[k].default)(v) for k, v in values.items()}).validate()
 
 
 def config_from_dict(values: dict) -> FullConfig:

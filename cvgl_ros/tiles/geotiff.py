@@ -48,6 +48,42 @@ def _open_raster(path: Path):
     return src
 
 
+# How far (degrees) a raster may lie outside its CRS's area of use (a UTM zone is 6 degrees
+# wide; its projection is still accurate to centimetres a few degrees beyond it).
+MAX_DEG_OUTSIDE_AREA_OF_USE = 3.0
+
+
+def _check_placement(src, src_path: Path, mercator_bounds) -> None:
+    """InputError unless the raster lands on Earth within reach of its CRS's area of use.
+
+    A raster whose coordinates are far outside its CRS (an easting of 40 000 km in a UTM
+    zone, northings beyond the pole) projects to infinities or to a wrong place."""
+    if not all(math.isfinite(v) for v in mercator_bounds):
+        raise InputError(f"{src_path} does not project onto the map: its bounds {tuple(src.bounds)} are far "
+                         f"outside the area of its CRS {src.crs}")
+    from pyproj import CRS, Transformer
+
+    epsg = src.crs.to_epsg()      # GDAL's WKT1 has no area of use; the EPSG entry has
+    crs = CRS.from_epsg(epsg) if epsg else CRS.from_user_input(src.crs.to_wkt())
+    area = crs.area_of_use
+    x = (src.bounds.left + src.bounds.right) / 2.0
+    y = (src.bounds.bottom + src.bounds.top) / 2.0
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    back_x, back_y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+    if not (math.isfinite(lon) and math.isfinite(lat) and -90.0 <= lat <= 90.0
+            and math.hypot(back_x - x, back_y - y) < 1.0):   # the inverse wraps far outside the zone
+        raise InputError(f"{src_path}: its centre {x:.1f},{y:.1f} is not a place on Earth in {crs.name} "
+                         "(far outside its area of use)")
+    if area is not None:
+        margin = MAX_DEG_OUTSIDE_AREA_OF_USE
+        lon_out = max(area.west - lon, lon - area.east, 0.0) if area.west <= area.east else 0.0
+        lat_out = max(area.south - lat, lat - area.north, 0.0)
+        if lon_out > margin or lat_out > margin:
+            raise InputError(f"{src_path} lies at {lat:.3f},{lon:.3f}, {max(lon_out, lat_out):.1f} degrees outside "
+                             f"the area of use of {crs.name} ({area.west:g}..{area.east:g} E, "
+                             f"{area.south:g}..{area.north:g} N): wrong CRS or coordinates")
+
+
 def import_geotiff(src_path: str | Path, out_path: str | Path, zoom: int = 19, min_zoom: int | None = None,
                    image_format: str = "png", name: str | None = None, progress: bool = True) -> dict:
     """Tile `src_path` at `zoom` (and overviews down to `min_zoom`) into a new MBTiles file.
@@ -56,6 +92,7 @@ def import_geotiff(src_path: str | Path, out_path: str | Path, zoom: int = 19, m
     """
     import rasterio  # noqa: F401 - imported here: GDAL is heavy
     from rasterio.enums import ColorInterp, Resampling
+    from rasterio.errors import RasterioIOError
     from rasterio.transform import Affine
     from rasterio.vrt import WarpedVRT
     from rasterio.warp import transform_bounds
@@ -74,6 +111,7 @@ def import_geotiff(src_path: str | Path, out_path: str | Path, zoom: int = 19, m
             west, south, east, north = transform_bounds(src.crs, "EPSG:3857", *src.bounds, densify_pts=21)
         except Exception as exc:  # PROJ errors for rasters outside their CRS's area
             raise InputError(f"{src_path}: cannot transform its bounds to Web Mercator ({exc})") from None
+        _check_placement(src, src_path, (west, south, east, north))
         world_px = TILE_SIZE_PX * 2**zoom
         res_m = 2 * _ORIGIN_M / world_px  # Mercator metres per tile pixel
         tx0 = max(0, int(math.floor((west + _ORIGIN_M) / res_m / TILE_SIZE_PX)))
@@ -103,7 +141,11 @@ def import_geotiff(src_path: str | Path, out_path: str | Path, zoom: int = 19, m
                 keys = [(tx, ty) for tx in range(tx0, tx1 + 1) for ty in range(ty0, ty1 + 1)]
                 for tx, ty in tqdm(keys, desc="import", unit="tile", disable=not progress):
                     window = Window((tx - tx0) * TILE_SIZE_PX, (ty - ty0) * TILE_SIZE_PX, TILE_SIZE_PX, TILE_SIZE_PX)
-                    bands = vrt.read(colour_bands + [vrt_alpha], window=window)
+                    try:
+                        bands = vrt.read(colour_bands + [vrt_alpha], window=window)
+                    except RasterioIOError as exc:
+                        raise InputError(f"{src_path} is truncated or damaged: reading its pixels failed "
+                                         f"({' '.join(str(exc).split())[:200]})") from None
                     alpha = np.where(bands[-1] > 127, 255, 0).astype(np.uint8)
                     if not alpha.any():
                         continue
