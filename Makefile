@@ -13,7 +13,7 @@ REQ_HASH := $(shell cat $(REQS) setup.py setup.cfg package.xml | sha256sum | cut
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup test bench demo model lock clean
+.PHONY: setup test test-core312 bench demo model lock clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,24 @@ $(STAMP):
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The ROS-free core (tests marked `core`: imaging, tiles, geo, filter, runtime) on what a stock
+# ROS 2 Jazzy/Kilted vehicle runs: Python 3.12 with Ubuntu 24.04's numpy 1.26 and OpenCV 4.6.
+# Its own venv, pinned by requirements/constraints312.txt; the package from the source tree.
+PYTHON312 ?= python3.12
+VENV312 := .venv312
+STAMP312 := $(VENV312)/.installed-$(shell cat requirements/core312.txt requirements/constraints312.txt | sha256sum | cut -c1-16)
+CORE_TESTS = $(shell grep -l '^pytestmark = pytest.mark.core' test/test_*.py)
+
+$(STAMP312):
+	@test -x $(VENV312)/bin/python || PYENV_VERSION=$${PYENV_VERSION:-3.12.1} $(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install --quiet --disable-pip-version-check pip==26.3
+	$(VENV312)/bin/pip install --quiet -r requirements/core312.txt
+	@rm -f $(VENV312)/.installed-*
+	@touch $@
+
+test-core312: $(STAMP312)
+	PYTHONPATH=$(CURDIR) $(VENV312)/bin/python -m pytest -p no:cacheprovider -m core $(CORE_TESTS)
 
 bench: setup
 	$(BIN)/cvgl bench --out bench/results/latest.json
@@ -64,4 +82,4 @@ lock:
 	/tmp/cvgl-lock/bin/pip freeze > requirements/constraints.txt
 
 clean:
-	rm -rf $(VENV) build install log .pytest_cache
+	rm -rf $(VENV) $(VENV312) build install log .pytest_cache

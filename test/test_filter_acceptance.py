@@ -11,6 +11,8 @@ from cvgl_ros.sim.gnss import GnssModel
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView, SimulatedCrossViewConfig
 from cvgl_ros.sim.trajectory import simulate_drive
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 DURATION_S = 200.0
 
 

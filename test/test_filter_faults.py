@@ -16,6 +16,8 @@ from cvgl_ros.sim.gnss import GnssModel
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView, SimulatedCrossViewConfig
 from cvgl_ros.sim.trajectory import simulate_drive
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 FAULT_AT_S = 40.0
 DURATION_S = 95.0
 CROSS_VIEW = SimulatedCrossViewConfig(num_yaw_bins=36, size_cells=80, cell_m=0.6)

@@ -11,6 +11,8 @@ from cvgl_ros.geo.yaw import angle_diff
 from cvgl_ros.likelihood import LikelihoodVolume
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView, SimulatedCrossViewConfig
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 RNG = np.random.default_rng(0)
 RANDOM_LL = RNG.normal(size=(8, 6, 5)).astype(np.float32)
 FULL_CIRCLE = -math.pi + np.arange(8) * (math.pi / 4)

@@ -12,6 +12,8 @@ from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter, Partic
 from cvgl_ros.filter.resampling import effective_sample_size, systematic_resample
 from cvgl_ros.likelihood import LikelihoodVolume
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 YAWS_64 = -math.pi + np.arange(64) * (2 * math.pi / 64)
 
 

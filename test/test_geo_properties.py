@@ -23,6 +23,8 @@ from cvgl_ros.geo import (
 )
 from cvgl_ros.geo.grid import en_to_grid, grid_to_en
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 lat_datum = st.floats(-80.0, 80.0)
 lon_datum = st.floats(-180.0, 180.0)
 alt = st.floats(-100.0, 3000.0)

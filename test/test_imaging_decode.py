@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from cvgl_ros.errors import InputError
 from cvgl_ros.imaging import SUPPORTED_ENCODINGS, decode_compressed, decode_image, encode_rgb
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 
 def _rgb(h=6, w=10, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -13,6 +13,8 @@ from cvgl_ros.errors import InputError
 from cvgl_ros.runtime import PoseEstimator, Prior, read_card
 from cvgl_ros.runtime.preprocess import resize_ground
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 SIM_K = np.array([[297.4, 0.0, 251.3], [0.0, 246.3, 59.0], [0.0, 0.0, 1.0]])   # the simulator's 512x128 camera
 
 

@@ -14,6 +14,8 @@ from cvgl_ros.geo.mercator import mercator_px_per_m
 from cvgl_ros.tiles.patch import PatchSampler
 from cvgl_ros.tiles.raster import EnuRaster, add_enu_raster, build_overviews
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 REF_MPP = 0.1
 REF_PX = 2400  # 240 m square
 PATCH_PX = 512

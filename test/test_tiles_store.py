@@ -11,6 +11,8 @@ from cvgl_ros.tiles.mbtiles import MBTilesStore
 from cvgl_ros.tiles.store import open_store
 from cvgl_ros.tiles.xyz import XYZStore
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 
 def _png(value: int) -> bytes:
     return encode_tile(np.full((256, 256, 3), value, np.uint8), "png")
