@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES = [
     "launch",      # cvgl launch
     "replay",      # cvgl replay
     "demo",        # cvgl demo
+    "fleet",       # cvgl evaluate-fleet
     "federated",   # cvgl federated
 ]
 

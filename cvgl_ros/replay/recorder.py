@@ -17,6 +17,7 @@ from cvgl_ros.datasets.bag import BagWriter
 # The outputs of the two nodes (README "Topics").
 OUTPUT_TOPICS = {
     "/cvgl/pose": "geometry_msgs/msg/PoseWithCovarianceStamped",
+    "/cvgl/protection_level": "geometry_msgs/msg/Vector3Stamped",  # HPL (vector.x, m) per pose, when published
     "/cvgl/fix": "sensor_msgs/msg/NavSatFix",
     "/cvgl/odometry": "nav_msgs/msg/Odometry",
     "/cvgl/path": "nav_msgs/msg/Path",
