@@ -1,7 +1,11 @@
 """`cvgl import kitti|robotcar`: real data sets into the bag (and MBTiles) formats of the simulator."""
 from __future__ import annotations
 
-from cvgl_ros.cli.args import existing_dir, positive_float
+from cvgl_ros.cli.args import existing_dir, positive_float, seed
+
+# cvgl_ros.sim.gnss.MODEL_NAMES, spelled out so that `cvgl` does not import scipy to parse its
+# arguments (test_import_kitti checks the two agree).
+GNSS_PROFILES = ("clean", "open_sky", "urban_canyon", "multipath")
 
 
 def _jpeg_quality(text: str) -> int:
@@ -25,12 +29,25 @@ def _print_summary(summary: dict) -> None:
 
 def _kitti(args) -> int:
     from cvgl_ros.datasets.kitti import import_kitti
+    from cvgl_ros.errors import InputError
 
+    if args.gnss_model is None and (args.seed is not None or args.gnss_hz is not None):
+        raise InputError("--seed and --gnss-hz set the simulated receiver: give --gnss-model PROFILE too")
     summary = import_kitti(args.raw, args.out, satmap_dir=args.satmap, tiles_out=args.tiles_out,
                            compressed=args.compressed, jpeg_quality=args.jpeg_quality,
-                           satmap_mpp_override=args.satmap_mpp, progress=not args.quiet)
+                           satmap_mpp_override=args.satmap_mpp, progress=not args.quiet,
+                           gnss_model=args.gnss_model, gnss_seed=args.seed or 0,
+                           gnss_hz=args.gnss_hz if args.gnss_hz is not None else 5.0)
     print(f"wrote {args.out}: KITTI drive {summary['drive']}, {summary['frames']} frames, {summary['oxts']} OXTS records")
     _print_summary(summary)
+    g = summary["gnss_model"]
+    if g is None:
+        print("/gnss/fix: the OXTS (RTK) record, covariance APPROXIMATED from pos_accuracy")
+    else:
+        st = g["error_stats"]
+        print(f"/gnss/fix: simulated {g['profile']} receiver, seed {g['seed']}, {g['rate_hz']:g} Hz "
+              f"({st['n_fixes']} fixes, {100 * st['no_fix_fraction']:.1f}% NO_FIX): error vs OXTS mean "
+              f"{st['mean_m']:.2f} m, p95 {st['p95_m']:.2f} m, p99 {st['p99_m']:.2f} m")
     if summary["tiles"]:
         print(f"wrote {summary['tiles']}: {summary['satmap_frames_painted']} satellite images mosaicked at z19 + overviews")
     return 0
@@ -59,6 +76,12 @@ def register(subparsers) -> None:
     kitti.add_argument("--tiles-out", help="MBTiles output for --satmap (default: OUT_tiles.mbtiles)")
     kitti.add_argument("--satmap-mpp", type=positive_float,
                        help="override the satellite images' m/px (default: zoom 18 scale 2 at each frame's latitude)")
+    kitti.add_argument("--gnss-model", choices=GNSS_PROFILES,
+                       help="replace /gnss/fix (by default the RTK OXTS record, nearly the truth) with a simulated "
+                            "receiver of this profile on the OXTS trajectory (cvgl_ros/sim/gnss.py); the bag's "
+                            "metadata records profile, seed and rate")
+    kitti.add_argument("--seed", type=seed, help="seed of the simulated receiver (with --gnss-model; default 0)")
+    kitti.add_argument("--gnss-hz", type=positive_float, help="rate of the simulated receiver (default 5)")
     kitti.add_argument("--out", required=True, help="output bag directory")
     kitti.add_argument("--compressed", action="store_true", help="JPEG CompressedImage instead of rgb8 Image")
     kitti.add_argument("--jpeg-quality", type=_jpeg_quality, default=90)

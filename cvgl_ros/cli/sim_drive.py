@@ -32,7 +32,7 @@ def _drive(args) -> int:
     claim_out(args, "sim drive", "dir", inputs=[args.world], names=BAG_NAMES)
     result = record_drive(args.world, args.out, seed=args.seed, duration_s=args.duration_s, gnss=args.gnss,
                           camera_hz=args.camera_hz, gnss_hz=args.gnss_hz, compressed=args.compressed,
-                          width=args.width, height=args.height, progress=not args.quiet)
+                          width=args.width, height=args.height, progress=not args.quiet, turn_rich=args.turn_rich)
     truth = result.trajectory
     stats = result.gnss_error_stats()
     counts = ", ".join(f"{topic} {n}" for topic, n in sorted(result.counts.items()))
@@ -50,8 +50,10 @@ def register(sim_subparsers) -> None:
     p.add_argument("--seed", type=seed, default=0, help="route, speed profile and GNSS noise seed")
     p.add_argument("--duration-s", type=_duration, default=300.0,
                    help=f"simulated seconds (at most {MAX_DURATION_S:g}; a progress bar shows the frames rendered)")
-    p.add_argument("--gnss", choices=("clean", "open_sky", "urban_canyon"), default="urban_canyon",
+    p.add_argument("--gnss", choices=("clean", "open_sky", "urban_canyon", "multipath"), default="urban_canyon",
                    help="GNSS error model (see cvgl_ros/sim/gnss.py)")
+    p.add_argument("--turn-rich", action="store_true",
+                   help="a route that turns at (almost) every intersection, U-turns included (the fleet's)")
     p.add_argument("--camera-hz", type=positive_float, default=10.0)
     p.add_argument("--gnss-hz", type=positive_float, default=5.0)
     p.add_argument("--width", type=positive_int, help="camera width in px (default: the renderer's training size)")

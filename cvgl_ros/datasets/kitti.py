@@ -16,10 +16,31 @@ accuracy in metres (north/east). Stamps are read as UTC to the nanosecond.
 
 Output bag: `/camera/image_raw` (rgb8, or JPEG on `/camera/image_raw/compressed`) and
 `/camera/camera_info` (K = the left 3x3 of P_rect_02, size S_rect_02) at the image stamps;
-`/gnss/fix` (OXTS position with its pos_accuracy as sigma), `/ground_truth/fix` and
-`/ground_truth/pose` (frame `map`, ENU at the datum = the first OXTS fix, planar yaw) at the
-OXTS stamps. The OXTS unit is RTK-corrected, so `/gnss/fix` is near-perfect here: add a
-simulated error model downstream to study GNSS fusion.
+`/ground_truth/fix` and `/ground_truth/pose` (frame `map`, ENU at the datum = the first OXTS
+fix, planar yaw) at the OXTS stamps, and from the same records the motion sensors:
+
+* `/imu/data` (sensor_msgs/Imu, frame `imu_link`): angular_velocity = (wx, wy, wz) and
+  linear_acceleration = (ax, ay, az), the OXTS body-frame rates and accelerations as
+  recorded (the unit's axes are x forward, y left, z up: REP-103; wz is the yaw rate,
+  counter-clockwise positive). No orientation (orientation_covariance[0] = -1: roll, pitch
+  and yaw are on /ground_truth/pose). The OXTS record carries no accuracy for rates and
+  accelerations, so their covariances are all zeros, which Imu.msg defines as "unknown".
+* `/odom/wheel` (nav_msgs/Odometry `odom` -> `base_link`): twist.twist.linear.x = vf, the
+  forward velocity parallel to the earth's surface, with twist.covariance[0] =
+  vel_accuracy^2 (0, unknown, where the record has none); the pose is not measured
+  (covariance diagonal 1e6). The rate is the OXTS rate: ~10 Hz in a synced drive.
+
+`/gnss/fix` is, by default, the OXTS record with pos_accuracy as sigma. OXTS gives only a
+horizontal (north/east) accuracy, so its covariance (sigma^2, sigma^2, (2 sigma)^2) is
+marked COVARIANCE_TYPE_APPROXIMATED. The unit is RTK-corrected: that fix is nearly the
+truth, and a replay of it never exercises the GNSS side of a filter. With `gnss_model`
+(`cvgl import kitti --gnss-model PROFILE --seed S [--gnss-hz 5]`) the fix is instead what a
+simulated receiver of `cvgl_ros.sim.gnss` reports on the OXTS trajectory
+(`oxts_trajectory`: the ENU track, yaw, vf and wz of the records): `GnssModel.from_name(
+PROFILE, S).simulate(trajectory, gnss_hz)` at the sky model's default openness, stamped at
+the first OXTS stamp + k / gnss_hz, with the true (OXTS) altitude; NO_FIX epochs have NaN
+position and unknown covariance. The bag's metadata records the profile, seed and rate
+under `cvgl.gnss_model` (JSON).
 
 Satellite images (`--satmap`): the KITTI cross-view benchmark of Shi & Li ("Beyond
 Cross-view Image Retrieval: Highly Accurate Vehicle Localization Using Satellite Image",
@@ -176,10 +197,51 @@ class KittiDrive:
         lat, lon, alt = self.oxts[0, :3]
         return Datum(float(lat), float(lon), float(alt))
 
+    @property
+    def oxts_t_s(self) -> np.ndarray:
+        """OXTS stamps in seconds since the first one."""
+        return (self.oxts_stamps_ns - self.oxts_stamps_ns[0]) / 1e9
+
     def poses_enu(self):
         """(east, north, up, yaw_enu_rad) of every OXTS record in the datum's ENU frame."""
         e, n, u = self.datum.to_enu(self.oxts[:, OXTS["lat"]], self.oxts[:, OXTS["lon"]], self.oxts[:, OXTS["alt"]])
         return e, n, u, wrap_angle(self.oxts[:, OXTS["yaw"]])
+
+
+def oxts_trajectory(drive: KittiDrive):
+    """The drive's OXTS records as a `cvgl_ros.sim.trajectory.Trajectory` (ENU at the datum).
+
+    Speed is vf, yaw rate wz, distance the length of the ENU polyline. InputError when the
+    stamps do not increase (a trajectory needs a clock) or there is a single record.
+    """
+    from cvgl_ros.sim.trajectory import Trajectory
+
+    t = drive.oxts_t_s
+    if len(t) < 2 or np.any(np.diff(t) <= 0):
+        raise InputError(f"{drive.root / 'oxts' / 'timestamps.txt'}: a simulated receiver needs at least two OXTS "
+                         "records with increasing stamps")
+    e, n, _, yaw = drive.poses_enu()
+    for name in ("vf", "wz"):
+        if not np.all(np.isfinite(drive.oxts[:, OXTS[name]])):
+            raise InputError(f"{drive.root / 'oxts' / 'data'}: OXTS {name} must be finite for a simulated receiver")
+    distance = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(e), np.diff(n)))])
+    return Trajectory(t_s=t, east_m=e, north_m=n, yaw_enu_rad=yaw, speed_mps=drive.oxts[:, OXTS["vf"]].copy(),
+                      yaw_rate_radps=drive.oxts[:, OXTS["wz"]].copy(), distance_m=distance)
+
+
+def simulated_gnss(drive: KittiDrive, profile: str, seed: int, rate_hz: float):
+    """(GnssTrack, stamps ns, lat, lon, alt) of a simulated receiver on the drive's OXTS trajectory."""
+    from cvgl_ros.sim.gnss import GnssModel
+
+    if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and 0 < rate_hz <= 100):
+        raise InputError(f"GNSS rate must be in (0, 100] Hz, got {rate_hz}")
+    model = GnssModel.from_name(profile, seed)
+    track = model.simulate(oxts_trajectory(drive), float(rate_hz))
+    stamps = drive.oxts_stamps_ns[0] + np.rint(track.t_s * 1e9).astype(np.int64)
+    _, _, u, _ = drive.poses_enu()
+    up = np.interp(track.t_s, drive.oxts_t_s, u)
+    lat, lon, alt = drive.datum.to_wgs84(np.nan_to_num(track.east_m), np.nan_to_num(track.north_m), up)
+    return track, stamps, np.atleast_1d(lat), np.atleast_1d(lon), np.atleast_1d(alt)
 
 
 def _find_calib(root: Path) -> Path:
@@ -338,11 +400,16 @@ def default_tiles_path(out_bag: str | Path) -> Path:
 
 def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Path | None = None,
                  tiles_out: str | Path | None = None, compressed: bool = False, jpeg_quality: int = 90,
-                 satmap_mpp_override: float | None = None, progress: bool = True) -> dict:
+                 satmap_mpp_override: float | None = None, progress: bool = True,
+                 gnss_model: str | None = None, gnss_seed: int = 0, gnss_hz: float = 5.0) -> dict:
     """Write a KITTI raw drive as a bag (and its satellite images as MBTiles); returns a summary.
 
-    Nothing is left at `out_bag` or the tiles path unless both complete.
+    `gnss_model` (a profile of `cvgl_ros.sim.gnss`) replaces the OXTS fix on /gnss/fix with
+    that receiver's (module docstring). Nothing is left at `out_bag` or the tiles path
+    unless both complete.
     """
+    import json
+
     from tqdm import tqdm
 
     from cvgl_ros.datasets import bag as B
@@ -360,6 +427,10 @@ def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Pat
     e, n, u, yaw = drive.poses_enu()
     lat, lon, alt = (drive.oxts[:, OXTS[k]] for k in ("lat", "lon", "alt"))
     sigma = drive.oxts[:, OXTS["pos_accuracy"]]
+    vel_accuracy = drive.oxts[:, OXTS["vel_accuracy"]]
+    gnss = None
+    if gnss_model is not None:
+        gnss = simulated_gnss(drive, gnss_model, gnss_seed, gnss_hz)
 
     store = None
     n_painted = 0
@@ -369,10 +440,16 @@ def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Pat
         # Every message in stamp order: (stamp, kind order, index, kind).
         events = [(int(t), 0, i, "image") for i, t in enumerate(drive.image_stamps_ns)]
         events += [(int(t), 1, i, "oxts") for i, t in enumerate(drive.oxts_stamps_ns)]
+        if gnss is not None:
+            events += [(int(t), 2, i, "gnss") for i, t in enumerate(gnss[1])]
         events.sort()
         with B.BagWriter(out_bag) as bag:
             bag.set_datum(datum)
             bag.set_custom_data("cvgl.source", f"kitti_raw:{drive.name}")
+            if gnss is not None:
+                bag.set_custom_data(B.GNSS_MODEL_KEY, json.dumps(
+                    {"profile": gnss_model, "seed": int(gnss_seed), "rate_hz": float(gnss_hz),
+                     "model": "cvgl_ros.sim.gnss on the OXTS trajectory"}, sort_keys=True))
             for stamp, _, i, kind in tqdm(events, desc="KITTI -> bag", unit="msg", disable=not progress):
                 if kind == "image":
                     rgb = load_png_rgb(drive.image_paths[i], (drive.width, drive.height))
@@ -380,10 +457,32 @@ def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Pat
                     bag.write(topic, msgtype, stamp, msg)
                     bag.write(B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, stamp,
                               B.camera_info_msg(drive.k, drive.width, drive.height, stamp))
+                elif kind == "gnss":
+                    track, _, g_lat, g_lon, g_alt = gnss
+                    if track.valid[i]:
+                        fix = B.navsatfix_msg(g_lat[i], g_lon[i], g_alt[i], stamp,
+                                              sigma_m=float(track.reported_sigma_m[i]), status=int(track.status[i]))
+                    else:
+                        fix = B.navsatfix_msg(math.nan, math.nan, math.nan, stamp, sigma_m=None,
+                                              status=B.NAVSAT_STATUS_NO_FIX)
+                    bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp, fix)
                 else:
                     s = float(sigma[i]) if np.isfinite(sigma[i]) and sigma[i] > 0 else None
-                    bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp,
-                              B.navsatfix_msg(lat[i], lon[i], alt[i], stamp, sigma_m=s))
+                    if gnss is None:
+                        bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp,
+                                  B.navsatfix_msg(lat[i], lon[i], alt[i], stamp, sigma_m=s,
+                                                  covariance_type=B.COVARIANCE_TYPE_APPROXIMATED))
+                    o = drive.oxts[i]
+                    rates = o[[OXTS["wx"], OXTS["wy"], OXTS["wz"]]]
+                    accels = o[[OXTS["ax"], OXTS["ay"], OXTS["az"]]]
+                    bag.write(B.TOPIC_IMU, B.MSG_IMU, stamp, B.imu_msg(  # a non-finite vector is "not provided"
+                        stamp, rates if np.all(np.isfinite(rates)) else None,
+                        accels if np.all(np.isfinite(accels)) else None,
+                        angular_velocity_variance=None, linear_acceleration_variance=None))
+                    v_acc = float(vel_accuracy[i])
+                    if math.isfinite(o[OXTS["vf"]]):
+                        bag.write(B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, stamp, B.wheel_odometry_msg(
+                            stamp, float(o[OXTS["vf"]]), v_acc**2 if math.isfinite(v_acc) and v_acc > 0 else None))
                     bag.write(B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, stamp,
                               B.navsatfix_msg(lat[i], lon[i], alt[i], stamp, sigma_m=s, frame_id="base_link"))
                     bag.write(B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, stamp,
@@ -399,5 +498,10 @@ def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Pat
         except BaseException:
             B.remove_bag(out_bag)
             raise
+    gnss_summary = None
+    if gnss is not None:
+        gnss_summary = {"profile": gnss_model, "seed": int(gnss_seed), "rate_hz": float(gnss_hz),
+                        "error_stats": gnss[0].error_stats()}
     return {"drive": drive.name, "frames": len(drive.image_paths), "oxts": len(drive.oxts), "datum": datum.to_dict(),
-            "counts": counts, "tiles": str(tiles_out) if store is not None else None, "satmap_frames_painted": n_painted}
+            "counts": counts, "tiles": str(tiles_out) if store is not None else None, "satmap_frames_painted": n_painted,
+            "gnss_model": gnss_summary}
