@@ -78,6 +78,20 @@ def _check_parent_writable(path: Path) -> None:
         raise InputError(f"output directory {parent} is not writable")
 
 
+def _check_creatable(path: Path, shown: str) -> None:
+    """InputError unless `path` exists or could be created: its nearest existing ancestor is a
+    writable directory (nothing is created here)."""
+    if path.exists():
+        return
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot write {shown}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {shown}: {ancestor} is not writable")
+
+
 # -- SIGTERM -> SystemExit, so that `finally` cleans up ------------------------------------
 
 _term_lock = threading.Lock()
@@ -282,8 +296,7 @@ def claim_output(path: str | os.PathLike, *, kind: str, command: str, force: boo
     claim = OutputClaim(path=real, kind=kind, command=command, force=bool(force), names=tuple(names),
                         sidecar=sidecar, recognize=recognize, label=text)
     _check(claim)
-    if real.parent != real:
-        _check_parent_writable(real)
+    _check_creatable(real, text)
     if in_place:
         if kind != "dir":
             raise ValueError("in_place is for directory outputs")

@@ -1,7 +1,7 @@
 """`cvgl import kitti|robotcar`: real data sets into the bag (and MBTiles) formats of the simulator."""
 from __future__ import annotations
 
-from cvgl_ros.cli.args import existing_dir, positive_float, seed
+from cvgl_ros.cli.args import BAG_NAMES, add_force, claim_out, existing_dir, positive_float, seed
 
 # cvgl_ros.sim.gnss.MODEL_NAMES, spelled out so that `cvgl` does not import scipy to parse its
 # arguments (test_import_kitti checks the two agree).
@@ -28,7 +28,12 @@ def _print_summary(summary: dict) -> None:
 
 
 def _kitti(args) -> int:
-    from cvgl_ros.datasets.kitti import import_kitti
+    from cvgl_ros.datasets.kitti import default_tiles_path, import_kitti
+
+    inputs = [args.raw, args.satmap]
+    claim_out(args, "import kitti", "dir", inputs=inputs, names=BAG_NAMES)
+    if args.satmap is not None:
+        claim_out(args, "import kitti", "file", inputs=inputs, path=args.tiles_out or default_tiles_path(args.out))
     from cvgl_ros.errors import InputError
 
     if args.gnss_model is None and (args.seed is not None or args.gnss_hz is not None):
@@ -55,6 +60,8 @@ def _kitti(args) -> int:
 
 def _robotcar(args) -> int:
     from cvgl_ros.datasets.robotcar import import_robotcar
+
+    claim_out(args, "import robotcar", "dir", inputs=[args.run, args.models], names=BAG_NAMES)
 
     summary = import_robotcar(args.run, args.out, compressed=args.compressed, jpeg_quality=args.jpeg_quality,
                               models_dir=args.models, progress=not args.quiet)
@@ -83,6 +90,7 @@ def register(subparsers) -> None:
     kitti.add_argument("--seed", type=seed, help="seed of the simulated receiver (with --gnss-model; default 0)")
     kitti.add_argument("--gnss-hz", type=positive_float, help="rate of the simulated receiver (default 5)")
     kitti.add_argument("--out", required=True, help="output bag directory")
+    add_force(kitti, "metadata.yaml and the .mcap in the bag directory, and the --tiles-out file")
     kitti.add_argument("--compressed", action="store_true", help="JPEG CompressedImage instead of rgb8 Image")
     kitti.add_argument("--jpeg-quality", type=_jpeg_quality, default=90)
     kitti.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -94,6 +102,7 @@ def register(subparsers) -> None:
     rc.add_argument("--models", type=existing_dir,
                     help="the SDK's models/ folder (stereo_narrow_left intrinsics and undistortion LUT)")
     rc.add_argument("--out", required=True, help="output bag directory")
+    add_force(rc, "metadata.yaml and the .mcap in the bag directory")
     rc.add_argument("--compressed", action="store_true", help="JPEG CompressedImage instead of rgb8 Image")
     rc.add_argument("--jpeg-quality", type=_jpeg_quality, default=90)
     rc.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -39,10 +39,13 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such checkpoint: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"checkpoint {path} is empty (0 bytes)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise InputError(f"{path} is not a readable checkpoint: {str(exc).splitlines()[0][:200]}") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"{path} is not a readable checkpoint: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     return state
