@@ -32,7 +32,8 @@ def _drive(args) -> int:
     claim_out(args, "sim drive", "dir", inputs=[args.world], names=BAG_NAMES)
     result = record_drive(args.world, args.out, seed=args.seed, duration_s=args.duration_s, gnss=args.gnss,
                           camera_hz=args.camera_hz, gnss_hz=args.gnss_hz, compressed=args.compressed,
-                          width=args.width, height=args.height, progress=not args.quiet, turn_rich=args.turn_rich)
+                          width=args.width, height=args.height, progress=not args.quiet, turn_rich=args.turn_rich,
+                          motion_sensors=not args.no_motion_sensors)
     truth = result.trajectory
     stats = result.gnss_error_stats()
     counts = ", ".join(f"{topic} {n}" for topic, n in sorted(result.counts.items()))
@@ -59,6 +60,9 @@ def register(sim_subparsers) -> None:
     p.add_argument("--width", type=positive_int, help="camera width in px (default: the renderer's training size)")
     p.add_argument("--height", type=positive_int, help="camera height in px")
     p.add_argument("--compressed", action="store_true", help="JPEG on /camera/image_raw/compressed instead of rgb8")
+    p.add_argument("--no-motion-sensors", action="store_true",
+                   help="leave out /imu/data (100 Hz) and /odom/wheel (50 Hz): camera, GNSS and truth only "
+                        "(their error models: cvgl_ros/sim/motion_sensors.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output bag directory")
     add_force(p, "metadata.yaml and the .mcap in BAG")
