@@ -232,11 +232,13 @@ def test_compressed_and_clean(world_dir, tmp_path):
 def test_cli_prints_gnss_error_statistics(world_dir, tmp_path, cvgl_bin):
     out = tmp_path / "cli_bag"
     r = subprocess.run([cvgl_bin, "sim", "drive", "--world", str(world_dir), "--seed", "1", "--duration-s", "3",
-                        "--gnss", "open_sky", "--width", str(CAM_W), "--height", str(CAM_H), "--quiet", "--out", str(out)],
+                        "--gnss", "open_sky", "--width", str(CAM_W), "--height", str(CAM_H), "--quiet", "--out", str(out),
+                        "--no-motion-sensors"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "raw GNSS error (open_sky" in r.stdout and " p95 " in r.stdout and " p99 " in r.stdout
-    assert bag_topics(out)[TOPIC_IMAGE][1] == 31
+    topics = bag_topics(out)
+    assert topics[TOPIC_IMAGE][1] == 31 and TOPIC_IMU not in topics and TOPIC_WHEEL_ODOM not in topics
 
 
 @pytest.mark.parametrize("case", ["negative_duration", "no_tiles", "unwritable", "unknown_gnss", "not_a_world"])
