@@ -18,7 +18,8 @@ def test_demo_replays_evaluates_and_writes_the_report(cvgl_bin, tmp_path):
     (world / "world.json").write_text(json.dumps({"note": "test stand-in for `cvgl sim world`"}))
     write_drive(data / f"drive_urban_canyon_seed1_3s_{w}x{h}_4hz", duration_s=3.0, camera_hz=4.0, image_hw=(h, w))
     done = subprocess.run([cvgl_bin, "demo", "--data", str(data), "--out", str(out), "--model", str(model),
-                           "--duration-s", "3", "--camera-hz", "4", "-p", "prior_yaw_max_std_deg:=360.0"],
+                           "--duration-s", "3", "--camera-hz", "4", "-p", "prior_yaw_max_std_deg:=360.0",
+                           "-p", "widen_yaw_search:=false"],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "reusing the world" in done.stderr and "reusing the drive" in done.stderr

@@ -1,5 +1,9 @@
 """The cross-view node over real DDS with the shipped model: outputs, stale-frame dropping,
-diagnostics."""
+diagnostics, the default start-up path (no datum yet, then the yaw unknown) and the datum's
+one owner (the two nodes started 3 s apart share one map frame)."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -80,7 +84,7 @@ def test_two_workers_take_two_frames_at_once_and_publish_in_camera_order(tiles):
         h, w = live.image_hw
         k, _, _ = camera((h, w))
         live.publish("info", B.camera_info_msg(k, w, h, T0))
-        assert live.wait(lambda: live.cross_view.filter_prior is not None and live.cross_view.k is not None, 20)
+        assert live.wait(lambda: live.cross_view.priors.newest_filter_pose_ns is not None and live.cross_view.k is not None, 20)
         rng = np.random.default_rng(1)
         image = lambda t: B.image_msg(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), t)  # noqa: E731
         pair = [T0 + S // 10, T0 + S // 10 + S // 100]
@@ -104,3 +108,275 @@ def test_two_workers_take_two_frames_at_once_and_publish_in_camera_order(tiles):
         assert clouds[:2] == pair
     finally:
         live.close()
+
+
+# -- nodes started on their own (each its own context: its own DDS participant) ----------------
+
+class Started:
+    """A node built by `make(context)` in its own rclpy context, spun on its own thread."""
+
+    def __init__(self, make):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        from test_nodes_support import spin_until_stopped
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = make(self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=spin_until_stopped, args=(self.executor, self.stop), daemon=True)
+        self.thread.start()
+
+    def close(self):
+        import rclpy
+
+        self.stop.set()
+        self.thread.join(timeout=10.0)
+        if hasattr(self.node, "close"):
+            self.node.close()
+        self.executor.shutdown(timeout_sec=10.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+class Sensors:
+    """A probe node: publishes raw CDR on the sensor topics (and optionally a datum), records outputs."""
+
+    def __init__(self):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseWithCovarianceStamped
+        from sensor_msgs.msg import CameraInfo, Image, NavSatFix, PointCloud2
+
+        from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC
+        from cvgl_ros.nodes.runner import RESULT_QOS
+
+        self.lock = threading.RLock()  # wait() holds it while its predicate reads last_diag()
+        self.got = {"/cvgl/pose": [], "/cvgl/likelihood": [], "/cvgl/cross_view/frame_status": [],
+                    "/diagnostics": [], DATUM_TOPIC: []}
+        kinds = {"/cvgl/pose": PoseWithCovarianceStamped, "/cvgl/likelihood": PointCloud2,
+                 "/cvgl/cross_view/frame_status": DiagnosticArray, "/diagnostics": DiagnosticArray}
+
+        def make(context):
+            node = rclpy.create_node("sensors", context=context)
+            for topic, cls in kinds.items():
+                node.create_subscription(cls, topic, lambda m, t=topic: self._add(t, m), RESULT_QOS)
+            node.create_subscription(NavSatFix, DATUM_TOPIC, lambda m: self._add(DATUM_TOPIC, m), DATUM_QOS)
+            self.pub = {B.TOPIC_GNSS_FIX: node.create_publisher(NavSatFix, B.TOPIC_GNSS_FIX, RESULT_QOS),
+                        B.TOPIC_IMAGE: node.create_publisher(Image, B.TOPIC_IMAGE, RESULT_QOS),
+                        B.TOPIC_CAMERA_INFO: node.create_publisher(CameraInfo, B.TOPIC_CAMERA_INFO, RESULT_QOS),
+                        DATUM_TOPIC: node.create_publisher(NavSatFix, DATUM_TOPIC, DATUM_QOS)}
+            return node
+
+        self.started = Started(make)
+
+    def _add(self, topic, msg):
+        with self.lock:
+            self.got[topic].append(msg)
+
+    def wait(self, predicate, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if predicate():
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def publish(self, topic: str, msg) -> None:
+        """A rosbags message, or CDR bytes, or an rclpy message."""
+        if isinstance(msg, (bytes, bytearray, memoryview)):
+            msg = bytes(msg)
+        elif type(msg).__module__.startswith("rosbags"):
+            msg = bytes(B.TYPESTORE.serialize_cdr(msg, type(msg).__msgtype__))
+        self.pub[topic].publish(msg)
+
+    def status_for(self, stamp_ns: int):
+        from cvgl_ros.nodes.conversions import stamp_ns as ns
+
+        for m in self.got["/cvgl/cross_view/frame_status"]:
+            if ns(m.header.stamp) == stamp_ns:
+                return m.status[0]
+        return None
+
+    def frame(self, stamp_ns: int, image_hw, seed: int = 0, timeout_s: float = 60.0):
+        from test_nodes_support import camera
+
+        h, w = image_hw
+        k, _, _ = camera((h, w))
+        self.publish(B.TOPIC_CAMERA_INFO, B.camera_info_msg(k, w, h, stamp_ns))
+        rgb = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        self.publish(B.TOPIC_IMAGE, B.image_msg(rgb, stamp_ns))
+        assert self.wait(lambda: self.status_for(stamp_ns) is not None, timeout_s), "no frame status"
+        return self.status_for(stamp_ns)
+
+    def last_diag(self, node_name: str) -> dict:
+        from cvgl_ros.nodes.diagnostics import diagnostic_values
+
+        with self.lock:
+            for m in reversed(self.got["/diagnostics"]):
+                values = diagnostic_values(m, node_name)
+                if values is not None:
+                    return values
+        return {}
+
+    def close(self):
+        self.started.close()
+
+
+def start_node(cls, **params):
+    from rclpy.parameter import Parameter
+
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
+    return Started(lambda context: cls(context=context, parameter_overrides=overrides))
+
+
+def test_default_start_waits_for_the_datum_then_searches_the_full_circle_every_nth_frame(tiles):
+    """The defaults (no datum, prior_yaw_max_std_deg 20, unknown_yaw_search_every_n 10), with a
+    GNSS prior only: frames wait for the filter's datum, then the first unknown-yaw frame is a
+    full-circle search (one batch of windows) and the next ones wait for the yaw."""
+    from cvgl_ros.nodes.conversions import cloud_to_volume
+    from cvgl_ros.nodes.cross_view_node import CrossViewNode
+    from cvgl_ros.nodes.datum_topic import DATUM_TOPIC, datum_msg
+    from test_nodes_support import DATUM, model_image_hw
+
+    model = shipped_model()
+    hw = model_image_hw(model)
+    sensors = Sensors()
+    cross_view = start_node(CrossViewNode, tiles=str(tiles), model=str(model), providers=["cpu"],
+                            diagnostics_period_s=0.1)
+    try:
+        assert sensors.wait(lambda: all(sensors.pub[t].get_subscription_count() for t in
+                                        (B.TOPIC_GNSS_FIX, B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, DATUM_TOPIC)), 30)
+        la, lo, al = DATUM.to_wgs84(3.0, -2.0, 0.0)
+        sensors.publish(B.TOPIC_GNSS_FIX, B.navsatfix_msg(float(la), float(lo), float(al), T0, sigma_m=2.0))
+        status = sensors.frame(T0 + S // 10, hw)
+        assert status.message == "skipped: waiting for the filter's datum on /cvgl/datum"
+        assert sensors.wait(lambda: int(sensors.last_diag("cross_view_node").get("frames_waiting_for_datum", 0)) >= 1
+                            and sensors.last_diag("cross_view_node")["datum"] == "waiting for the filter's datum", 10)
+        assert not sensors.got["/cvgl/likelihood"]
+
+        sensors.publish(DATUM_TOPIC, datum_msg(DATUM, T0, "map"))       # as the filter node would, latched
+        assert sensors.wait(lambda: sensors.last_diag("cross_view_node").get("datum", "").endswith("(from the filter)"), 10)
+        # the fix that came before the datum is the GNSS prior now (converted when the datum came)
+        status = sensors.frame(T0 + 2 * S // 10, hw)
+        assert status.message == "processed"
+        assert sensors.wait(lambda: sensors.got["/cvgl/likelihood"], 10)
+        volume = cloud_to_volume(sensors.got["/cvgl/likelihood"][0])
+        assert volume.wraps_yaw, "no yaw prior: the full circle"
+        assert (volume.center_e_m, volume.center_n_m) == pytest.approx((3.0, -2.0), abs=1e-3)
+        span = np.ptp(np.asarray(cross_view.node.estimator.yaw_offsets))
+        windows = int(np.ceil(2 * np.pi / span - 1e-9))
+        assert sensors.wait(lambda: sensors.last_diag("cross_view_node").get("yaw_windows") == str(windows), 10)
+        d = sensors.last_diag("cross_view_node")
+        assert d["prior_source"] == "gnss (yaw unknown)" and int(d["yaw_windows_searched"]) == windows
+
+        status = sensors.frame(T0 + 3 * S // 10, hw)
+        assert status.message == "skipped: yaw prior unknown: full-circle search on every 10th frame only"
+        assert sensors.wait(lambda: int(sensors.last_diag("cross_view_node").get("frames_waiting_for_yaw", 0)) == 1, 10)
+        assert len(sensors.got["/cvgl/likelihood"]) == 1
+    finally:
+        cross_view.close()
+        sensors.close()
+
+
+def test_nodes_started_3_s_apart_without_a_datum_share_the_filters_map_frame(tiles, tmp_path):
+    """The filter node anchors the map at the first valid fix and publishes it latched; the
+    cross-view node, started 3 s (15 m of driving) later, takes that datum instead of
+    anchoring at its own first fix: its likelihood volumes and the fused pose line up with
+    the truth in the filter's frame, and a datum parameter that disagrees is reported."""
+    from cvgl_ros.geo.datum import Datum
+    from cvgl_ros.nodes.conversions import cloud_to_volume, stamp_ns
+    from cvgl_ros.nodes.cross_view_node import CrossViewNode
+    from cvgl_ros.nodes.datum_topic import DATUM_TOPIC
+    from cvgl_ros.nodes.particle_filter_node import ParticleFilterNode
+    from test_nodes_support import DATUM, model_image_hw, write_drive
+
+    model = shipped_model()
+    hw = model_image_hw(model)
+    bag = write_drive(tmp_path / "drive", duration_s=6.0, camera_hz=2.0, gnss_hz=5.0, image_hw=hw)
+    messages = list(B.read_messages(bag, raw=True))
+    truth = {stamp: (m.pose.position.x, m.pose.position.y)
+             for _, _, stamp, m in B.read_messages(bag, [B.TOPIC_GT_POSE])}
+    t_start = messages[0][2]
+    sensors = Sensors()
+    fast = {"prior_yaw_max_std_deg": 360.0, "widen_yaw_search": False}   # one network window per frame
+    filter_node = start_node(ParticleFilterNode, diagnostics_period_s=0.1)
+    cross_view = None
+    try:
+        # matched from the filter's side too (a best-effort subscriber drops what comes before)
+        assert sensors.wait(lambda: int(sensors.last_diag("particle_filter_node").get(
+            f"publishers_{B.TOPIC_GNSS_FIX}", 0)) >= 1, 30)
+        wall0 = time.monotonic()
+        late = [m for m in messages if m[2] - t_start >= 3 * S]
+        for topic, _, stamp, cdr in messages:                       # the first 3 s: only the filter runs
+            if stamp - t_start >= 3 * S:
+                break
+            time.sleep(max(0.0, wall0 + (stamp - t_start) * 1e-9 - time.monotonic()))
+            if topic == B.TOPIC_GNSS_FIX:
+                sensors.publish(topic, cdr)
+        assert sensors.wait(lambda: sensors.got[DATUM_TOPIC], 10), "the filter publishes its datum"
+        owner = sensors.got[DATUM_TOPIC][0]
+        filter_datum = Datum(owner.latitude, owner.longitude, owner.altitude)
+        assert owner.header.frame_id == "map" and stamp_ns(owner.header.stamp) == t_start  # the first fix
+        time.sleep(max(0.0, wall0 + 3.0 - time.monotonic()))     # then, 3 s after the filter's first fix:
+
+        # a datum parameter 11 m off: the cross-view node says so and still uses the filter's
+        wrong = [DATUM.lat_deg + 1e-4, DATUM.lon_deg, DATUM.alt_m]
+        cross_view = start_node(CrossViewNode, tiles=str(tiles), model=str(model), providers=["cpu"],
+                                diagnostics_period_s=0.1, datum=wrong, **fast)
+        assert sensors.wait(lambda: all(int(sensors.last_diag("cross_view_node").get(f"publishers_{t}", 0)) >= 1
+                                        for t in (B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, B.TOPIC_GNSS_FIX)), 30)
+        assert sensors.wait(lambda: sensors.last_diag("cross_view_node").get("datum", "").endswith("(from the filter)"),
+                            10), "the latched datum reaches a node started later"
+        d = sensors.last_diag("cross_view_node")
+        assert d["datum"].split(" ")[0] == sensors.last_diag("particle_filter_node")["datum"].split(" ")[0]
+        assert "using the filter's" in d["datum_mismatch"]
+        assert cross_view.node.datum == filter_datum
+
+        frames = []
+        infos = {stamp: cdr for topic, _, stamp, cdr in late if topic == B.TOPIC_CAMERA_INFO}
+        for topic, _, stamp, cdr in late:                           # then the rest, a frame at a time
+            if topic == B.TOPIC_IMAGE:
+                frames.append(stamp)
+                sensors.publish(B.TOPIC_CAMERA_INFO, infos[stamp])
+                sensors.publish(topic, cdr)
+                assert sensors.wait(lambda: sensors.status_for(stamp) is not None, 60), "no frame status"
+            elif topic == B.TOPIC_GNSS_FIX:
+                sensors.publish(topic, cdr)
+                time.sleep(0.05)
+        assert sensors.wait(lambda: len(sensors.got["/cvgl/likelihood"]) >= len(frames), 10)
+        assert all(sensors.status_for(t).message == "processed" for t in frames), \
+            [sensors.status_for(t).message for t in frames]
+
+        def truth_in_filter_frame(stamp):              # the bag's truth is in DATUM's frame
+            e, n = truth[min(truth, key=lambda t: abs(t - stamp))]
+            lat, lon, alt = DATUM.to_wgs84(e, n, 0.0)
+            te, tn, _ = filter_datum.to_enu(float(lat), float(lon), float(alt))
+            return float(te), float(tn)
+
+        for cloud in sensors.got["/cvgl/likelihood"]:
+            volume = cloud_to_volume(cloud)
+            te, tn = truth_in_filter_frame(volume.stamp_ns)
+            assert np.hypot(volume.center_e_m - te, volume.center_n_m - tn) < 8.0
+        poses = [m for m in sensors.got["/cvgl/pose"] if stamp_ns(m.header.stamp) >= frames[0]]
+        assert poses
+        for m in poses:
+            te, tn = truth_in_filter_frame(stamp_ns(m.header.stamp))
+            assert np.hypot(m.pose.pose.position.x - te, m.pose.pose.position.y - tn) < 8.0
+        # the cross-view node's own first fix was 15 m of driving later than the filter's
+        first_late_fix = next(cdr for topic, _, _, cdr in late if topic == B.TOPIC_GNSS_FIX)
+        from rclpy.serialization import deserialize_message
+        from sensor_msgs.msg import NavSatFix
+
+        fix = deserialize_message(first_late_fix, NavSatFix)
+        e, n, _ = filter_datum.to_enu(fix.latitude, fix.longitude, fix.altitude)
+        assert np.hypot(float(e), float(n)) > 8.0, "a map anchored at its own first fix would not line up"
+    finally:
+        if cross_view is not None:
+            cross_view.close()
+        filter_node.close()
+        sensors.close()

@@ -186,11 +186,12 @@ class LiveNodes:
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        # prior_yaw_max_std_deg 360: the filter's yaw is always the yaw prior, so each frame is
-        # one network window rather than a full-circle search (fast tests on 2 cores)
+        # prior_yaw_max_std_deg 360 and widen_yaw_search false: the filter's yaw is always the
+        # yaw prior, so each frame is one network window rather than a wider or full-circle
+        # search (fast tests on 2 cores)
         common = {"datum": [DATUM.lat_deg, DATUM.lon_deg, DATUM.alt_m], "diagnostics_period_s": 0.1,
                   "tiles": str(tiles), "model": str(model), "providers": ["cpu"], "prior_yaw_max_std_deg": 360.0,
-                  **params}
+                  "widen_yaw_search": False, **params}
         overrides = [Parameter(k, value=v) for k, v in common.items()]
         self.cross_view = CrossViewNode(context=self.context, parameter_overrides=overrides)
         self.filter = ParticleFilterNode(context=self.context, parameter_overrides=overrides)

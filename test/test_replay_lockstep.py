@@ -37,10 +37,12 @@ def replayed(tmp_path_factory, request):
 
             mp.setattr(BagPlayer, "publish", lossy_publish)
             mp.setattr(session, "RESEND_AFTER_S", 2.0)
-        # prior_yaw_max_std_deg 360: always take the filter's yaw as the prior (one network window
-        # per frame instead of a full-circle search), which keeps this test fast on 2 cores
+        # prior_yaw_max_std_deg 360, widen_yaw_search false: always take the filter's yaw as the
+        # prior (one network window per frame instead of a full-circle search), which keeps this
+        # test fast on 2 cores
         summary = replay_bag(bag, tmp / "out", tiles=tiles, model=model, lockstep=True, progress=False,
-                             overrides={"prior_yaw_max_std_deg": 360.0, "overlay_every_n": 2},
+                             overrides={"prior_yaw_max_std_deg": 360.0, "widen_yaw_search": False,
+                                        "overlay_every_n": 2},
                              log_dir=tmp / "logs", frames_in_flight=request.param)
     assert summary.frames_in_flight == request.param
     if request.param == 1:

@@ -171,6 +171,12 @@ class PriorSelector:
             self._imu = (int(stamp_ns), float(yaw_rate_radps))
             return True
 
+    @property
+    def newest_filter_pose_ns(self) -> int | None:
+        """Stamp of the newest filter pose held (None: none yet)."""
+        with self._lock:
+            return None if self._pose is None else self._pose.stamp_ns
+
     # -- the decision ---------------------------------------------------------------------
 
     def yaw_rate_radps(self, frame_stamp_ns: int) -> float:

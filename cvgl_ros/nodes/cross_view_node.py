@@ -2,15 +2,28 @@
 
 Subscribes  /camera/image_raw (Image: rgb8, bgr8, mono8, bayer_*) and
             /camera/image_raw/compressed (CompressedImage: jpeg, png), /camera/camera_info,
-            /cvgl/pose (the filter's estimate: the position and yaw prior) and /gnss/fix (the
-            prior before the filter has one, or when it is older than prior_max_age_s);
-            sensor-data QoS for the sensors.
+            /cvgl/pose (the filter's estimate: the position and yaw prior), /gnss/fix (the
+            prior before the filter has one, or when it is older than prior_max_age_s),
+            optionally /imu/data (Imu: angular_velocity.z widens the yaw search while
+            turning); sensor-data QoS for the sensors; and /cvgl/datum (NavSatFix, latched:
+            transient-local, reliable, depth 1), the map frame's datum, which the
+            particle-filter node owns (see nodes/datum_topic.py).
 Publishes   /cvgl/likelihood (PointCloud2 x, y, z, yaw, log_likelihood in `map`; see
             conversions.py for which cells it carries), /cvgl/cross_view/pose
             (PoseWithCovarianceStamped), /cvgl/debug/overlay (Image: the camera's BEV over
             the satellite patch at the estimate, every overlay_every_n-th frame),
             /cvgl/cross_view/frame_status (DiagnosticArray stamped with each camera frame:
             processed, skipped and why, dropped; with per-stage latencies), /diagnostics.
+
+Which prior and how wide a yaw search each frame gets is
+`cvgl_ros.localization.prior.PriorSelector` (its docstring has the rule); /diagnostics shows
+`prior_source`, `yaw_windows` (network windows the last processed frame searched: one batch
+row each, the cost) and the counter `yaw_windows_searched` (all frames together).
+
+The datum: this node never anchors a map frame of its own. Until the filter's /cvgl/datum
+has arrived every frame is skipped ("waiting for the filter's datum", also in /diagnostics);
+a `datum` parameter given here too must agree with the filter's (a mismatch is reported and
+the filter's is used).
 
 Frames are never queued: the image callback keeps only as many frames as there are idle
 workers (at least the newest one), and a worker thread (`inference_workers` of them, 1 by
@@ -33,21 +46,25 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, PointCloud2
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
 from cvgl_ros.imaging import encode_rgb
+from cvgl_ros.localization.datum import DatumFollower
+from cvgl_ros.localization.prior import PriorPolicy, PriorSelector
 from cvgl_ros.nodes import conversions as conv
+from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, msg_to_datum
 from cvgl_ros.nodes.diagnostics import NodeHealth
-from cvgl_ros.nodes.parameters import DATUM_PARAM, Param, declare_params, parse_datum
+from cvgl_ros.nodes.parameters import Param, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 
 NODE_NAME = "cross_view_node"
 FRAME_STATUS_TOPIC = "/cvgl/cross_view/frame_status"
 
 PARAMS = [
-    DATUM_PARAM,
+    Param("datum", None, "a check only: the map frame's datum comes from the particle-filter node (/cvgl/datum); "
+          "when given here, [lat_deg, lon_deg, alt_m] must agree with the filter's (a mismatch is reported)"),
     Param("model", "", "exported pose network (.onnx, its card .json beside it); empty: the shipped model in models/"),
     Param("tiles", "", "satellite tile cache: an MBTiles file or an XYZ directory"),
     Param("providers", ["tensorrt", "cuda", "cpu"], "ONNX Runtime execution providers, in order of preference"),
@@ -63,6 +80,14 @@ PARAMS = [
     Param("prior_max_age_s", 2.0, "a prior (filter pose or GNSS fix) older than this is not used, s", 0.0, 3600.0),
     Param("prior_yaw_max_std_deg", 20.0, "the filter's yaw is the yaw prior when its 1-sigma is below this, deg",
           0.0, 360.0),
+    Param("widen_yaw_search", True, "search the yaw within +-(k sigma_yaw + |yaw rate| tau + margin) of the filter's "
+          "yaw, in adjacent windows (one network batch row each); false: always the one window"),
+    Param("yaw_search_sigmas", 3.0, "k: the yaw search reaches this many of the filter's yaw 1-sigma", 0.0, 100.0),
+    Param("yaw_search_margin_deg", 1.5, "margin added to the yaw search half-width, deg", 0.0, 180.0),
+    Param("yaw_search_latency_s", 0.1, "processing latency added to the prior's age in tau (the yaw rate term), s",
+          0.0, 10.0),
+    Param("yaw_search_max_half_width_deg", 90.0, "a wider yaw search than this counts as an unknown yaw "
+          "(full circle, every unknown_yaw_search_every_n-th frame), deg", 0.0, 180.0),
     Param("prior_gnss_gate_m", 0.0,
           "when the filter's pose is farther than this from a current GNSS fix, centre the patch on the fix "
           "with the yaw unknown (so a diverged filter cannot feed on its own prior); 0: off", 0.0, 1e6),
@@ -98,24 +123,31 @@ class CrossViewNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self.p = declare_params(self, PARAMS)
-        self.datum: Datum | None = parse_datum(self.p["datum"])
+        self.datum_follower = DatumFollower(parse_datum(self.p["datum"]))
+        self.datum: Datum | None = None  # the filter's, once /cvgl/datum arrived
         self.health = NodeHealth(NODE_NAME)
         for counter in ("frames_processed", "frames_skipped", "frames_dropped_stale", "tile_misses",
-                        "frames_without_tiles", "stamp_backwards"):
+                        "frames_without_tiles", "stamp_backwards", "frames_waiting_for_datum",
+                        "yaw_windows_searched"):
             self.health.count(counter, 0)  # always listed in /diagnostics
-        self.health.set_value("datum", self._datum_text() if self.datum else "unset: anchors at the first valid fix")
+        self.health.set_value("datum", self.datum_follower.describe())
         self.estimator = None
         self.sampler = None
         self._load_estimator()
         self._open_tiles()
+        self.priors = PriorSelector(PriorPolicy(
+            max_age_s=self.p["prior_max_age_s"], yaw_max_std_deg=self.p["prior_yaw_max_std_deg"],
+            gnss_gate_m=self.p["prior_gnss_gate_m"], unknown_yaw_search_every_n=self.p["unknown_yaw_search_every_n"],
+            widen_yaw_search=self.p["widen_yaw_search"], yaw_search_sigmas=self.p["yaw_search_sigmas"],
+            yaw_search_margin_deg=self.p["yaw_search_margin_deg"], yaw_search_latency_s=self.p["yaw_search_latency_s"],
+            yaw_search_max_half_width_deg=self.p["yaw_search_max_half_width_deg"]), self._window_reach_rad())
 
         self.k = None  # (K, width, height) from camera_info
         self._have_info = threading.Event()
-        self.filter_prior = None  # (stamp_ns, east, north, yaw, yaw_std)
-        self.gnss_prior = None    # (stamp_ns, east, north)
+        self._have_datum = threading.Event()
+        self.pending_fix = None  # the newest valid NavSatFix while no datum is known (converted when it comes)
         self.last_frame_ns: int | None = None
         self.processed = 0
-        self.unknown_yaw_frames = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._waiting_frames = deque()  # frames no worker has taken yet: at most one per idle worker (>= 1)
@@ -138,9 +170,11 @@ class CrossViewNode(Node):
             worker.start()
         # Subscriptions last: a publisher that sees them matched knows the model is loaded.
         self.inputs = [
+            self.create_subscription(NavSatFix, DATUM_TOPIC, self.on_datum, DATUM_QOS),
             self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS),
             self.create_subscription(PoseWithCovarianceStamped, "/cvgl/pose", self.on_filter_pose, RESULT_QOS),
             self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS),
+            self.create_subscription(Imu, "/imu/data", self.on_imu, SENSOR_QOS),
             self.create_subscription(Image, "/camera/image_raw", self.on_image, SENSOR_QOS),
             self.create_subscription(CompressedImage, "/camera/image_raw/compressed", self.on_image, SENSOR_QOS),
         ]
@@ -174,6 +208,11 @@ class CrossViewNode(Node):
         self.camera_height_m = float(getattr(self.estimator, "camera_height_m", None) or self.p["camera_height_m"])
         self.health.set_value("providers", ",".join(getattr(self.estimator, "providers", []) or []))
 
+    def _window_reach_rad(self) -> float:
+        """The model's one yaw window covers prior +- this (the card's yaw offsets)."""
+        offsets = self.estimator.yaw_offsets if self.estimator is not None else [-math.radians(12), math.radians(12)]
+        return float(min(-offsets[0], offsets[-1])) or math.radians(12)
+
     def _open_tiles(self) -> None:
         if not self.p["tiles"]:
             self.health.fatal("no tile cache: set the `tiles` parameter")
@@ -197,16 +236,36 @@ class CrossViewNode(Node):
             self.k = (k, width, height)
         self._have_info.set()
 
+    def on_datum(self, msg: NavSatFix) -> None:
+        try:
+            datum = msg_to_datum(msg, self.map_frame)
+        except InputError as exc:
+            self.health.problem(f"/cvgl/datum ignored: {exc}", "datum_rejected")
+            return
+        with self._lock:
+            update = self.datum_follower.receive(datum)
+            if update.changed:
+                if self.datum is not None:  # a new map frame: what was held is in the old one
+                    self.priors.clear()
+                    self.health.problem(f"the filter's datum changed to {self.datum_follower.describe()}",
+                                        "datum_changes")
+                self.datum = datum
+            pending, self.pending_fix = self.pending_fix, None
+        self.health.set_value("datum", self.datum_follower.describe())
+        if update.mismatch:
+            self.health.set_value("datum_mismatch", update.mismatch)
+            self.health.problem(update.mismatch, "datum_mismatches")
+        self._have_datum.set()
+        if pending is not None:
+            self.on_gnss(pending)
+
     def on_filter_pose(self, msg: PoseWithCovarianceStamped) -> None:
         if msg.header.frame_id != self.map_frame:
             return
         east, north, yaw, cov = conv.pose_msg_to_xy_yaw(msg)
-        if not (np.all(np.isfinite([east, north, yaw])) and np.all(np.isfinite(cov))):
-            return
-        with self._lock:
-            t = conv.stamp_ns(msg.header.stamp)
-            if self.filter_prior is None or t >= self.filter_prior[0]:
-                self.filter_prior = (t, east, north, yaw, math.sqrt(max(cov[2, 2], 0.0)))
+        if np.all(np.isfinite(cov)):
+            self.priors.add_filter_pose(conv.stamp_ns(msg.header.stamp), east, north, yaw,
+                                        math.sqrt(max(cov[2, 2], 0.0)))
 
     def on_gnss(self, msg: NavSatFix) -> None:
         try:
@@ -215,13 +274,16 @@ class CrossViewNode(Node):
             self.health.problem(f"GNSS fix not used as prior: {exc}", "gnss_prior_rejected")
             return
         with self._lock:
-            if self.datum is None:
-                self.datum = Datum(msg.latitude, msg.longitude, msg.altitude)
-                self.health.set_value("datum", self._datum_text() + " (anchored at the first valid fix)")
-                self.health.problem(f"datum unset: map frame anchored at the first valid fix {self._datum_text()}")
-            fix = conv.navsatfix_to_enu(msg, self.datum, self.p["default_gnss_sigma_m"])
-            if self.gnss_prior is None or fix.stamp_ns >= self.gnss_prior[0]:
-                self.gnss_prior = (fix.stamp_ns, fix.east_m, fix.north_m)
+            datum = self.datum
+            if datum is None:
+                self.pending_fix = msg
+                return
+        fix = conv.navsatfix_to_enu(msg, datum, self.p["default_gnss_sigma_m"])
+        self.priors.add_gnss_fix(fix.stamp_ns, fix.east_m, fix.north_m)
+
+    def on_imu(self, msg: Imu) -> None:
+        self.health.tick("imu")
+        self.priors.add_yaw_rate(conv.stamp_ns(msg.header.stamp), float(msg.angular_velocity.z))
 
     def on_image(self, msg) -> None:
         self.health.tick("image")
@@ -275,7 +337,7 @@ class CrossViewNode(Node):
         self.last_frame_ns = t_ns
         if last is None or t_ns > last:
             return None
-        self.filter_prior = self.gnss_prior = None  # priors from "the future" are meaningless now
+        self.priors.clear()  # priors from "the future" are meaningless now
         self.health.count("stamp_backwards")
         back = (last - t_ns) * 1e-9
         return f"camera stamp went backwards by {back:.3f} s (priors cleared)" if back > 0 else "camera stamp repeated"
@@ -302,8 +364,9 @@ class CrossViewNode(Node):
         rgb = conv.image_to_rgb(msg)
         timings["decode_ms"] = (time.perf_counter() - t0) * 1e3
         self._have_info.wait(timeout=0.5)  # the frame's camera_info may be a moment behind it
+        self._have_datum.wait(timeout=0.5)  # and the filter's datum (latched) a moment behind the start
         with self._lock:
-            camera, fprior, gprior, datum = self.k, self.filter_prior, self.gnss_prior, self.datum
+            camera, datum = self.k, self.datum
         if camera is None:
             raise InputError("no camera_info received yet")
         k, width, height = camera
@@ -311,16 +374,10 @@ class CrossViewNode(Node):
             raise InputError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says {width}x{height}")
         if self.health.fatal_reason:
             return DiagnosticStatus.ERROR, f"skipped: {self.health.fatal_reason}", timings, []
-        prior = self._prior(t_ns, fprior, gprior)
-        if prior.yaw_enu_rad is None:
-            every = self.p["unknown_yaw_search_every_n"]
-            with self._lock:
-                self.unknown_yaw_frames += 1
-                nth = self.unknown_yaw_frames
-            if every == 0 or (nth - 1) % every:
-                self.health.count("frames_waiting_for_yaw")
-                raise _Waiting(f"yaw prior unknown: full-circle search on every {every}th frame only"
-                               if every else "yaw prior unknown (full-circle search disabled)")
+        if datum is None:
+            self.health.count("frames_waiting_for_datum")
+            raise _Waiting(f"waiting for the filter's datum on {DATUM_TOPIC}")
+        prior = self._prior(t_ns)
 
         t1 = time.perf_counter()
         patch = self.sampler.patch_enu(datum, prior.east_m, prior.north_m, self.patch_px, self.patch_mpp)
@@ -335,6 +392,8 @@ class CrossViewNode(Node):
         t2 = time.perf_counter()
         result = self.estimator.estimate(rgb, k, patch.rgb, prior, stamp_ns=t_ns, patch_valid=patch.valid)
         timings["inference_ms"] = (time.perf_counter() - t2) * 1e3
+        self.health.set_value("yaw_windows", result.yaw_windows)  # network batch rows: the yaw search's cost
+        self.health.count("yaw_windows_searched", result.yaw_windows)
         values = [result.east_m, result.north_m, result.yaw_enu_rad]
         cov = np.asarray(result.covariance, dtype=np.float64)
         if not (np.all(np.isfinite(values)) and np.all(np.isfinite(cov))):
@@ -360,26 +419,18 @@ class CrossViewNode(Node):
         self.health.count("frames_processed")
         return DiagnosticStatus.OK, "processed", timings, outputs
 
-    def _prior(self, t_ns: int, fprior, gprior):
-        from cvgl_ros.runtime import Prior
-
-        max_age_ns = self.p["prior_max_age_s"] * 1e9
-        gnss_ok = gprior is not None and abs(t_ns - gprior[0]) <= max_age_ns
-        if fprior is not None and abs(t_ns - fprior[0]) <= max_age_ns and gnss_ok and self.p["prior_gnss_gate_m"] > 0:
-            gap = math.hypot(fprior[1] - gprior[1], fprior[2] - gprior[2])
-            if gap > self.p["prior_gnss_gate_m"]:
-                self.health.count("prior_filter_far_from_gnss")
-                self.health.set_value("prior_source", f"gnss (filter {gap:.0f} m away; yaw unknown)")
-                return Prior(gprior[1], gprior[2], None)
-        if fprior is not None and abs(t_ns - fprior[0]) <= max_age_ns:
-            _, east, north, yaw, yaw_std = fprior
-            use_yaw = yaw_std <= math.radians(self.p["prior_yaw_max_std_deg"])
-            self.health.set_value("prior_source", "filter" if use_yaw else "filter (yaw unknown)")
-            return Prior(east, north, yaw if use_yaw else None)
-        if gnss_ok:
-            self.health.set_value("prior_source", "gnss (yaw unknown)")
-            return Prior(gprior[1], gprior[2], None)
-        raise InputError(f"no position prior (filter pose or GNSS fix) within {self.p['prior_max_age_s']:g} s")
+    def _prior(self, t_ns: int):
+        """The frame's prior (`PriorSelector`); _Waiting when it waits for the yaw, InputError: none."""
+        choice = self.priors.select(t_ns)
+        for counter in choice.counters:
+            self.health.count(counter)
+        self.health.set_value("prior_source", choice.source)
+        if math.isfinite(choice.yaw_std_rad):
+            self.health.set_value("prior_yaw_std_deg", math.degrees(choice.yaw_std_rad))
+            self.health.set_value("prior_yaw_rate_degps", math.degrees(choice.yaw_rate_radps))
+        if choice.prior is None:
+            raise _Waiting(choice.skip_reason)
+        return choice.prior
 
     def _overlay_msg(self, t_ns, rgb, k, patch, prior, result) -> Image:
         from cvgl_ros.nodes.overlay import bev_overlay
@@ -407,9 +458,6 @@ class CrossViewNode(Node):
     def publish_diagnostics(self) -> None:
         self.health.note_input_publishers(self.inputs)
         self.pub_diag.publish(self.health.to_msg(self.get_clock().now().nanoseconds))
-
-    def _datum_text(self) -> str:
-        return f"{self.datum.lat_deg:.8f},{self.datum.lon_deg:.8f},{self.datum.alt_m:.3f}"
 
     def close(self) -> None:
         with self._lock:

@@ -8,6 +8,10 @@ Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (fused NavS
 A pose is published at the stamp of every applied likelihood and of every GNSS fix the
 filter used or rejected (the filter then propagates its previous estimate). All the maths
 is `cvgl_ros.filter.particle_filter.ParticleFilter`; this node only converts and publishes.
+The datum: this node owns the map frame's datum (`cvgl_ros.localization.datum.DatumOwner`):
+the `datum` parameter, or else the first valid fix, published once decided on /cvgl/datum
+(NavSatFix, frame_id `map`, latched: transient-local, reliable, depth 1; see
+nodes/datum_topic.py); the cross-view node uses that one.
 """
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ from sensor_msgs.msg import NavSatFix, PointCloud2
 from cvgl_ros.errors import InputError
 from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter, ParticleFilterConfig
 from cvgl_ros.geo.datum import Datum
+from cvgl_ros.localization.datum import DatumOwner
 from cvgl_ros.nodes import conversions as conv
+from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, datum_msg
 from cvgl_ros.nodes.diagnostics import NodeHealth
 from cvgl_ros.nodes.parameters import DATUM_PARAM, Param, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
@@ -94,11 +100,15 @@ class ParticleFilterNode(Node):
         self.p = declare_params(self, PARAMS)
         config = ParticleFilterConfig(**{f.name: self.p[f"filter.{f.name}"] for f in fields(ParticleFilterConfig)})
         self.pf = ParticleFilter(config, seed=self.p["seed"])
-        self.datum: Datum | None = parse_datum(self.p["datum"])
+        self.datum_owner = DatumOwner(parse_datum(self.p["datum"]))
+        self.datum: Datum | None = self.datum_owner.datum
+        self.pub_datum = self.create_publisher(NavSatFix, DATUM_TOPIC, DATUM_QOS)
+        if self.datum is not None:
+            self.pub_datum.publish(datum_msg(self.datum, self.get_clock().now().nanoseconds, self.p["map_frame"]))
         self.health = NodeHealth(NODE_NAME)
         for counter in ("gnss_rejected", "gnss_invalid", "stamp_backwards", "likelihood_rejected", "filter_resets"):
             self.health.count(counter, 0)  # always listed in /diagnostics
-        self.health.set_value("datum", self._datum_text() if self.datum else "unset: anchors at the first valid fix")
+        self.health.set_value("datum", self.datum_owner.describe())
         self.last_up_m = 0.0
         self.last_up_var = 100.0
         self.last_gnss_ns: int | None = None
@@ -135,10 +145,12 @@ class ParticleFilterNode(Node):
             self.health.problem(f"GNSS fix ignored: {exc}", "gnss_invalid")
             self.pf.add_gnss(t_ns * 1e-9, math.nan, math.nan, None, status_ok=False)
             return
-        if self.datum is None:
-            self.datum = Datum(msg.latitude, msg.longitude, msg.altitude)
-            self.health.set_value("datum", self._datum_text() + " (anchored at the first valid fix)")
-            self.health.problem(f"datum unset: map frame anchored at the first valid fix {self._datum_text()}")
+        if self.datum_owner.offer_fix(t_ns, msg.latitude, msg.longitude, msg.altitude):
+            self.datum = self.datum_owner.datum
+            self.pub_datum.publish(datum_msg(self.datum, t_ns, self.p["map_frame"]))
+            self.health.set_value("datum", self.datum_owner.describe())
+            self.health.problem(f"datum unset: map frame anchored at the first valid fix {self.health.values['datum']}"
+                                f", published on {DATUM_TOPIC}")
         fix = conv.navsatfix_to_enu(msg, self.datum, self.pf.config.default_gnss_sigma_m)
         self.last_up_m = fix.up_m
         if msg.position_covariance_type != NavSatFix.COVARIANCE_TYPE_UNKNOWN and math.isfinite(msg.position_covariance[8]):
@@ -253,9 +265,6 @@ class ParticleFilterNode(Node):
         for key, value in self.pf.diagnostics.items():
             self.health.set_value(f"filter_{key}", value if isinstance(value, str) else int(value))
         self.pub_diag.publish(self.health.to_msg(self.get_clock().now().nanoseconds))
-
-    def _datum_text(self) -> str:
-        return f"{self.datum.lat_deg:.8f},{self.datum.lon_deg:.8f},{self.datum.alt_m:.3f}"
 
     def close(self) -> None:
         self.diag_timer.cancel()
