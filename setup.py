@@ -36,7 +36,7 @@ setup(
     maintainer_email="cvgl@example.com",
     description="Onboard cross-view geo-localization for vehicles on ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},  # colcon test runs pytest for this (setuptools dropped tests_require)
     entry_points={
         "console_scripts": [
             "cvgl = cvgl_ros.cli.main:main",

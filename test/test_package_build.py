@@ -145,3 +145,21 @@ def test_make_setup_is_up_to_date_after_install(repo_root):
     # `make -q` exits 0 only when the target is up to date: nothing would be reinstalled.
     out = subprocess.run(["make", "-q", "setup"], cwd=repo_root, capture_output=True, text=True)
     assert out.returncode == 0, "make setup would reinstall although nothing changed"
+
+
+def test_colcon_test_selects_the_fast_subset_and_plain_pytest_everything(repo_root, tmp_path):
+    files = ["test/test_geo_tile_indices.py", "test/test_ros_smoke.py", "test/test_nodes_conversions.py"]
+
+    def collected(*extra):
+        out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                              *extra, *files], cwd=repo_root, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        # node ids at -q, "FILE: N" at -qq (pytest.ini's addopts adds a -q)
+        return {re.split(r"::|: \d+$", line)[0] for line in out.stdout.splitlines()
+                if "::" in line or re.search(r"\.py: \d+$", line)}
+
+    # what colcon passes (colcon_core.task.python.test.pytest): the junit prefix of the package
+    colcon = ["--junit-prefix=cvgl_ros", f"--junit-xml={tmp_path / 'pytest.xml'}"]
+    assert collected(*colcon) == {"test/test_geo_tile_indices.py", "test/test_ros_smoke.py"}
+    assert collected() == set(files)
+    assert collected(*colcon, "-m", "not core") == {"test/test_ros_smoke.py", "test/test_nodes_conversions.py"}

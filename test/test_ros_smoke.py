@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.colcon  # `colcon test` runs it beside the core tests: ROS 2 works here
 
 
 def test_navsatfix_travels_between_two_nodes():
