@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cvgl_ros.datasets.bag import (
-    TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_GT_FIX, TOPIC_GT_POSE, TOPIC_IMAGE, bag_datum, bag_topics,
-    read_messages, stamp_to_ns,
+    TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_GT_FIX, TOPIC_GT_POSE, TOPIC_IMAGE, TOPIC_IMU, TOPIC_WHEEL_ODOM,
+    bag_datum, bag_topics, read_messages, stamp_to_ns,
 )
 from cvgl_ros.datasets.robotcar import GPS_COLUMNS, INS_COLUMNS, import_robotcar
 from cvgl_ros.errors import InputError
@@ -24,8 +24,10 @@ IMAGE_US = [1418381798076682, 1418381798139188, 1418381798201694]
 # INS rows: (t us, dlat deg, dlon deg, dalt m, yaw rad as the INS gives it: clockwise from north)
 INS = [(1418381798050000, 0.0, 0.0, 0.0, 0.0), (1418381798070000, 1e-4, 0.0, 0.5, math.pi / 2),
        (1418381798090000, 1e-4, 2e-4, 1.0, 0.3), (1418381798110000, 0.0, 2e-4, 1.0, -2.5)]
-# GPS rows: (t us, dlat, dlon, latitude_sigma, longitude_sigma)
+# GPS rows: (t us, dlat, dlon, latitude_sigma, longitude_sigma); altitude_sigma is 9.0 in every row.
 GPS = [(1418381798060000, 2e-5, -1e-5, 3.0, 4.0), (1418381798160000, 3e-5, 1e-5, 6.0, 8.0)]
+# INS velocities (north, east, down) m/s and roll, pitch rad of every row.
+VN, VE, VD, ROLL, PITCH = 0.1, 0.2, 0.0, 0.01, -0.02
 
 
 def bayer_gbrg(rgb: np.ndarray) -> np.ndarray:
@@ -51,7 +53,7 @@ def write_robotcar_run(root: Path, image_rgb=None) -> Path:
     lines = [",".join(INS_COLUMNS)]
     for t, dlat, dlon, dalt, yaw in INS:
         lines.append(f"{t},INS_SOLUTION_GOOD,{LAT0 + dlat:.10f},{LON0 + dlon:.10f},{ALT0 + dalt:.4f},"
-                     f"5735000.0,620000.0,{-(ALT0 + dalt):.4f},30U,0.1,0.2,0.0,0.01,-0.02,{yaw:.10f}")
+                     f"5735000.0,620000.0,{-(ALT0 + dalt):.4f},30U,{VN},{VE},{VD},{ROLL},{PITCH},{yaw:.10f}")
     (run / "gps" / "ins.csv").write_text("\n".join(lines) + "\n")
     lines = [",".join(GPS_COLUMNS)]
     for t, dlat, dlon, slat, slon in GPS:
@@ -59,6 +61,20 @@ def write_robotcar_run(root: Path, image_rgb=None) -> Path:
                      f"{-ALT0},30U")
     (run / "gps" / "gps.csv").write_text("\n".join(lines) + "\n")
     return run
+
+
+def write_models(root: Path, shift_px: int = 0, lut: bool = True,
+                 intrinsics=(983.044006, 983.044006, 643.646973, 493.378998)) -> Path:
+    """The SDK's models/ folder: stereo_narrow_left.txt and (optionally) its undistortion LUT, which
+    here shifts the image by `shift_px` (source x = x + shift)."""
+    models = root / "models"
+    models.mkdir()
+    (models / "stereo_narrow_left.txt").write_text(" ".join(str(v) for v in intrinsics) +
+                                                   "\n0 0 1 0\n1 0 0 0\n0 1 0 0\n0 0 0 1\n")
+    if lut:
+        ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+        np.concatenate([(xs + shift_px).ravel(), ys.ravel()]).tofile(models / "stereo_narrow_left_distortion_lut.bin")
+    return models
 
 
 def _hand_enu(dlat_deg, dlon_deg):
@@ -78,12 +94,13 @@ def _by_topic(bag):
 def test_robotcar_run_to_bag(tmp_path):
     run = write_robotcar_run(tmp_path)
     out = tmp_path / "rc_bag"
-    summary = import_robotcar(run, out, progress=False)
-    assert summary["frames"] == 3 and summary["missing_images"] == 0
+    summary = import_robotcar(run, out, models_dir=write_models(tmp_path), progress=False)
+    assert summary["frames"] == 3 and summary["missing_images"] == 0 and summary["undistorted"]
     assert bag_topics(out) == {
         TOPIC_IMAGE: ("sensor_msgs/msg/Image", 3), TOPIC_CAMERA_INFO: ("sensor_msgs/msg/CameraInfo", 3),
         TOPIC_GNSS_FIX: ("sensor_msgs/msg/NavSatFix", 2), TOPIC_GT_FIX: ("sensor_msgs/msg/NavSatFix", 4),
         TOPIC_GT_POSE: ("geometry_msgs/msg/PoseStamped", 4),
+        TOPIC_IMU: ("sensor_msgs/msg/Imu", 4), TOPIC_WHEEL_ODOM: ("nav_msgs/msg/Odometry", 4),
     }
     datum = bag_datum(out)
     assert (datum.lat_deg, datum.lon_deg, datum.alt_m) == pytest.approx((LAT0, LON0, ALT0), abs=1e-9)
@@ -106,11 +123,14 @@ def test_robotcar_run_to_bag(tmp_path):
         assert math.remainder(float(quaternion_to_yaw(q.x, q.y, q.z, q.w)) - yaw, 2 * math.pi) == pytest.approx(0, abs=1e-9)
     assert msgs[TOPIC_GT_POSE][2][1].pose.position.x == pytest.approx(13.81, abs=0.005)  # 2e-4 deg lon at 51.76 deg
 
-    # GNSS: the receiver's own position and sigma (RMS of latitude/longitude sigma).
+    # GNSS: the receiver's own position and per-axis sigmas: ENU diagonal (east = longitude_sigma^2,
+    # north = latitude_sigma^2, up = altitude_sigma^2), known.
     for (_, fix), (_, dlat, dlon, slat, slon) in zip(msgs[TOPIC_GNSS_FIX], GPS):
         assert (fix.latitude, fix.longitude) == pytest.approx((LAT0 + dlat, LON0 + dlon), abs=1e-10)
-        assert fix.position_covariance[0] == pytest.approx(0.5 * (slat**2 + slon**2))
-    assert msgs[TOPIC_GNSS_FIX][0][1].position_covariance[0] == pytest.approx(12.5)
+        cov = np.asarray(fix.position_covariance).reshape(3, 3)
+        assert np.allclose(cov, np.diag([slon**2, slat**2, 81.0]))
+        assert fix.position_covariance_type == 2  # NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
+    assert np.asarray(msgs[TOPIC_GNSS_FIX][0][1].position_covariance)[[0, 4, 8]] == pytest.approx([16.0, 9.0, 81.0])
     truth = msgs[TOPIC_GT_FIX][1][1]
     assert truth.latitude == pytest.approx(LAT0 + 1e-4, abs=1e-10)
 
@@ -123,19 +143,67 @@ def test_robotcar_run_to_bag(tmp_path):
     assert k[0, 0] == pytest.approx(983.044006 * W / 1280) and k[1, 2] == pytest.approx(493.378998 * H / 960)
 
 
+def test_motion_from_the_ins(tmp_path):
+    """/odom/wheel: INS velocity projected on the heading; /imu/data: Euler-angle rates in FLU."""
+    run = write_robotcar_run(tmp_path)
+    out = tmp_path / "bag"
+    import_robotcar(run, out, models_dir=write_models(tmp_path), progress=False)
+    msgs = _by_topic(out)
+    t = np.array([r[0] for r in INS]) / 1e6
+    yaw_enu = np.unwrap([math.pi / 2 - r[4] for r in INS])  # ENU yaw = 90 deg - heading
+    expected_rate = [(yaw_enu[1] - yaw_enu[0]) / (t[1] - t[0])]
+    expected_rate += [(yaw_enu[i + 1] - yaw_enu[i - 1]) / (t[i + 1] - t[i - 1]) for i in (1, 2)]
+    expected_rate += [(yaw_enu[3] - yaw_enu[2]) / (t[3] - t[2])]
+    for (stamp, imu), (stamp_o, odo), row, rate in zip(msgs[TOPIC_IMU], msgs[TOPIC_WHEEL_ODOM], INS, expected_rate):
+        assert stamp == stamp_o == row[0] * 1000
+        heading = row[4]
+        assert odo.twist.twist.linear.x == pytest.approx(VN * math.cos(heading) + VE * math.sin(heading))
+        assert odo.twist.covariance[0] == 0.0 and odo.child_frame_id == "base_link"  # ins.csv has no velocity sigma
+        w = imu.angular_velocity
+        assert (w.x, w.y) == pytest.approx((0.0, 0.0), abs=1e-9)  # constant roll and pitch
+        assert w.z == pytest.approx(rate, rel=1e-6)
+        assert imu.orientation_covariance[0] == -1.0 and imu.linear_acceleration_covariance[0] == -1.0
+        assert not np.any(imu.angular_velocity_covariance)  # unknown
+    # Heading pi/2 (east) with the car moving east at 0.2 m/s: forward speed 0.2; heading 0 (north): 0.1.
+    assert msgs[TOPIC_WHEEL_ODOM][1][1].twist.twist.linear.x == pytest.approx(VE)
+    assert msgs[TOPIC_WHEEL_ODOM][0][1].twist.twist.linear.x == pytest.approx(VN)
+    # Clockwise heading 0 -> pi/2 in 20 ms is a right turn: negative (clockwise) ENU yaw rate.
+    assert msgs[TOPIC_IMU][0][1].angular_velocity.z == pytest.approx(-(math.pi / 2) / 0.02, rel=1e-6)
+
+
+def test_without_undistortion_table_refused_unless_allow_distorted(tmp_path, cvgl_bin):
+    run = write_robotcar_run(tmp_path)
+    no_lut = write_models(tmp_path, lut=False)
+    out_parent = tmp_path / "out"
+    out_parent.mkdir()
+    for models in ([], ["--models", str(no_lut)]):
+        r = subprocess.run([cvgl_bin, "import", "robotcar", "--run", str(run), "--out", str(out_parent / "bag"),
+                            "--quiet", *models], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stdout + r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "would stay distorted" in lines[0] and "--allow-distorted" in lines[0], r.stderr
+        assert list(out_parent.iterdir()) == []
+    with pytest.raises(InputError, match="distortion_lut.bin"):
+        import_robotcar(run, out_parent / "bag", models_dir=no_lut, progress=False)
+    # Allowed: the images as they are, a loud warning, and no CameraInfo claiming a pinhole camera.
+    r = subprocess.run([cvgl_bin, "import", "robotcar", "--run", str(run), "--out", str(out_parent / "bag"),
+                        "--quiet", "--allow-distorted"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "WARNING" in r.stderr and "DISTORTED" in r.stderr and "no /camera/camera_info" in r.stderr
+    topics = bag_topics(out_parent / "bag")
+    assert TOPIC_CAMERA_INFO not in topics and topics[TOPIC_IMAGE][1] == 3 and topics[TOPIC_GNSS_FIX][1] == 2
+
+
 def test_models_dir_intrinsics_and_undistortion(tmp_path):
     rgb = np.empty((H, W, 3), np.uint8)
     rgb[:, :32] = (220, 40, 40)
     rgb[:, 32:] = (40, 40, 220)
     run = write_robotcar_run(tmp_path, rgb)
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "stereo_narrow_left.txt").write_text("50.0 51.0 32.5 24.5\n0 0 1 0\n1 0 0 0\n0 1 0 0\n0 0 0 1\n")
-    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
-    np.concatenate([(xs + 4).ravel(), ys.ravel()]).tofile(models / "stereo_narrow_left_distortion_lut.bin")
+    models = write_models(tmp_path, shift_px=4, intrinsics=(50.0, 51.0, 32.5, 24.5))
     plain, undist = tmp_path / "plain", tmp_path / "undist"
-    import_robotcar(run, plain, progress=False)
+    import_robotcar(run, plain, progress=False, allow_distorted=True)
     import_robotcar(run, undist, models_dir=models, progress=False)
+    assert TOPIC_CAMERA_INFO not in bag_topics(plain) and bag_topics(undist)[TOPIC_CAMERA_INFO][1] == 3
     a = np.asarray(next(read_messages(plain, [TOPIC_IMAGE]))[3].data).reshape(H, W, 3)
     b = np.asarray(next(read_messages(undist, [TOPIC_IMAGE]))[3].data).reshape(H, W, 3)
     row = H // 2
@@ -148,7 +216,7 @@ def test_models_dir_intrinsics_and_undistortion(tmp_path):
 def test_frames_without_png_are_skipped_and_counted(tmp_path):
     run = write_robotcar_run(tmp_path)
     (run / "stereo" / "centre" / f"{IMAGE_US[1]}.png").unlink()
-    summary = import_robotcar(run, tmp_path / "bag", progress=False)
+    summary = import_robotcar(run, tmp_path / "bag", progress=False, allow_distorted=True)
     assert summary["frames"] == 2 and summary["missing_images"] == 1
     assert bag_topics(tmp_path / "bag")[TOPIC_IMAGE][1] == 2
 
@@ -156,8 +224,8 @@ def test_frames_without_png_are_skipped_and_counted(tmp_path):
 def test_cli_import_robotcar(tmp_path, cvgl_bin):
     run = write_robotcar_run(tmp_path)
     out = tmp_path / "cli_bag"
-    r = subprocess.run([cvgl_bin, "import", "robotcar", "--run", str(run), "--out", str(out), "--quiet", "--compressed"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([cvgl_bin, "import", "robotcar", "--run", str(run), "--out", str(out), "--quiet", "--compressed",
+                        "--models", str(write_models(tmp_path))], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "3 frames" in r.stdout and "2 GPS and 4 INS rows" in r.stdout
     assert bag_topics(out)["/camera/image_raw/compressed"] == ("sensor_msgs/msg/CompressedImage", 3)
@@ -187,8 +255,8 @@ def test_bad_input_one_line_exit_2_no_partial_output(tmp_path, cvgl_bin, damage,
     damage(run)
     out_parent = tmp_path / "out"
     out_parent.mkdir()
-    r = subprocess.run([cvgl_bin, "import", "robotcar", "--run", str(run), "--out", str(out_parent / "bag"), "--quiet"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([cvgl_bin, "import", "robotcar", "--run", str(run), "--out", str(out_parent / "bag"), "--quiet",
+                        "--allow-distorted"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
@@ -197,5 +265,5 @@ def test_bad_input_one_line_exit_2_no_partial_output(tmp_path, cvgl_bin, damage,
 
 def test_not_a_run(tmp_path):
     with pytest.raises(InputError, match="stereo.timestamps"):
-        import_robotcar(tmp_path, tmp_path / "bag", progress=False)
+        import_robotcar(tmp_path, tmp_path / "bag", progress=False, allow_distorted=True)
     assert not (tmp_path / "bag").exists()

@@ -59,12 +59,17 @@ def _kitti(args) -> int:
 
 
 def _robotcar(args) -> int:
-    from cvgl_ros.datasets.robotcar import import_robotcar
+    import sys
+
+    from cvgl_ros.datasets.robotcar import CAMERA_MODEL, import_robotcar
 
     claim_out(args, "import robotcar", "dir", inputs=[args.run, args.models], names=BAG_NAMES)
 
     summary = import_robotcar(args.run, args.out, compressed=args.compressed, jpeg_quality=args.jpeg_quality,
-                              models_dir=args.models, progress=not args.quiet)
+                              models_dir=args.models, progress=not args.quiet, allow_distorted=args.allow_distorted)
+    if not summary["undistorted"]:
+        print(f"WARNING: the images in {args.out} are DISTORTED (no {CAMERA_MODEL}_distortion_lut.bin): the bag has "
+              "no /camera/camera_info, and a pinhole model applied to these images is wrong", file=sys.stderr)
     print(f"wrote {args.out}: RobotCar run {summary['run']}, {summary['frames']} frames "
           f"({summary['missing_images']} listed without a PNG), {summary['gps']} GPS and {summary['ins']} INS rows")
     _print_summary(summary)
@@ -100,7 +105,12 @@ def register(subparsers) -> None:
     rc.add_argument("--run", type=existing_dir, required=True,
                     help="run folder with stereo.timestamps, stereo/centre/, gps/gps.csv, gps/ins.csv")
     rc.add_argument("--models", type=existing_dir,
-                    help="the SDK's models/ folder (stereo_narrow_left intrinsics and undistortion LUT)")
+                    help="the SDK's models/ folder (stereo_narrow_left intrinsics and undistortion LUT); "
+                         "without it, or without the LUT in it, the import is refused (see --allow-distorted)")
+    rc.add_argument("--allow-distorted", action="store_true",
+                    help="import without undistortion: the images stay distorted and the bag gets NO "
+                         "/camera/camera_info (a pinhole CameraInfo would claim a rectification never done), so "
+                         "nodes that need intrinsics will not use the camera; a warning says so")
     rc.add_argument("--out", required=True, help="output bag directory")
     add_force(rc, "metadata.yaml and the .mcap in the bag directory")
     rc.add_argument("--compressed", action="store_true", help="JPEG CompressedImage instead of rgb8 Image")

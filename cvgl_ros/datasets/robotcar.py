@@ -14,14 +14,38 @@ Timestamps are UNIX microseconds; angles radians. The INS (NovAtel SPAN) gives r
 in the NED convention: yaw is a compass heading, clockwise from north, converted to REP-103
 ENU yaw by `cvgl_ros.geo.yaw.heading_deg_to_yaw_enu`.
 
-Output bag: `/camera/image_raw` (demosaiced to rgb8 with OpenCV, or JPEG on
-`/camera/image_raw/compressed`) and `/camera/camera_info` at the image stamps (intrinsics of
-the SDK model the centre camera uses, `stereo_narrow_left`: fx = fy = 983.044006,
-cx = 643.646973, cy = 493.378998 at 1280 x 960, scaled if the images were resized, or read
-from `--models DIR`, which also undistorts with the model's `_distortion_lut.bin` when
-present; without it the images are demosaiced but not undistorted); `/gnss/fix` from gps.csv
-with sigma = RMS of latitude_sigma and longitude_sigma; `/ground_truth/pose` (frame `map`,
-ENU at the datum = the first INS fix) and `/ground_truth/fix` from ins.csv at its own rate.
+Output bag:
+
+* `/camera/image_raw` (demosaiced to rgb8 with OpenCV, or JPEG on
+  `/camera/image_raw/compressed`), undistorted with the SDK model's look-up table
+  `models/stereo_narrow_left_distortion_lut.bin` (`--models DIR`), and `/camera/camera_info`
+  at the image stamps: the pinhole intrinsics of that model's `stereo_narrow_left.txt`
+  (scaled if the images were resized), D = 0, which is then true. The centre camera's lens
+  distorts noticeably and the SDK describes it only by that table, so without `--models`,
+  or with a models folder that has no table, the import is refused (InputError) unless
+  `allow_distorted`: then the images stay distorted and NO CameraInfo is written (a pinhole
+  CameraInfo with D = 0 would claim a rectification that was never done; consumers that
+  need intrinsics then see none rather than wrong ones).
+* `/gnss/fix` from gps.csv with the receiver's per-axis sigmas as the ENU covariance
+  diagonal: longitude_sigma^2 (east), latitude_sigma^2 (north), altitude_sigma^2 (up),
+  COVARIANCE_TYPE_DIAGONAL_KNOWN (an axis whose sigma is not a finite number > 0 makes the
+  covariance UNKNOWN).
+* `/ground_truth/pose` (frame `map`, ENU at the datum = the first INS fix) and
+  `/ground_truth/fix` from ins.csv at its own rate, and from the same rows the motion
+  sensors (ins.csv has no raw rates or accelerations; these are derived, and documented):
+  - `/odom/wheel` (nav_msgs/Odometry `odom` -> `base_link`): twist.twist.linear.x = the
+    INS velocity projected on the heading h (clockwise from north): v = velocity_north
+    cos h + velocity_east sin h, signed (negative when reversing), where hypot(north, east)
+    would lose the direction; its covariance unknown (0: ins.csv gives no velocity sigma);
+    pose not measured (covariance diagonal 1e6).
+  - `/imu/data` (sensor_msgs/Imu, frame `imu_link`, REP-103 FLU body axes): angular_velocity
+    = the time derivatives (numpy.gradient: central differences, one-sided at the ends) of
+    roll, -pitch and the unwrapped ENU yaw (= -d heading / dt), i.e. the Euler-angle rates,
+    which equal the body rates for a near-level car (|roll|, |pitch| of a few degrees); the
+    NED -> FLU flip negates pitch and yaw. angular_velocity.z is thus the yaw rate,
+    counter-clockwise positive. Covariance unknown (zeros, as Imu.msg defines). No
+    orientation and no linear acceleration (covariance[0] = -1 on both: not provided).
+
 Frames listed in stereo.timestamps whose PNG is absent (a chunk not downloaded) are
 skipped and counted; a PNG that is present but unreadable is an error.
 """
@@ -215,17 +239,45 @@ def read_robotcar_run(run_dir: str | Path) -> RobotCarRun:
                        int((~present).sum()), gps, ins)
 
 
+def ins_motion(ins: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(forward speed m/s, FLU angular velocity (n, 3) rad/s) of every INS row (module docstring)."""
+    t = (ins["timestamp"] - ins["timestamp"][0]) / 1e6
+    heading = ins["yaw"]
+    speed = ins["velocity_north"] * np.cos(heading) + ins["velocity_east"] * np.sin(heading)
+    rates = np.zeros((len(t), 3))
+    if len(t) >= 2:
+        yaw_enu = np.unwrap(heading_deg_to_yaw_enu(np.degrees(heading)))
+        rates[:, 0] = np.gradient(ins["roll"], t)
+        rates[:, 1] = -np.gradient(ins["pitch"], t)
+        rates[:, 2] = np.gradient(yaw_enu, t)
+    else:
+        rates[:] = np.nan  # one row: no rate
+    return speed, rates
+
+
+def distortion_refusal(models_dir) -> str:
+    """The one-line reason the import refuses to publish distorted images as rectified."""
+    where = "no --models" if models_dir is None else f"no {CAMERA_MODEL}_distortion_lut.bin in {models_dir}"
+    return (f"RobotCar centre images would stay distorted ({where}): give the SDK's models/ folder with "
+            f"{CAMERA_MODEL}_distortion_lut.bin, or --allow-distorted to import them distorted without CameraInfo")
+
+
 def import_robotcar(run_dir: str | Path, out_bag: str | Path, compressed: bool = False, jpeg_quality: int = 90,
-                    models_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Write a RobotCar run as a bag; returns a summary. Nothing is left at `out_bag` on failure."""
+                    models_dir: str | Path | None = None, progress: bool = True, allow_distorted: bool = False) -> dict:
+    """Write a RobotCar run as a bag; returns a summary. Nothing is left at `out_bag` on failure.
+
+    Refused (InputError) without an undistortion table unless `allow_distorted` (module docstring).
+    """
     from tqdm import tqdm
 
     from cvgl_ros.datasets import bag as B
     from cvgl_ros.datasets.kitti import camera_frame_message, check_output_path
 
     check_output_path(out_bag)
-    run = read_robotcar_run(run_dir)
     intrinsics, lut = read_camera_model(models_dir)
+    if lut is None and not allow_distorted:
+        raise InputError(distortion_refusal(models_dir))
+    run = read_robotcar_run(run_dir)
     first = load_bayer_rgb(run.image_paths[0])
     height, width = first.shape[:2]
     k = intrinsics_matrix(intrinsics, width, height)
@@ -235,7 +287,9 @@ def import_robotcar(run_dir: str | Path, out_bag: str | Path, compressed: bool =
         first = load_bayer_rgb(run.image_paths[0], maps)
     datum = run.datum
     e, n, u, yaw = run.ins_poses_enu()
-    gps_sigma = np.sqrt(0.5 * (run.gps["latitude_sigma"] ** 2 + run.gps["longitude_sigma"] ** 2))
+    sigmas = np.column_stack([run.gps["longitude_sigma"], run.gps["latitude_sigma"], run.gps["altitude_sigma"]])
+    sigmas_known = np.all(np.isfinite(sigmas) & (sigmas > 0), axis=1)
+    ins_speed, ins_rates = ins_motion(run.ins)
 
     events = [(int(t) * 1000, 0, i, "image") for i, t in enumerate(run.image_stamps_us)]
     events += [(int(t) * 1000, 1, i, "gps") for i, t in enumerate(run.gps["timestamp"])]
@@ -252,19 +306,28 @@ def import_robotcar(run_dir: str | Path, out_bag: str | Path, compressed: bool =
                                      f"the run's first image is {width}x{height}")
                 topic, msgtype, msg = camera_frame_message(rgb, stamp, compressed, jpeg_quality)
                 bag.write(topic, msgtype, stamp, msg)
-                bag.write(B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, stamp, B.camera_info_msg(k, width, height, stamp))
+                if maps is not None:  # only undistorted images have a pinhole model
+                    bag.write(B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, stamp, B.camera_info_msg(k, width, height, stamp))
             elif kind == "gps":
                 g = run.gps
-                s = float(gps_sigma[i]) if math.isfinite(gps_sigma[i]) and gps_sigma[i] > 0 else None
+                variances = tuple(float(v) for v in sigmas[i] ** 2) if sigmas_known[i] else None
                 bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp,
-                          B.navsatfix_msg(g["latitude"][i], g["longitude"][i], g["altitude"][i], stamp, sigma_m=s))
+                          B.navsatfix_msg(g["latitude"][i], g["longitude"][i], g["altitude"][i], stamp, sigma_m=None,
+                                          variances_enu=variances))
             else:
                 r = run.ins
                 bag.write(B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, stamp,
                           B.navsatfix_msg(r["latitude"][i], r["longitude"][i], r["altitude"][i], stamp, sigma_m=None,
                                           frame_id="base_link"))
                 bag.write(B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, stamp, B.pose_stamped_msg(e[i], n[i], u[i], yaw[i], stamp))
+                rates = ins_rates[i]
+                bag.write(B.TOPIC_IMU, B.MSG_IMU, stamp, B.imu_msg(
+                    stamp, rates if np.all(np.isfinite(rates)) else None, None,
+                    angular_velocity_variance=None, linear_acceleration_variance=None))
+                if math.isfinite(ins_speed[i]):
+                    bag.write(B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, stamp,
+                              B.wheel_odometry_msg(stamp, float(ins_speed[i]), None))
         counts = dict(bag.counts)
     return {"run": run.root.name, "frames": len(run.image_paths), "missing_images": run.missing_images,
             "gps": len(run.gps["timestamp"]), "ins": len(run.ins["timestamp"]), "datum": datum.to_dict(),
-            "counts": counts}
+            "counts": counts, "undistorted": maps is not None}
