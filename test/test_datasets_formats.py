@@ -60,6 +60,37 @@ def test_bag_round_trip_with_datum(tmp_path):
     assert pose.header.frame_id == "map" and bagio.stamp_to_ns(pose.header.stamp) == 3_000
 
 
+def test_motion_sensor_and_per_axis_fix_messages_round_trip(tmp_path):
+    path = tmp_path / "motion"
+    with bagio.BagWriter(path) as bag:
+        bag.write(bagio.TOPIC_IMU, bagio.MSG_IMU, 10, bagio.imu_msg(
+            10, (0.01, -0.02, 0.3), (0.5, 1.2, 9.8), angular_velocity_variance=4e-6,
+            linear_acceleration_variance=(1e-4, 2e-4, 3e-4)))
+        bag.write(bagio.TOPIC_IMU, bagio.MSG_IMU, 20, bagio.imu_msg(
+            20, (0.0, 0.0, 0.1), None, angular_velocity_variance=None, linear_acceleration_variance=None))
+        bag.write(bagio.TOPIC_WHEEL_ODOM, bagio.MSG_ODOMETRY, 30, bagio.wheel_odometry_msg(30, 7.5, 0.04))
+        bag.write(bagio.TOPIC_GNSS_FIX, bagio.MSG_NAVSATFIX, 40, bagio.navsatfix_msg(
+            48.1, 11.5, 520.0, 40, sigma_m=None, variances_enu=(16.0, 9.0, 81.0)))
+        bag.write(bagio.TOPIC_GNSS_FIX, bagio.MSG_NAVSATFIX, 50, bagio.navsatfix_msg(
+            48.1, 11.5, 520.0, 50, sigma_m=0.5, covariance_type=bagio.COVARIANCE_TYPE_APPROXIMATED))
+    msgs = [m for _, _, _, m in bagio.read_messages(path)]
+    imu, imu_no_accel, odo, fix_axes, fix_approx = msgs
+    assert imu.header.frame_id == "imu_link" and imu.orientation_covariance[0] == -1.0
+    assert (imu.angular_velocity.z, imu.linear_acceleration.y) == pytest.approx((0.3, 1.2))
+    assert np.allclose(imu.angular_velocity_covariance.reshape(3, 3), np.eye(3) * 4e-6)
+    assert np.allclose(np.diag(imu.linear_acceleration_covariance.reshape(3, 3)), [1e-4, 2e-4, 3e-4])
+    assert not np.any(imu_no_accel.angular_velocity_covariance)  # unknown
+    assert imu_no_accel.linear_acceleration_covariance[0] == -1.0  # not provided
+    assert (odo.header.frame_id, odo.child_frame_id) == ("odom", "base_link")
+    assert odo.twist.twist.linear.x == 7.5 and odo.twist.covariance[0] == pytest.approx(0.04)
+    assert np.all(np.diag(odo.twist.covariance.reshape(6, 6))[1:] == bagio.UNKNOWN_VARIANCE)
+    assert np.all(np.diag(odo.pose.covariance.reshape(6, 6)) == bagio.UNKNOWN_VARIANCE)
+    assert np.allclose(fix_axes.position_covariance.reshape(3, 3), np.diag([16.0, 9.0, 81.0]))
+    assert fix_axes.position_covariance_type == bagio.COVARIANCE_TYPE_DIAGONAL_KNOWN
+    assert fix_approx.position_covariance_type == bagio.COVARIANCE_TYPE_APPROXIMATED == 1
+    assert fix_approx.position_covariance[0] == pytest.approx(0.25)
+
+
 def test_failed_bag_write_leaves_no_bag(tmp_path):
     path = tmp_path / "broken"
     with pytest.raises(RuntimeError):
