@@ -7,7 +7,7 @@ import math
 
 
 from cvgl_ros.benchmarks.harness import benchmark, measure
-from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig, _Gnss
+from cvgl_ros.filter.particle_filter import GnssFix, ParticleFilter, ParticleFilterConfig
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView, SimulatedCrossViewConfig
 
 TARGETS_MS = {2_000: 0.5, 100_000: 25.0}
@@ -43,7 +43,7 @@ def filter_benchmark() -> dict:
                                              repeats=100 if m <= 20_000 else 20, items=m)
 
     pf, volume = _filter_with_volume(2_000)
-    fix = _Gnss(0.2, 0.5, -0.5, 3.0)
+    fix = GnssFix(0.2, 0.5, -0.5, 3.0)
 
     def gnss_step():
         pf.predict(0.2)

@@ -6,7 +6,10 @@ The sensor stream is a list of events in arrival order, which tests edit to inje
   receiver sends it (NaN position when NO_FIX);
 * `CameraFrame(stamp_s, latency_s)`: a camera image taken at `stamp_s`; the cross-view
   node cuts its patch around the filter's estimate at `stamp_s` (the position prior) and
-  its likelihood volume reaches the filter `latency_s` later, stamped `stamp_s`.
+  its likelihood volume reaches the filter `latency_s` later, stamped `stamp_s`;
+* `MotionSample(stamp_s, kind, value, variance)`: an IMU yaw rate (`kind="yaw_rate"`) or a
+  wheel speed (`kind="speed"`), arriving at its stamp (`motion_samples` makes them from the
+  trajectory with white noise and a gyro bias).
 
 The filter's output is sampled at `output_times_s` (by default the GNSS epochs), as the
 particle-filter node would publish it, and compared with the ground truth there.
@@ -44,6 +47,41 @@ class CameraFrame:
         return self.stamp_s
 
 
+@dataclass(frozen=True)
+class MotionSample:
+    stamp_s: float
+    kind: str  # "yaw_rate" (rad/s) or "speed" (m/s)
+    value: float
+    variance: float
+
+    @property
+    def arrival_s(self) -> float:
+        return self.stamp_s
+
+
+def motion_samples(trajectory, imu_hz: float = 100.0, wheel_hz: float = 50.0, seed: int = 0,
+                   gyro_sigma_radps: float = 0.005, gyro_bias_radps: float = 0.003,
+                   speed_sigma_mps: float = 0.05, speed_scale: float = 1.01) -> list[MotionSample]:
+    """IMU yaw rates and wheel speeds of `trajectory`: white noise of the given sigmas at
+    their rates, a constant gyro bias and a wheel speed scale error."""
+    rng = np.random.default_rng(seed)
+    t0, t1 = float(trajectory.t_s[0]), float(trajectory.t_s[-1])
+    out = []
+    for kind, rate in (("yaw_rate", imu_hz), ("speed", wheel_hz)):
+        if rate <= 0:
+            continue
+        t = np.arange(t0, t1 + 1e-9, 1.0 / rate)
+        truth = trajectory.sample(t)
+        if kind == "yaw_rate":
+            values = truth.yaw_rate_radps + gyro_bias_radps + gyro_sigma_radps * rng.standard_normal(len(t))
+            var = gyro_sigma_radps ** 2
+        else:
+            values = truth.speed_mps * speed_scale + speed_sigma_mps * rng.standard_normal(len(t))
+            var = speed_sigma_mps ** 2
+        out += [MotionSample(float(ti), kind, float(v), var) for ti, v in zip(t, values)]
+    return out
+
+
 @dataclass
 class FilterRun:
     """Filter outputs and the truth at the output times."""
@@ -58,6 +96,17 @@ class FilterRun:
     true_yaw_enu_rad: np.ndarray
     diagnostics: dict = field(default_factory=dict)
     gnss_decisions: list = field(default_factory=list)
+    protection_level_m: np.ndarray | None = None
+    covariance_xy: np.ndarray | None = None  # (T, 2, 2) published covariance of (east, north)
+
+    @property
+    def nees(self) -> np.ndarray:
+        """2-D normalized estimation error squared of initialized outputs (2 on average when
+        the covariance is consistent)."""
+        keep = self.initialized
+        err = np.stack([self.east_m - self.true_east_m, self.north_m - self.true_north_m], axis=1)[keep]
+        cov = self.covariance_xy[keep] + 1e-9 * np.eye(2)
+        return np.einsum("ti,tij,tj->t", err, np.linalg.inv(cov), err)
 
     @property
     def error_m(self) -> np.ndarray:
@@ -94,8 +143,12 @@ def camera_frames(t0_s: float, t1_s: float, rate_hz: float = 10.0, latency_s: fl
 
 
 def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCrossView | None = None,
-               output_times_s=None) -> FilterRun:
-    """Feed `events` to `pf` in arrival order; sample its estimate at `output_times_s`."""
+               output_times_s=None, yaw_prior_max_std_deg: float = 20.0) -> FilterRun:
+    """Feed `events` to `pf` in arrival order; sample its estimate at `output_times_s`.
+
+    The filter's yaw is the cross-view node's yaw prior when its 1-sigma is below
+    `yaw_prior_max_std_deg` (as the node's `prior_yaw_max_std_deg`); otherwise the prior has
+    no yaw, and a windowed cross-view searches the whole circle."""
     if output_times_s is None:
         output_times_s = sorted({e.stamp_s for e in events if isinstance(e, GnssMessage)})
     t_min, t_max = float(trajectory.t_s[0]), float(trajectory.t_s[-1])
@@ -112,7 +165,7 @@ def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCros
     camera_truth = trajectory.sample(np.asarray([e.stamp_s for e in cameras], dtype=float))
     truth_at = {e.stamp_s: (float(camera_truth.east_m[i]), float(camera_truth.north_m[i]),
                             float(camera_truth.yaw_enu_rad[i])) for i, e in enumerate(cameras)}
-    out = {k: [] for k in ("t", "e", "n", "yaw", "init")}
+    out = {k: [] for k in ("t", "e", "n", "yaw", "init", "pl", "cov")}
     decisions = []
     while queue:
         now, kind, _, event = heapq.heappop(queue)
@@ -123,14 +176,21 @@ def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCros
             out["n"].append(est.north_m)
             out["yaw"].append(est.yaw_enu_rad)
             out["init"].append(est.initialized)
+            out["pl"].append(est.protection_level_m)
+            out["cov"].append(est.covariance_3x3[:2, :2])
         elif isinstance(event, GnssMessage):
             decisions.append((event.stamp_s, pf.add_gnss(event.stamp_s, event.east_m, event.north_m,
                                                          event.sigma_m, event.status_ok)))
+        elif isinstance(event, MotionSample):
+            add = pf.add_yaw_rate if event.kind == "yaw_rate" else pf.add_wheel_speed
+            add(event.stamp_s, event.value, event.variance)
         elif isinstance(event, CameraFrame) and kind == 1:
             if cross_view is None or not pf.initialized or not t_min <= event.stamp_s <= t_max:
                 continue
             prior = pf.estimate(event.stamp_s)
-            volume = cross_view.volume(event.stamp_s, *truth_at[event.stamp_s], prior.east_m, prior.north_m)
+            yaw_known = math.sqrt(max(prior.covariance_3x3[2, 2], 0.0)) <= math.radians(yaw_prior_max_std_deg)
+            volume = cross_view.volume(event.stamp_s, *truth_at[event.stamp_s], prior.east_m, prior.north_m,
+                                       prior.yaw_enu_rad if yaw_known else None)
             heapq.heappush(queue, (event.stamp_s + event.latency_s, 2, order, (event.stamp_s, volume)))
             order += 1
         elif kind == 2:
@@ -142,4 +202,5 @@ def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCros
         yaw_enu_rad=np.asarray(out["yaw"]), initialized=np.asarray(out["init"], dtype=bool),
         true_east_m=truth.east_m, true_north_m=truth.north_m, true_yaw_enu_rad=truth.yaw_enu_rad,
         diagnostics=pf.diagnostics, gnss_decisions=decisions,
+        protection_level_m=np.asarray(out["pl"]), covariance_xy=np.asarray(out["cov"]).reshape(-1, 2, 2),
     )

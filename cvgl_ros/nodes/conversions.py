@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Pose, PoseArray, PoseWithCovarianceStamped
+from geometry_msgs.msg import Pose, PoseArray, PoseWithCovarianceStamped, Vector3Stamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import NavSatFix, NavSatStatus, PointCloud2, PointField
 
@@ -315,3 +315,41 @@ def cloud_to_volume(msg) -> LikelihoodVolume:
     volume[k, r, c] = ll
     return LikelihoodVolume(volume, center_e_m=0.5 * (x[0] + x[last]), center_n_m=0.5 * (y[0] + y[last]),
                             cell_m=float(cell_m), yaw_bins_rad=yaws, stamp_ns=stamp_ns(msg.header.stamp))
+
+
+# -- motion sensors and integrity ------------------------------------------------------
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def imu_yaw_rate(msg) -> tuple[int, float, float | None]:
+    """sensor_msgs/Imu -> (stamp_ns, yaw rate about the body z axis in rad/s, its variance or
+    None when the message says it is unknown). REP-103: z up, counter-clockwise positive;
+    the IMU is assumed mounted with its z axis along base_link's."""
+    rate = float(msg.angular_velocity.z)
+    if not math.isfinite(rate):
+        raise InputError(f"IMU yaw rate is not finite: {rate}")
+    cov = msg.angular_velocity_covariance
+    variance = None if cov[0] == -1.0 else _finite_or_none(float(cov[8]))
+    return stamp_ns(msg.header.stamp), rate, variance
+
+
+def odometry_speed(msg) -> tuple[int, float, float | None]:
+    """nav_msgs/Odometry (wheel odometry) -> (stamp_ns, forward speed twist.linear.x in m/s,
+    its variance twist.covariance[0] or None when zero/invalid)."""
+    speed = float(msg.twist.twist.linear.x)
+    if not math.isfinite(speed):
+        raise InputError(f"wheel speed is not finite: {speed}")
+    variance = _finite_or_none(float(msg.twist.covariance[0]))
+    return stamp_ns(msg.header.stamp), speed, variance if variance else None
+
+
+def protection_level_msg(stamp: int, frame_id: str, horizontal_m: float) -> Vector3Stamped:
+    """The horizontal protection level of /cvgl/pose: vector.x in metres (y, z unused: 0)."""
+    msg = Vector3Stamped()
+    msg.header.stamp = to_stamp(stamp)
+    msg.header.frame_id = frame_id
+    msg.vector.x = float(horizontal_m)
+    return msg

@@ -1,10 +1,13 @@
 """particle_filter_node: fuses /gnss/fix with the cross-view likelihoods into /cvgl/pose.
 
-Subscribes  /gnss/fix (NavSatFix, sensor QoS), /cvgl/likelihood (PointCloud2, frame `map`).
-Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (fused NavSatFix with
-            covariance), /cvgl/odometry (Odometry `map` -> `base_link`), /cvgl/path (Path),
-            /cvgl/particles (PoseArray), /cvgl/gnss/pose (the raw fix in `map`, for RViz),
-            /diagnostics.
+Subscribes  /gnss/fix (NavSatFix, sensor QoS), /cvgl/likelihood (PointCloud2, frame `map`),
+            optional /imu/data (Imu: angular_velocity.z, yaw rate) and /odom/wheel (Odometry:
+            twist.linear.x, forward speed), both sensor QoS and remappable.
+Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (/cvgl/pose in WGS84, the
+            same covariance), /cvgl/protection_level (Vector3Stamped: vector.x is the
+            horizontal protection level of the pose at the same stamp, m), /cvgl/odometry
+            (Odometry `map` -> `base_link`), /cvgl/path (Path), /cvgl/particles (PoseArray),
+            /cvgl/gnss/pose (the raw fix in `map`, for RViz), /diagnostics.
 A pose is published at the stamp of every applied likelihood and of every GNSS fix the
 filter used or rejected (the filter then propagates its previous estimate). All the maths
 is `cvgl_ros.filter.particle_filter.ParticleFilter`; this node only converts and publishes.
@@ -21,10 +24,10 @@ from dataclasses import fields
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseArray, PoseStamped, PoseWithCovarianceStamped
+from geometry_msgs.msg import PoseArray, PoseStamped, PoseWithCovarianceStamped, Vector3Stamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
-from sensor_msgs.msg import NavSatFix, PointCloud2
+from sensor_msgs.msg import Imu, NavSatFix, PointCloud2
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter, ParticleFilterConfig
@@ -46,23 +49,50 @@ FILTER_PARAMS = {
     "yaw_rate_noise_radps": ("yaw-rate noise density, rad/s per sqrt(s)", 0.0, 10.0),
     "position_noise_mps": ("position diffusion, m per sqrt(s)", 0.0, 10.0),
     "max_speed_mps": ("speeds are clipped to this, m/s", 0.0, 200.0),
+    "gyro_noise_radps": ("with an IMU: yaw-rate noise density floor, rad/s per sqrt(s)", 0.0, 10.0),
+    "gyro_bias_init_radps": ("with an IMU: 1-sigma of the initial gyro bias, rad/s", 0.0, 1.0),
+    "gyro_bias_walk_radps": ("with an IMU: gyro bias random walk, rad/s per sqrt(s)", 0.0, 1.0),
+    "speed_scale_sigma": ("with wheel odometry: 1-sigma speed scale error (fraction)", 0.0, 1.0),
+    "speed_noise_mps": ("with wheel odometry: speed noise floor, m/s", 0.0, 10.0),
+    "motion_timeout_s": ("IMU / odometry samples farther apart than this are a gap (constant-velocity "
+                         "model meanwhile), s", 0.001, 10.0),
     "use_cross_view": ("fuse cross-view likelihoods (false: GNSS-only baseline)", None, None),
     "cross_view_outlier_prob": ("weight of the uniform component of the cross-view factor", 1e-6, 0.999),
     "cross_view_timeout_s": ("a cross-view update this recent holds the estimate against GNSS, s", 0.0, 60.0),
+    "evidence_window_s": ("cross-view evidence for the estimate is averaged over this, s", 0.0, 60.0),
     "gate_sigmas": ("particles beyond this many GNSS sigmas are discarded (seed 001: 3)", 0.1, 100.0),
     "gate_min_weight": ("less particle weight than this in the circle counts as none", 0.0, 1.0),
     "gate_suspicious_weight": ("while cross-view holds the estimate, a fix with less particle weight than this "
                                "inside its 3-sigma circle is suspicious (not fused)", 0.0, 1.0),
+    "gate_suspicious_min_m": ("a fix closer than this to the estimate is never suspicious, m", 0.0, 1000.0),
     "outlier_sigmas": ("r_outlier = this * sigma_gps + v dt (seed 001: 3)", 0.1, 100.0),
     "jump_test_max_gap_s": ("no jump test against the previous raw fix across a longer gap between "
                             "valid fixes, s", 0.0, 60.0),
     "outlier_warmup_s": ("no outlier test this long after (re)initialization, s", 0.0, 600.0),
     "relock_after_s": ("re-seed around GNSS after rejecting fixes this long, s", 0.0, 3600.0),
+    "relock_after_confirmed_s": ("... this long while cross-view confirms the estimate and its yaw, s", 0.0, 3600.0),
+    "integrity_window_s": ("integrity monitor: consistent fixes disagreeing with the estimate this long "
+                           "re-lock it at once, s", 0.1, 600.0),
+    "integrity_min_fixes": ("integrity monitor: fixes needed in the window", 3, 10_000),
+    "integrity_consistency_sigmas": ("integrity monitor: fit residual below this * sigma_gps counts as "
+                                     "consistent", 0.1, 100.0),
+    "integrity_min_speed_mps": ("integrity monitor: yaw is tested against the course over ground above "
+                                "this speed, m/s", 0.0, 100.0),
+    "integrity_yaw_tolerance_deg": ("integrity monitor: yaw farther than this from the course over ground "
+                                    "means the estimate is wrong, deg", 1.0, 180.0),
+    "integrity_min_evidence": ("integrity monitor: mean cross-view log-evidence below this means cross-view "
+                               "no longer confirms the estimate", -100.0, 100.0),
+    "relock_yaw_sigma_deg": ("yaw spread around the course over ground after an integrity re-lock, deg",
+                             0.0, 180.0),
     "default_gnss_sigma_m": ("1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
     "min_gnss_sigma_m": ("reported GNSS sigmas are floored to this, m", 0.0, 100.0),
     "resample_ess_fraction": ("resample when ESS < this * M", 0.01, 1.0),
     "history_s": ("late measurements within this are applied at their stamp, s", 0.0, 10.0),
     "backwards_reset_s": ("a GNSS stamp this far in the past resets the filter, s", 0.0, 3600.0),
+    "covariance_floor_m": ("the published position 1-sigma is at least this, m", 0.0, 100.0),
+    "covariance_floor_yaw_deg": ("the published yaw 1-sigma is at least this, deg", 0.0, 180.0),
+    "protection_level_sigmas": ("k_PL: Gaussian multiplier of the protection level", 0.1, 100.0),
+    "protection_level_scale": ("c_PL: overall scale of the protection level", 0.01, 100.0),
 }
 
 
@@ -122,13 +152,16 @@ class ParticleFilterNode(Node):
 
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/pose", RESULT_QOS)
         self.pub_fix = self.create_publisher(NavSatFix, "/cvgl/fix", RESULT_QOS)
+        self.pub_pl = self.create_publisher(Vector3Stamped, "/cvgl/protection_level", RESULT_QOS)
         self.pub_odom = self.create_publisher(Odometry, "/cvgl/odometry", RESULT_QOS)
         self.pub_path = self.create_publisher(Path, "/cvgl/path", RESULT_QOS)
         self.pub_particles = self.create_publisher(PoseArray, "/cvgl/particles", RESULT_QOS)
         self.pub_gnss_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/gnss/pose", RESULT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
         self.inputs = [self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS),
-                       self.create_subscription(PointCloud2, "/cvgl/likelihood", self.on_likelihood, RESULT_QOS)]
+                       self.create_subscription(PointCloud2, "/cvgl/likelihood", self.on_likelihood, RESULT_QOS),
+                       self.create_subscription(Imu, "/imu/data", self.on_imu, SENSOR_QOS),
+                       self.create_subscription(Odometry, "/odom/wheel", self.on_wheel_odometry, SENSOR_QOS)]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: {config.num_particles} particles, datum {self.health.values['datum']}")
 
@@ -152,14 +185,18 @@ class ParticleFilterNode(Node):
             self.health.problem(f"datum unset: map frame anchored at the first valid fix {self.health.values['datum']}"
                                 f", published on {DATUM_TOPIC}")
         fix = conv.navsatfix_to_enu(msg, self.datum, self.pf.config.default_gnss_sigma_m)
-        self.last_up_m = fix.up_m
-        if msg.position_covariance_type != NavSatFix.COVARIANCE_TYPE_UNKNOWN and math.isfinite(msg.position_covariance[8]):
-            self.last_up_var = max(float(msg.position_covariance[8]), 0.0)
         self.pub_gnss_pose.publish(conv.pose_with_covariance_msg(
             t_ns, self.p["map_frame"], fix.east_m, fix.north_m, 0.0, np.diag([fix.sigma_m**2, fix.sigma_m**2, math.pi**2])))
         t0 = time.perf_counter()
         decision = self.pf.add_gnss(t_ns * 1e-9, fix.east_m, fix.north_m, fix.sigma_m, status_ok=True)
         self.health.latency("filter_gnss", (time.perf_counter() - t0) * 1e3)
+        if decision.used:  # the height of /cvgl/fix comes from fused fixes only (never a rejected outlier)
+            self.last_up_m = fix.up_m
+            if msg.position_covariance_type != NavSatFix.COVARIANCE_TYPE_UNKNOWN and \
+                    math.isfinite(msg.position_covariance[8]):
+                self.last_up_var = max(float(msg.position_covariance[8]), 0.0)
+        if decision is GnssDecision.RELOCKED_INTEGRITY:
+            self.health.problem(self.pf.diagnostics["last_integrity_alarm"], "integrity_relocks")
         if decision is GnssDecision.RESET:
             self.newest_ns = None  # the filter starts over at this fix
             self.health.problem("GNSS stamp went backwards: particle filter reset, re-initialized at this fix",
@@ -168,6 +205,23 @@ class ParticleFilterNode(Node):
             self.health.count("gnss_rejected")
         if decision.used or decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):
             self._publish_after(t_ns)
+
+    def on_imu(self, msg: Imu) -> None:
+        self.health.tick("imu")
+        self._motion_sample(conv.imu_yaw_rate, msg, self.pf.add_yaw_rate, "IMU")
+
+    def on_wheel_odometry(self, msg: Odometry) -> None:
+        self.health.tick("wheel_odometry")
+        self._motion_sample(conv.odometry_speed, msg, self.pf.add_wheel_speed, "wheel odometry")
+
+    def _motion_sample(self, convert, msg, add, what: str) -> None:
+        try:
+            t_ns, value, variance = convert(msg)
+        except InputError as exc:
+            self.health.problem(f"{what} sample ignored: {exc}", "motion_invalid")
+            return
+        if not add(t_ns * 1e-9, value, variance):
+            self.health.problem(f"{what} sample ignored (repeated stamp or out of range)", "motion_invalid")
 
     def on_likelihood(self, msg: PointCloud2) -> None:
         self.health.tick("likelihood")
@@ -219,14 +273,14 @@ class ParticleFilterNode(Node):
         frame = self.p["map_frame"]
         cov = est.covariance_3x3
         self.pub_pose.publish(conv.pose_with_covariance_msg(t_ns, frame, est.east_m, est.north_m, est.yaw_enu_rad, cov))
+        self.pub_fix.publish(conv.fused_navsatfix_msg(t_ns, self.p["gnss_frame"], self.datum, est.east_m, est.north_m,
+                                                      self.last_up_m, cov, self.last_up_var))
+        self.pub_pl.publish(conv.protection_level_msg(t_ns, frame, est.protection_level_m))
         if pose_only:
             return
         particles = self.pf.particles
-        speed_var = float(np.var(particles[:, 2])) if len(particles) else 0.0
         self.pub_odom.publish(conv.odometry_msg(t_ns, frame, self.p["base_frame"], est.east_m, est.north_m,
-                                                est.yaw_enu_rad, cov, est.speed_mps, speed_var))
-        self.pub_fix.publish(conv.fused_navsatfix_msg(t_ns, self.p["gnss_frame"], self.datum, est.east_m, est.north_m,
-                                                      self.last_up_m, cov, self.last_up_var))
+                                                est.yaw_enu_rad, cov, est.speed_mps, est.speed_variance))
         n = min(self.p["max_published_particles"], len(particles))
         if n > 0 and self._due(t_ns, self.last_particles_publish_ns, self.p["particles_period_s"]):
             self.last_particles_publish_ns = t_ns
@@ -235,6 +289,7 @@ class ParticleFilterNode(Node):
             self.pub_particles.publish(conv.pose_array_msg(t_ns, frame, sub[:, 0], sub[:, 1], sub[:, 3]))
         self._extend_path(t_ns, est)
         self.health.set_value("ess", float(est.ess))
+        self.health.set_value("protection_level_m", round(float(est.protection_level_m), 3))
         self.health.set_value("initialized", "true")
 
     def _extend_path(self, t_ns: int, est) -> None:

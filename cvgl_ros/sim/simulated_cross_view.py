@@ -25,6 +25,12 @@ Per frame (seeded, reproducible):
 When the truth lies outside the patch a true frame still peaks at c, which may then lie
 outside the grid too: the volume is just the Gaussian's tail, as a network would give a
 weak, flat answer.
+
+Yaw window (`yaw_window_deg` > 0, the real node's narrow search): the bins then span
+prior_yaw +- yaw_window_deg only. When the true yaw lies outside that window, the network
+cannot see the right heading; the model is the worst case seen on real drives: the volume
+*confirms the prior* (a Gaussian around the prior position, at the prior yaw), as a
+network does that matches the straight road it is told to look along.
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ class SimulatedCrossViewConfig:
     num_yaw_bins: int = 64
     size_cells: int = 128
     cell_m: float = 0.4
+    yaw_window_deg: float = 0.0  # > 0: bins over prior_yaw +- this only (0: the whole circle)
 
     def __post_init__(self):
         for name in ("sigma_xy_m", "sigma_yaw_deg", "cell_m"):
@@ -76,18 +83,33 @@ class SimulatedCrossView:
         offsets_e, _ = grid_to_en(cols, cols, 0.0, 0.0, c.size_cells, c.size_cells, c.cell_m)
         self._offsets_m = offsets_e  # cell-centre offsets from the grid centre, east (= -north by rows)
         self.false_peaks = 0
+        self.blind_frames = 0
         self.frames = 0
 
     def volume(self, stamp_s: float, true_east_m: float, true_north_m: float, true_yaw_enu_rad: float,
-               prior_east_m: float, prior_north_m: float) -> LikelihoodVolume:
-        """One volume for the camera frame at `stamp_s`, on a grid centred at the prior."""
+               prior_east_m: float, prior_north_m: float, prior_yaw_enu_rad: float | None = None) -> LikelihoodVolume:
+        """One volume for the camera frame at `stamp_s`, on a grid centred at the prior (and,
+        with a yaw window, around the prior yaw)."""
         values = (stamp_s, true_east_m, true_north_m, true_yaw_enu_rad, prior_east_m, prior_north_m)
         if not all(math.isfinite(v) for v in values):
             raise InputError("simulated cross-view needs finite truth, prior and stamp")
         c = self.config
         sigma_yaw = math.radians(c.sigma_yaw_deg)
         self.frames += 1
-        if self.rng.random() < c.false_peak_fraction:
+        yaw_bins = c.yaw_bins_rad
+        windowed = c.yaw_window_deg > 0 and prior_yaw_enu_rad is not None and math.isfinite(prior_yaw_enu_rad)
+        if windowed:
+            half = math.radians(c.yaw_window_deg)
+            yaw_bins = float(wrap_angle(prior_yaw_enu_rad)) + np.linspace(-half, half, c.num_yaw_bins)
+        elif c.yaw_window_deg > 0:  # no yaw prior: the whole circle in windows of the same bin width
+            step = 2.0 * math.radians(c.yaw_window_deg) / max(c.num_yaw_bins - 1, 1)
+            yaw_bins = -math.pi + np.arange(int(math.ceil(2 * math.pi / step))) * step
+        if windowed and abs(float(wrap_angle(true_yaw_enu_rad - prior_yaw_enu_rad))) > math.radians(c.yaw_window_deg):
+            self.blind_frames += 1  # the right heading is outside the window: the prior is confirmed
+            peak_e = prior_east_m + c.sigma_xy_m * self.rng.standard_normal()
+            peak_n = prior_north_m + c.sigma_xy_m * self.rng.standard_normal()
+            peak_yaw = float(prior_yaw_enu_rad)
+        elif self.rng.random() < c.false_peak_fraction:
             self.false_peaks += 1
             peak_e, peak_n, peak_yaw = self._false_peak(true_east_m, true_north_m, prior_east_m, prior_north_m)
         else:
@@ -99,11 +121,11 @@ class SimulatedCrossView:
         # Separable: log L = a(yaw) + b(north) + c(east); so is its normalizer.
         term_e = -0.5 * ((east - peak_e) / c.sigma_xy_m) ** 2
         term_n = -0.5 * ((north - peak_n) / c.sigma_xy_m) ** 2
-        term_yaw = -0.5 * (wrap_angle(c.yaw_bins_rad - peak_yaw) / sigma_yaw) ** 2
+        term_yaw = -0.5 * (wrap_angle(yaw_bins - peak_yaw) / sigma_yaw) ** 2
         plane = (term_n[:, None] + term_e[None, :]).astype(np.float32)
-        ll = np.empty((c.num_yaw_bins, c.size_cells, c.size_cells), dtype=np.float32)
+        ll = np.empty((len(yaw_bins), c.size_cells, c.size_cells), dtype=np.float32)
         np.add(term_yaw.astype(np.float32)[:, None, None], plane[None], out=ll)
-        volume = LikelihoodVolume(ll, float(prior_east_m), float(prior_north_m), c.cell_m, c.yaw_bins_rad,
+        volume = LikelihoodVolume(ll, float(prior_east_m), float(prior_north_m), c.cell_m, yaw_bins,
                                   stamp_ns=int(round(stamp_s * 1e9)))
         volume.set_log_normalizer(_logsumexp(term_yaw) + _logsumexp(term_n) + _logsumexp(term_e))
         return volume

@@ -1,0 +1,297 @@
+"""The GNSS gate of the particle filter: which fixes are fused, which are rejected, and when
+the filter concludes that its own estimate, not GNSS, is wrong (fault detection and
+exclusion in the filter, as a receiver's RAIM does over satellites).
+
+Tests on a fix z = (E_z, N_z) with reported 1-sigma sigma_gps (floored), at time t
+--------------------------------------------------------------------------------
+* Circle weight: W = sum of the particle weights within gate_sigmas * sigma_gps of z
+  (seed 001's 3-sigma circle).
+* Far from the estimate (seed 001's outlier test, refined): farther than
+      r_outlier = outlier_sigmas (sigma_gps + sigma_est) + v_ref (t - t_ref)
+  from the estimate (E_ref, N_ref, v_ref, spread sigma_est) at the previous GNSS epoch.
+* Suspicious: far from the estimate, or W < gate_suspicious_weight while cross-view results
+  hold the estimate (one within cross_view_timeout_s), or W < gate_min_weight otherwise;
+  but never a fix within gate_suspicious_min_m of the estimate's mean: an estimate that
+  cross-view made overconfident must not reject the GNSS that would correct it by a few
+  metres (the product's bar is 10 m).
+* Jumped: farther than outlier_sigmas sigma_gps + v_ref dt from the previous valid raw fix
+  (not tested across gaps longer than jump_test_max_gap_s), or an earlier jump has not
+  come back yet (no unsuspicious fix since).
+
+Decisions (GnssDecision), in the order they are tried
+-----------------------------------------------------
+1. No test during outlier_warmup_s after a (re)initialization: ACCEPTED (or RESEEDED).
+2. Suspicious and jumped: REJECTED_OUTLIER. Suspicious, smooth, cross-view holds:
+   REJECTED_GATE (a multipath ramp, or the estimate drifted; the integrity monitor decides).
+   Suspicious, smooth, no cross-view: the estimate drifted from GNSS: used.
+3. A rejected fix goes to the integrity monitor (below): RELOCKED_INTEGRITY re-seeds around
+   it at once, with the yaw of the GNSS course over ground.
+4. Otherwise, after relock_after_s of rejected fixes (relock_after_confirmed_s while recent
+   cross-view updates strongly confirm the estimate and its yaw agrees with the course over
+   ground): RELOCKED, re-seeded around the fix, so the filter never locks itself out.
+5. A used fix whose circle holds no weight (W < gate_min_weight): RESEEDED around it, unless
+   it lies within gate_suspicious_min_m of the estimate: then ACCEPTED without the circle's
+   cut (the Gaussian alone pulls a too-tight cloud toward it).
+6. Otherwise ACCEPTED: the GNSS factor of Eq. 5 is applied.
+
+Integrity monitor: the sequence test
+------------------------------------
+The fixes of the last integrity_window_s (T) are kept with the estimate at their epochs.
+The estimate is declared wrong when, together,
+  a. every fix of the window was rejected, the rejections began at least T ago, and the
+     window holds at least integrity_min_fixes fixes;
+  b. the fixes agree with one another: a quadratic in time fitted to E and N leaves an RMS
+     residual below integrity_consistency_sigmas * median(sigma_gps) (floored at 1 m);
+  c. they agree with the measured motion: where wheel odometry covers the window, the
+     speed of the fit (its derivative at t) is within max(1.5 m/s, 25 %) of the measured
+     speed;
+  d. and the estimate disagrees with them in a way a GNSS error cannot explain: the
+     vehicle moves (fit speed >= integrity_min_speed_mps) and the estimate's yaw differs
+     from the course over ground (the direction of the fit's velocity) by more than
+     integrity_yaw_tolerance_deg, or the recent cross-view evidence for the estimate is
+     weak (below integrity_min_evidence; see ParticleFilter.update_cross_view).
+A multipath episode, whose fixes move with the car while being offset, passes a-c but not
+d: the estimate then keeps its yaw and its cross-view support, and the fixes stay rejected.
+A filter that ran off along the wrong road at a turn fails d on its yaw: it re-locks after T
+instead of relock_after_s.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import Enum
+
+import numpy as np
+
+from cvgl_ros.geo.yaw import angle_diff
+
+
+class GnssDecision(str, Enum):
+    """What `ParticleFilter.add_gnss` did with a fix."""
+
+    INITIALIZED = "initialized"              # first valid fix: particles drawn around it
+    ACCEPTED = "accepted"                    # used in the measurement update
+    REJECTED_OUTLIER = "rejected_outlier"    # GNSS jumped away from the estimate
+    REJECTED_GATE = "rejected_gate"          # smooth but far from the estimate while cross-view holds
+    RESEEDED = "reseeded"                    # all weight vanished: particles re-seeded around it
+    RELOCKED = "relocked"                    # fixes rejected for relock_after_s: re-seeded around it
+    RELOCKED_INTEGRITY = "relocked_integrity"  # the sequence test found the estimate wrong: re-seeded
+    RESET = "reset"                          # its stamp went back in time: filter reset, re-initialized
+    IGNORED_INVALID = "ignored_invalid"      # NO_FIX, NaN or Inf position or stamp
+    IGNORED_DUPLICATE = "ignored_duplicate"  # a fix with this stamp was already seen
+    DROPPED_LATE = "dropped_late"            # older than the history window
+
+    @property
+    def used(self) -> bool:
+        """True when the fix moved the particles toward it."""
+        return self in (GnssDecision.INITIALIZED, GnssDecision.ACCEPTED, GnssDecision.RESEEDED,
+                        GnssDecision.RELOCKED, GnssDecision.RELOCKED_INTEGRITY, GnssDecision.RESET)
+
+    @property
+    def rejected(self) -> bool:
+        return self in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE)
+
+
+@dataclass(frozen=True)
+class GnssFix:
+    """A valid fix in the map frame: stamp (s), position (m), 1-sigma (m, floored)."""
+
+    stamp_s: float
+    east_m: float
+    north_m: float
+    sigma_m: float
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One fix of the integrity window, with the estimate at its epoch."""
+
+    stamp_s: float
+    east_m: float
+    north_m: float
+    sigma_m: float
+    rejected: bool
+
+
+@dataclass
+class GateState:
+    """The gate's memory (snapshotted with the particles for late-measurement replays)."""
+
+    reference: tuple | None = None         # estimate at the previous GNSS epoch: (t, E, N, v, spread)
+    rejecting_since_s: float | None = None
+    last_fix: tuple | None = None          # previous valid raw fix (t, E, N), used or not
+    gnss_jumped: bool = False              # GNSS jumped away and has not come back yet
+    recent: tuple = ()                     # Epochs of the integrity window, oldest first
+    last_alarm: str = ""                   # why the integrity monitor last re-locked
+
+    def copy(self) -> "GateState":
+        return replace(self)
+
+
+@dataclass(frozen=True)
+class EstimateView:
+    """What the gate needs to know of the particles at the fix's stamp."""
+
+    weight_inside: float                   # W
+    distance_m: float                      # from the fix to the estimate's weighted mean
+    yaw_enu_rad: float                     # circular mean
+    speed_mps: float                       # weighted mean
+    cross_view_holds: bool
+    cross_view_evidence: float | None      # recent mean log-evidence, None without cross-view
+    in_warmup: bool
+    measured_speed_mps: float | None = None  # wheel odometry over the integrity window
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: GnssDecision
+    reason: str = ""
+    course_rad: float | None = None        # GNSS course over ground, for a re-lock
+    speed_mps: float | None = None         # GNSS speed, for a re-lock
+    spread_m: float = 0.0                  # residual of the GNSS track fit
+
+
+@dataclass(frozen=True)
+class TrackFit:
+    """A quadratic in time fitted to a window of fixes, evaluated at its last stamp."""
+
+    east_m: float
+    north_m: float
+    velocity_e: float
+    velocity_n: float
+    rms_m: float
+
+    @property
+    def speed_mps(self) -> float:
+        return math.hypot(self.velocity_e, self.velocity_n)
+
+    @property
+    def course_rad(self) -> float:
+        return math.atan2(self.velocity_n, self.velocity_e)
+
+
+def fit_track(epochs) -> TrackFit | None:
+    """Least-squares quadratic (linear below 4 fixes) of E(t), N(t); None below 3 fixes."""
+    if len(epochs) < 3:
+        return None
+    t = np.array([e.stamp_s for e in epochs])
+    t = t - t[-1]
+    xy = np.array([(e.east_m, e.north_m) for e in epochs])
+    degree = 2 if len(epochs) >= 4 and t[0] < -0.5 else 1
+    design = np.vander(t, degree + 1)  # columns t^d .. 1
+    coef, *_ = np.linalg.lstsq(design, xy, rcond=None)
+    residual = xy - design @ coef
+    rms = float(math.sqrt(np.mean(np.sum(residual ** 2, axis=1))))
+    velocity = coef[-2]
+    return TrackFit(float(coef[-1][0]), float(coef[-1][1]), float(velocity[0]), float(velocity[1]), rms)
+
+
+class GnssGate:
+    """Gate decisions for one fix at a time; `config` is the ParticleFilterConfig."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def assess(self, state: GateState, fix: GnssFix, view: EstimateView) -> Verdict:
+        """Decide on `fix` and update `state` (the filter applies the verdict)."""
+        cfg = self.config
+        empty = view.weight_inside < cfg.gate_min_weight
+        threshold = cfg.gate_suspicious_weight if view.cross_view_holds else cfg.gate_min_weight
+        suspicious = view.distance_m > cfg.gate_suspicious_min_m and (
+            view.weight_inside < threshold or self._far_from_estimate(state, fix))
+        jumped = self._jumped_from_previous_fix(state, fix)
+        state.last_fix = (fix.stamp_s, fix.east_m, fix.north_m)
+        rejected = suspicious and not view.in_warmup and (jumped or state.gnss_jumped or view.cross_view_holds)
+        self._remember(state, fix, rejected)
+        if rejected:
+            return self._rejected(state, fix, view, jumped or state.gnss_jumped)
+        state.gnss_jumped = False
+        state.rejecting_since_s = None
+        if empty and view.distance_m <= cfg.gate_suspicious_min_m:
+            return Verdict(GnssDecision.ACCEPTED, "soft")  # near but outside a tight cloud: no cut, no re-seed
+        if empty:
+            return Verdict(GnssDecision.RESEEDED, f"no particle weight within {cfg.gate_sigmas:g} sigma of the GNSS "
+                                                  f"fix at t={fix.stamp_s:.3f} s: re-seeded around it")
+        return Verdict(GnssDecision.ACCEPTED)
+
+    def _rejected(self, state: GateState, fix: GnssFix, view: EstimateView, jumped: bool) -> Verdict:
+        cfg = self.config
+        state.gnss_jumped = jumped
+        if state.rejecting_since_s is None:
+            state.rejecting_since_s = fix.stamp_s
+        rejecting_s = fix.stamp_s - state.rejecting_since_s
+        alarm, fit = self._sequence_test(state, fix, view)
+        if alarm:
+            state.last_alarm = alarm
+            return self._relock(state, GnssDecision.RELOCKED_INTEGRITY, alarm, fit)
+        confirmed = (view.cross_view_evidence is not None and view.cross_view_evidence >= cfg.integrity_min_evidence
+                     and not self._yaw_disagrees(view, fit))
+        limit = cfg.relock_after_confirmed_s if confirmed else cfg.relock_after_s
+        if rejecting_s >= limit:
+            return self._relock(state, GnssDecision.RELOCKED,
+                                f"GNSS fixes rejected for {rejecting_s:.1f} s: re-seeded around GNSS", fit)
+        return Verdict(GnssDecision.REJECTED_OUTLIER if jumped else GnssDecision.REJECTED_GATE)
+
+    @staticmethod
+    def _relock(state: GateState, decision: GnssDecision, reason: str, fit: TrackFit | None) -> Verdict:
+        state.rejecting_since_s = None
+        state.gnss_jumped = False
+        state.recent = tuple(replace(e, rejected=False) for e in state.recent)
+        if fit is None or fit.speed_mps < 0.5:
+            return Verdict(decision, reason)
+        return Verdict(decision, reason, fit.course_rad, fit.speed_mps, fit.rms_m)
+
+    def _remember(self, state: GateState, fix: GnssFix, rejected: bool) -> None:
+        horizon = fix.stamp_s - self.config.integrity_window_s - 1e-9
+        kept = tuple(e for e in state.recent if horizon <= e.stamp_s < fix.stamp_s)
+        state.recent = kept + (Epoch(fix.stamp_s, fix.east_m, fix.north_m, fix.sigma_m, rejected),)
+
+    def _sequence_test(self, state: GateState, fix: GnssFix, view: EstimateView) -> tuple[str, TrackFit | None]:
+        """('' or the alarm's reason, the fit of the window's fixes); see the module docstring."""
+        cfg = self.config
+        window = state.recent
+        fit = fit_track(window)
+        if (fit is None or len(window) < cfg.integrity_min_fixes or not all(e.rejected for e in window)
+                or fix.stamp_s - state.rejecting_since_s < cfg.integrity_window_s - 1e-6):
+            return "", fit
+        sigma = max(float(np.median([e.sigma_m for e in window])), 1.0)
+        if fit.rms_m > cfg.integrity_consistency_sigmas * sigma:
+            return "", fit  # the fixes disagree with one another: GNSS itself is unreliable
+        if view.measured_speed_mps is not None and abs(fit.speed_mps - view.measured_speed_mps) > max(
+                1.5, 0.25 * view.measured_speed_mps):
+            return "", fit  # the GNSS track moves unlike the wheels: a ramping GNSS error
+        gap = math.hypot(fix.east_m - state.reference[1], fix.north_m - state.reference[2]) if state.reference else 0.0
+        if self._yaw_disagrees(view, fit):
+            off = math.degrees(abs(angle_diff(view.yaw_enu_rad, fit.course_rad)))
+            return (f"integrity: {len(window)} consistent GNSS fixes over {cfg.integrity_window_s:g} s, {gap:.0f} m "
+                    f"from the estimate, whose yaw is {off:.0f} deg off their course over ground: re-locked"), fit
+        if view.cross_view_evidence is not None and view.cross_view_evidence < cfg.integrity_min_evidence:
+            return (f"integrity: {len(window)} consistent GNSS fixes over {cfg.integrity_window_s:g} s, {gap:.0f} m "
+                    f"from an estimate that cross-view no longer confirms (evidence "
+                    f"{view.cross_view_evidence:.2f}): re-locked"), fit
+        return "", fit
+
+    def _yaw_disagrees(self, view: EstimateView, fit: TrackFit | None) -> bool:
+        cfg = self.config
+        if fit is None or fit.speed_mps < cfg.integrity_min_speed_mps or view.speed_mps < 0.5 * cfg.integrity_min_speed_mps:
+            return False
+        return abs(angle_diff(view.yaw_enu_rad, fit.course_rad)) > math.radians(cfg.integrity_yaw_tolerance_deg)
+
+    def _far_from_estimate(self, state: GateState, fix: GnssFix) -> bool:
+        """Seed 001's test: farther than r_outlier = 3 (sigma_gps + sigma_est) + v dt."""
+        t_ref, e_ref, n_ref, v_ref, spread_ref = state.reference
+        r_outlier = self.config.outlier_sigmas * (fix.sigma_m + spread_ref) + v_ref * max(fix.stamp_s - t_ref, 0.0)
+        return math.hypot(fix.east_m - e_ref, fix.north_m - n_ref) > r_outlier
+
+    def _jumped_from_previous_fix(self, state: GateState, fix: GnssFix) -> bool:
+        """Farther than 3 sigma_gps + v dt from the previous valid raw fix."""
+        if state.last_fix is None:
+            return False
+        t_prev, e_prev, n_prev = state.last_fix
+        if fix.stamp_s - t_prev > self.config.jump_test_max_gap_s:
+            return False  # after a gap in the fixes, motion and jump cannot be told apart
+        r_step = self.config.outlier_sigmas * fix.sigma_m + state.reference[3] * max(fix.stamp_s - t_prev, 0.0)
+        return math.hypot(fix.east_m - e_prev, fix.north_m - n_prev) > r_step
+
+
+__all__ = ["GnssDecision", "GnssFix", "GnssGate", "GateState", "EstimateView", "Verdict", "TrackFit", "fit_track"]
