@@ -54,13 +54,13 @@ class Harness:
                 return True
         return False
 
-    def fix(self, i, east=0.0, north=0.0, status=0, lat=None, stamp_ns=None, sigma=2.0):
+    def fix(self, i, east=0.0, north=0.0, status=0, lat=None, stamp_ns=None, sigma=2.0, lon=None):
         la, lo, al = DATUM.to_wgs84(east, north, 0.0)
         msg = NavSatFix()
         msg.header.stamp = to_stamp(stamp_ns if stamp_ns is not None else T0 + i * 200_000_000)
         msg.status.status = status
         msg.latitude = float(la) if lat is None else lat
-        msg.longitude, msg.altitude = float(lo), float(al)
+        msg.longitude, msg.altitude = (float(lo) if lon is None else lon), float(al)
         msg.position_covariance = [sigma**2, 0.0, 0.0, 0.0, sigma**2, 0.0, 0.0, 0.0, 4 * sigma**2]
         msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
         n = len(self.got["/cvgl/pose"])
@@ -255,3 +255,61 @@ def test_particles_are_published_at_most_every_particles_period_s():
         assert np.all(np.diff(stamps) >= 1.0 - 1e-6)
     finally:
         h.close()
+
+
+def test_fix_is_the_pose_in_wgs84_while_the_receiver_reports_null_island(harness):
+    """A receiver that says lat = lon = 0 with a valid status for 3 s: the fixes are rejected,
+    and /cvgl/fix stays /cvgl/pose in WGS84 (height included: no 6 000 km 'up' from (0, 0))."""
+    h = harness
+    h.drive(20)
+    for i in range(20, 35):  # 3 s of null island at 5 Hz, valid status
+        h.fix(i, lat=0.0, lon=0.0)
+        h.spin_until(lambda: False, timeout_s=0.05)
+    h.drive(5, start=35)
+    assert h.spin_until(lambda: len(h.got["/cvgl/fix"]) >= len(h.got["/cvgl/pose"]))
+    by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in h.got["/cvgl/fix"]}
+    compared = 0
+    for pose in h.got["/cvgl/pose"]:
+        fused = by_stamp.get((pose.header.stamp.sec, pose.header.stamp.nanosec))
+        if fused is None:
+            continue
+        e, n, _, cov = pose_msg_to_xy_yaw(pose)
+        fe, fn, fu = DATUM.to_enu(fused.latitude, fused.longitude, fused.altitude)
+        assert math.hypot(fe - e, fn - n) < 0.01 and abs(fu) < 10.0
+        np.testing.assert_allclose(np.reshape(fused.position_covariance, (3, 3))[:2, :2], cov[:2, :2], rtol=1e-6)
+        compared += 1
+    assert compared >= 30
+
+
+def test_imu_and_wheel_odometry_are_taken_in(harness):
+    from sensor_msgs.msg import Imu
+
+    h = harness
+    pub_imu = h.probe.create_publisher(Imu, "/imu/data", RESULT_QOS)
+    pub_odom = h.probe.create_publisher(Odometry, "/odom/wheel", RESULT_QOS)
+    assert h.spin_until(lambda: pub_imu.get_subscription_count() and pub_odom.get_subscription_count())
+    for i in range(12):
+        for k in range(10):  # IMU at 50 Hz, wheel speed at 50 Hz, between the fixes at 5 Hz
+            t = T0 + i * 200_000_000 + k * 20_000_000
+            imu = Imu()
+            imu.header.stamp = to_stamp(t)
+            imu.angular_velocity.z = 0.0
+            imu.angular_velocity_covariance[8] = 1e-6
+            pub_imu.publish(imu)
+            odom = Odometry()
+            odom.header.stamp = to_stamp(t)
+            odom.twist.twist.linear.x = 5.0
+            odom.twist.covariance[0] = 0.01
+            pub_odom.publish(odom)
+        h.spin_until(lambda: False, timeout_s=0.05)
+        before = h.fix(i, east=5.0 * 0.2 * i)
+        assert h.spin_until(lambda: len(h.got["/cvgl/pose"]) > before)
+    bad = Imu()
+    bad.header.stamp = to_stamp(T0 + 3_000_000_000)
+    bad.angular_velocity.z = math.nan
+    pub_imu.publish(bad)
+    assert h.spin_until(lambda: int(h.diag().get("filter_predictions_with_imu", 0)) > 5
+                        and int(h.diag().get("filter_predictions_with_wheel_speed", 0)) > 5
+                        and int(h.diag().get("motion_invalid", 0)) >= 1)
+    speed = h.got["/cvgl/odometry"][-1].twist.twist.linear.x
+    assert abs(speed - 5.0) < 0.5
