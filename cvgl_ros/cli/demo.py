@@ -96,6 +96,7 @@ def run(args) -> int:
         f"with `{model.name}` (sha256 {str(card.get('sha256', ''))[:12]}...).", "",
         f"**{verdict}.**", "",
         "## Position error (seed 001 Table III style)", "", table, "",
+        "## Inputs and fusion", "", *_input_lines(drive, estimate), "",
         "## Replay", "",
         f"- camera frames: {summary.frames}, processed {summary.frames_processed}, skipped {summary.frames_skipped}"
         + (f" ({', '.join(f'{n}x {r}' for r, n in summary.skip_reasons.items())})" if summary.skip_reasons else ""),
@@ -110,6 +111,44 @@ def run(args) -> int:
     print(table)
     print(f"\n{verdict}\nwrote {out / 'report.md'} ({', '.join(pngs)})")
     return 0
+
+
+INPUT_TOPICS = {"/camera/image_raw": "camera", "/camera/image_raw/compressed": "camera (compressed)",
+                "/gnss/fix": "GNSS", "/imu/data": "IMU", "/odom/wheel": "wheel odometry"}
+FUSION_COUNTERS = ("gnss_accepted", "gnss_rejected", "gnss_gate_rejected", "integrity_relocks", "relocks", "reseeds",
+                   "predictions_with_imu", "predictions_with_wheel_speed", "predictions_motion_gap")
+
+
+def _input_lines(drive: Path, estimate: Path) -> list[str]:
+    """The drive's sensor topics (rates) and the filter's last counters: what was fused."""
+    from cvgl_ros.datasets.bag import bag_topics, read_messages
+    from cvgl_ros.nodes.diagnostics import diagnostic_values
+
+    topics = bag_topics(drive)
+    duration = max(float(yaml_duration(drive)), 1e-9)
+    lines = []
+    for topic, what in INPUT_TOPICS.items():
+        if topic in topics:
+            lines.append(f"- {what} `{topic}`: {topics[topic][1]} messages ({topics[topic][1] / duration:.0f} Hz)")
+    missing = [what for topic, what in INPUT_TOPICS.items() if topic not in topics and "camera" not in what]
+    if missing:
+        lines.append(f"- not in the drive: {', '.join(missing)} (the filter falls back to its constant-velocity model)")
+    last = None
+    for _, _, _, msg in read_messages(estimate, ["/diagnostics"]):
+        values = diagnostic_values(msg, "particle_filter_node")
+        last = values or last
+    if last:
+        lines.append("- particle filter: " + ", ".join(f"{k.replace('_', ' ')} {last.get('filter_' + k, '?')}"
+                                                       for k in FUSION_COUNTERS))
+    return lines
+
+
+def yaml_duration(bag: Path) -> float:
+    """The bag's duration from its metadata.yaml, in seconds."""
+    import yaml
+
+    info = (yaml.safe_load((bag / "metadata.yaml").read_text()) or {}).get("rosbag2_bagfile_information", {})
+    return float(info.get("duration", {}).get("nanoseconds", 0)) * 1e-9
 
 
 def register(subparsers) -> None:

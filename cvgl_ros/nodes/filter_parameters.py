@@ -1,0 +1,71 @@
+"""The particle filter's parameters as node parameters `filter.<name>`: a description and a
+range for every field of `ParticleFilterConfig` (a test checks that none is missing)."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from cvgl_ros.filter.particle_filter import ParticleFilterConfig
+from cvgl_ros.nodes.parameters import Param
+
+# Descriptions and ranges of the filter's parameters (ParticleFilterConfig), as `filter.<name>`.
+FILTER_PARAMS = {
+    "num_particles": ("particles M (seed 001: 2000)", 10, 1_000_000),
+    "init_speed_max_mps": ("initial speeds ~ U[0, this] m/s", 0.0, 100.0),
+    "accel_noise_mps2": ("acceleration noise density, m/s^2 per sqrt(s)", 0.0, 50.0),
+    "yaw_rate_noise_radps": ("yaw-rate noise density, rad/s per sqrt(s)", 0.0, 10.0),
+    "position_noise_mps": ("position diffusion, m per sqrt(s)", 0.0, 10.0),
+    "max_speed_mps": ("speeds are clipped to this, m/s", 0.0, 200.0),
+    "gyro_noise_radps": ("with an IMU: yaw-rate noise density floor, rad/s per sqrt(s)", 0.0, 10.0),
+    "gyro_bias_init_radps": ("with an IMU: 1-sigma of the initial gyro bias, rad/s", 0.0, 1.0),
+    "gyro_bias_walk_radps": ("with an IMU: gyro bias random walk, rad/s per sqrt(s)", 0.0, 1.0),
+    "speed_scale_sigma": ("with wheel odometry: 1-sigma speed scale error (fraction)", 0.0, 1.0),
+    "speed_noise_mps": ("with wheel odometry: speed noise floor, m/s", 0.0, 10.0),
+    "motion_timeout_s": ("IMU / odometry samples farther apart than this are a gap (constant-velocity "
+                         "model meanwhile), s", 0.001, 10.0),
+    "use_cross_view": ("fuse cross-view likelihoods (false: GNSS-only baseline)", None, None),
+    "cross_view_outlier_prob": ("weight of the uniform component of the cross-view factor", 1e-6, 0.999),
+    "cross_view_timeout_s": ("a cross-view update this recent holds the estimate against GNSS, s", 0.0, 60.0),
+    "evidence_window_s": ("cross-view evidence for the estimate is averaged over this, s", 0.0, 60.0),
+    "gate_sigmas": ("particles beyond this many GNSS sigmas are discarded (seed 001: 3)", 0.1, 100.0),
+    "gate_min_weight": ("less particle weight than this in the circle counts as none", 0.0, 1.0),
+    "gate_suspicious_weight": ("while cross-view holds the estimate, a fix with less particle weight than this "
+                               "inside its 3-sigma circle is suspicious (not fused)", 0.0, 1.0),
+    "gate_suspicious_min_m": ("a fix closer than this to the estimate is never suspicious, m", 0.0, 1000.0),
+    "outlier_sigmas": ("r_outlier = this * sigma_gps + v dt (seed 001: 3)", 0.1, 100.0),
+    "jump_test_max_gap_s": ("no jump test against the previous raw fix across a longer gap between "
+                            "valid fixes, s", 0.0, 60.0),
+    "outlier_warmup_s": ("no outlier test this long after (re)initialization, s", 0.0, 600.0),
+    "relock_after_s": ("re-seed around GNSS after rejecting fixes this long, s", 0.0, 3600.0),
+    "relock_after_confirmed_s": ("... this long while cross-view confirms the estimate and its yaw, s", 0.0, 3600.0),
+    "integrity_window_s": ("integrity monitor: consistent fixes disagreeing with the estimate this long "
+                           "re-lock it at once, s", 0.1, 600.0),
+    "integrity_min_fixes": ("integrity monitor: fixes needed in the window", 3, 10_000),
+    "integrity_consistency_sigmas": ("integrity monitor: fit residual below this * sigma_gps counts as "
+                                     "consistent", 0.1, 100.0),
+    "integrity_min_speed_mps": ("integrity monitor: yaw is tested against the course over ground above "
+                                "this speed, m/s", 0.0, 100.0),
+    "integrity_yaw_tolerance_deg": ("integrity monitor: yaw farther than this from the course over ground "
+                                    "means the estimate is wrong, deg", 1.0, 180.0),
+    "integrity_min_evidence": ("integrity monitor: mean cross-view log-evidence below this means cross-view "
+                               "no longer confirms the estimate", -100.0, 100.0),
+    "relock_yaw_sigma_deg": ("yaw spread around the course over ground after an integrity re-lock, deg",
+                             0.0, 180.0),
+    "default_gnss_sigma_m": ("1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
+    "min_gnss_sigma_m": ("reported GNSS sigmas are floored to this, m", 0.0, 100.0),
+    "resample_ess_fraction": ("resample when ESS < this * M", 0.01, 1.0),
+    "history_s": ("late measurements within this are applied at their stamp, s", 0.0, 10.0),
+    "backwards_reset_s": ("a GNSS stamp this far in the past resets the filter, s", 0.0, 3600.0),
+    "covariance_floor_m": ("the published position 1-sigma is at least this, m", 0.0, 100.0),
+    "covariance_floor_yaw_deg": ("the published yaw 1-sigma is at least this, deg", 0.0, 180.0),
+    "protection_level_sigmas": ("k_PL: Gaussian multiplier of the protection level", 0.1, 100.0),
+    "protection_level_scale": ("c_PL: overall scale of the protection level", 0.01, 100.0),
+}
+
+
+def filter_params() -> list[Param]:
+    defaults = ParticleFilterConfig()
+    out = []
+    for f in fields(ParticleFilterConfig):
+        desc, lo, hi = FILTER_PARAMS[f.name]  # every field is described (a test checks it)
+        out.append(Param(f"filter.{f.name}", getattr(defaults, f.name), desc, lo, hi))
+    return out
