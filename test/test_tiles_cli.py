@@ -171,3 +171,14 @@ def test_import_geotiff_bad_input(cvgl_bin, tmp_path):
     text.write_text("not a tiff")
     assert_one_line_error(run(cvgl_bin, "tiles", "import-geotiff", text, "--out", out), "not a raster")
     assert not out.exists()
+
+
+def test_verify_good_cache_and_bad_input(cvgl_bin, cache, tmp_path):
+    proc = run(cvgl_bin, "tiles", "verify", cache, "--quiet")
+    with MBTilesStore.open(cache) as store:
+        n = store.tile_count()
+    assert proc.returncode == 0 and f"{n} tiles checked (256 px), 0 bad" in proc.stdout, proc.stdout + proc.stderr
+    assert_one_line_error(run(cvgl_bin, "tiles", "verify", cache, "--url", "http://127.0.0.1:1/{z}/{x}/{y}.png"),
+                          "needs --repair")
+    assert_one_line_error(run(cvgl_bin, "tiles", "verify", cache, "--repair", "--url", "http://h/{z}/{x}/{q}.png"),
+                          "{q}")

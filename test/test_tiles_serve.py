@@ -1,10 +1,14 @@
-"""`cvgl tiles serve` (paths, ETag/304, nothing outside the cache) and `cvgl tiles prefetch`
-(kill -9 and rerun, retries with back-off, positions from a bag), as real subprocesses on loopback."""
+"""`cvgl tiles serve` (paths, ETag/304, nothing outside the cache: no symlink out of the root, FIFO
+or device; stalled clients dropped by a bounded pool; loopback unless --allow-remote) and
+`cvgl tiles prefetch` (kill -9 and rerun, retries with back-off, positions from a bag), as real
+subprocesses on loopback."""
 import http.client
 import os
 import random
 import signal
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -301,7 +305,9 @@ def test_prefetch_bad_input(cvgl_bin_module, tmp_path):
     notmb = tmp_path / "n.mbtiles"
     sqlite3.connect(notmb).execute("CREATE TABLE a (b)").connection.commit()
     proc = run("--url", "http://127.0.0.1:1/{z}/{x}/{y}.png", "--bbox", "8.4,49,8.401,49.001", "--out", str(notmb))
-    assert proc.returncode == 2 and "not MBTiles" in proc.stderr
+    # Refused either as not MBTiles or, by the one --out rule, as a file cvgl did not write.
+    assert proc.returncode == 2 and ("not MBTiles" in proc.stderr or "did not write" in proc.stderr), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 @settings(max_examples=300, deadline=None)
@@ -314,3 +320,108 @@ def test_request_path_parser_is_total_and_safe(target):
         assert status == 400
     if status == 200:
         assert what == "metadata" or (isinstance(what, tuple) and len(what) == 3)
+
+
+def start_serve(cvgl_bin, cache, *extra):
+    """`cvgl tiles serve` on a free port with `extra` options: (process, port)."""
+    proc = subprocess.Popen([cvgl_bin, "tiles", "serve", str(cache), "--port", "0", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("serving"), (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc, int(line.rsplit(":", 1)[1].split("/")[0])
+
+
+def stop_and_read_stderr(proc) -> str:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    return err
+
+
+def test_serve_refuses_links_out_fifos_and_devices(cvgl_bin_module, tmp_path):
+    secret = tile_png(7, 7)  # a valid tile, so only the confinement can stop it
+    (tmp_path / "secret.png").write_bytes(secret)
+    (tmp_path / "elsewhere" / "0").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "0" / "0.png").write_bytes(secret)
+    root = tmp_path / "cache"
+    with XYZStore.create(root, name="x") as store:
+        store.put_tile(1, 0, 0, tile_png(0, 0))
+        store.put_tile(1, 1, 1, tile_png(1, 1))
+    (root / "1" / "0" / "1.png").symlink_to(tmp_path / "secret.png")      # a file link out of the root
+    (root / "2").symlink_to(tmp_path / "elsewhere")                     # a directory link out of the root
+    os.mkfifo(root / "1" / "1" / "0.png")                               # would block an open() for reading
+    (root / "3" / "1").mkdir(parents=True)
+    (root / "3" / "1" / "1.png").symlink_to("/dev/zero")                 # an endless read
+    (root / "3" / "1" / "2.png").symlink_to(root / "1" / "1" / "1.png")  # a link inside the root: fine
+    store = XYZStore.open(root)
+    for key in [(1, 0, 1), (2, 0, 0), (1, 1, 0), (3, 1, 1)]:
+        assert store.get_tile(*key) is None, key  # refused reads count as missing for patch readers
+    proc, port = start_serve(cvgl_bin_module, root)
+    try:
+        for target in ["/1/0/1.png", "/2/0/0.png", "/1/1/0.png", "/3/1/1.png"]:
+            status, _, body = request(port, target)
+            assert status == 403 and secret not in body, target
+        assert request(port, "/3/1/2.png")[2] == tile_png(1, 1)
+        assert request(port, "/1/0/0.png")[2] == tile_png(0, 0)
+    finally:
+        err = stop_and_read_stderr(proc)
+    assert err.count("refused") == 4 and "Traceback" not in err, err
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def _open_sockets(pid: int) -> int:
+    return sum(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:") for fd in os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_serve_drops_stalled_connections_and_keeps_serving(cvgl_bin_module, source):
+    proc, port = start_serve(cvgl_bin_module, source, "--read-timeout-s", "1", "--workers", "4")
+    stalled = []
+    try:
+        assert request(port, f"/{Z}/{X0}/{Y0}.png")[0] == 200
+        baseline = _threads(proc.pid)  # main, one pool worker, and whatever numpy/OpenCV started
+        for i in range(100):  # each sends half a request, then nothing
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.sendall(f"GET /{Z}/{X0}/{Y0 + i % SIDE}.png HTTP/1.1\r\nHost: x\r\n".encode())
+            stalled.append(s)
+        rst = socket.create_connection(("127.0.0.1", port), timeout=30)  # a client that resets mid-request
+        rst.sendall(b"GET /19/1/1.png HTTP/1.1\r\n")
+        rst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rst.close()
+        while _open_sockets(proc.pid) < 50:  # the server holds them now (listening socket + accepted ones)
+            time.sleep(0.01)
+        assert _threads(proc.pid) <= baseline + 3  # at most 4 workers, not a thread per connection
+        status, _, body = request(port, f"/{Z}/{X0 + 3}/{Y0 + 4}.png")
+        assert status == 200 and body == tile_png(X0 + 3, Y0 + 4)
+        for s in stalled:  # every stalled connection is closed by the server
+            try:
+                assert s.recv(1024) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for s in stalled:
+            s.close()
+        err = stop_and_read_stderr(proc)
+    lines = err.strip().splitlines()
+    assert sum("Request timed out" in line for line in lines) == 100 and "Traceback" not in err, err
+    assert sum("dropped: ConnectionResetError" in line for line in lines) == 1
+    assert len(lines) == 101  # one line per dropped client, nothing else
+
+
+def test_serve_needs_allow_remote_for_other_hosts(cvgl_bin_module, source):
+    refused = subprocess.run([cvgl_bin_module, "tiles", "serve", str(source), "--port", "0", "--host", "0.0.0.0"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "--allow-remote" in refused.stderr and "Traceback" not in refused.stderr
+    proc, port = start_serve(cvgl_bin_module, source, "--host", "0.0.0.0", "--allow-remote")
+    try:
+        assert request(port, f"/{Z}/{X0}/{Y0}.png")[2] == tile_png(X0, Y0)
+    finally:
+        err = stop_and_read_stderr(proc)
+    assert "WARNING" in err and "NOT loopback" in err

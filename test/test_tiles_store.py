@@ -210,3 +210,46 @@ def test_reads_mbutil_style_view_schema(tmp_path):
         assert store.tile_keys() == [(2, 1, 3)]
     with pytest.raises(InputError, match="view"):
         MBTilesStore.open(path, writable=True)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp"])
+@pytest.mark.parametrize("size", [256, 512])
+def test_header_probe_reads_size_and_rejects_cut_tiles(fmt, size):
+    from cvgl_ros.tiles.codec import CorruptTileError
+    from cvgl_ros.tiles.validate import check_header, probe_tile, validate_tile
+
+    rng = np.random.default_rng(size)
+    blob = encode_tile(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), fmt)
+    header = probe_tile(blob)
+    assert (header.image_format, header.width_px, header.height_px) == (fmt, size, size)
+    validate_tile(blob, size, fmt)
+    with pytest.raises(CorruptTileError, match="expected"):
+        check_header(blob, 768 - size, fmt)  # the other tile size
+    for cut in (len(blob) // 2, len(blob) - 1):
+        with pytest.raises(CorruptTileError, match="truncated"):
+            probe_tile(blob[:cut])
+    with pytest.raises(CorruptTileError):
+        validate_tile(blob[:16] + bytes(len(blob) - 16), size)  # the right length, nothing decodable
+
+
+def test_xyz_writes_and_deletes_stay_inside_the_root(tmp_path):
+    from cvgl_ros.tiles.store import TileRefusedError
+
+    outside = tmp_path / "outside"
+    (outside / "0").mkdir(parents=True)
+    (outside / "0" / "0.png").write_bytes(_png(1))
+    with XYZStore.create(tmp_path / "root", name="x") as store:
+        store.put_tile(1, 0, 0, _png(2))
+        (tmp_path / "root" / "2").symlink_to(outside)  # zoom 2 is a directory elsewhere
+        (tmp_path / "root" / "1" / "0" / "1.png").symlink_to(outside / "0" / "0.png")
+        with pytest.raises(TileRefusedError, match="outside"):
+            store.put_tile(2, 0, 0, _png(3))
+        with pytest.raises(TileRefusedError, match="outside"):
+            store.delete_tile(2, 0, 0)
+        with pytest.raises(TileRefusedError, match="outside"):
+            store.read_tile(1, 0, 1)
+        store.delete_tile(1, 0, 1)  # the link itself is inside: it goes, its target stays
+        assert not (tmp_path / "root" / "1" / "0" / "1.png").is_symlink()
+        store.delete_tile(1, 0, 0)
+        assert store.get_tile(1, 0, 0) is None
+    assert (outside / "0" / "0.png").read_bytes() == _png(1)

@@ -127,17 +127,27 @@ def _is_mbtiles(path: Path) -> bool:
 
 
 def _serve(args) -> int:
-    from cvgl_ros.tiles.serve import make_server
+    from cvgl_ros.tiles.serve import is_loopback_host, make_server
     from cvgl_ros.tiles.store import open_store
 
+    remote = not is_loopback_host(args.host)
+    if remote and not args.allow_remote:
+        raise InputError(f"--host {args.host} is not a loopback address: anyone who can reach it could read the "
+                         "cache and hold its connections; add --allow-remote to serve it anyway")
     store = open_store(args.cache)
     if not store.zoom_levels():
         raise InputError(f"tile cache {args.cache} holds no tiles")
     try:
-        server = make_server(store, args.host, args.port, quiet=not args.verbose)
+        server = make_server(store, args.host, args.port, quiet=not args.verbose, allow_remote=args.allow_remote,
+                             workers=args.workers, max_connections=args.max_connections,
+                             read_timeout_s=args.read_timeout_s, write_timeout_s=args.write_timeout_s)
     except OSError as exc:
+        store.close()
         raise InputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     host, port = server.server_address[:2]
+    if remote:
+        print(f"cvgl: WARNING: serving {args.cache} on {host}:{port}, NOT loopback: every host that can reach "
+              "this port can read the whole cache, with no authentication and no TLS", file=sys.stderr, flush=True)
     print(f"serving {args.cache} on http://{host}:{port}/{{z}}/{{x}}/{{y}}.{store.image_format}", flush=True)
     try:
         server.serve_forever()
@@ -152,7 +162,7 @@ def _serve(args) -> int:
 def _prefetch(args) -> int:
     from cvgl_ros.tiles import prefetch as pf
 
-    pf.check_url_template(args.url)
+    pf.check_url_template(args.url, args.subdomains)
     if not args.out.name.endswith(".mbtiles"):
         raise InputError(f"output {args.out} must be an .mbtiles file")
     # An existing MBTiles file is resumed (tiles are only added), so any MBTiles counts as
@@ -164,20 +174,72 @@ def _prefetch(args) -> int:
     else:
         tiles = pf.tiles_in_bbox(*args.bbox, radius_m=args.radius_m, zoom=args.zoom)
     stats = pf.prefetch(args.url, tiles, args.out, args.zoom, workers=args.workers, retries=args.retries,
-                        timeout_s=args.timeout_s, batch=args.batch, progress=not args.quiet)
+                        timeout_s=args.timeout_s, batch=args.batch, tile_size=args.tile_size,
+                        subdomains=args.subdomains, max_connection_failures=args.max_connection_failures,
+                        progress=not args.quiet)
     print(f"{args.out}: {stats.wanted} tiles wanted, {stats.already_cached} already cached, "
           f"{stats.downloaded} downloaded, {stats.absent_at_source} not on the server, {stats.failed} failed "
-          f"({stats.retries} retries)")
+          f"({stats.retries} retries)"
+          + (f", {stats.cached_invalid} cached tiles failed the check and were fetched again"
+             if stats.cached_invalid else ""))
+    if stats.stopped:
+        print(f"cvgl: stopped: {stats.stopped}; {stats.not_attempted} tiles not attempted, is the server up? "
+              "Rerun the same command to resume", file=sys.stderr)
+        return 1
     if stats.failed:
-        for line in stats.errors:
+        for line in stats.errors[:10]:
             print(f"  {line}", file=sys.stderr)
+        if len(stats.errors) > 10:
+            print(f"  ... and {len(stats.errors) - 10} more", file=sys.stderr)
         print(f"cvgl: {stats.failed} tiles failed; rerun the same command to resume", file=sys.stderr)
         return 1
     return 0
 
 
+def _verify(args) -> int:
+    from cvgl_ros.tiles import download
+    from cvgl_ros.tiles.store import open_store
+    from cvgl_ros.tiles.verify import repair_store, verify_store
+
+    if args.url is not None:
+        if not args.repair:
+            raise InputError("--url re-fetches bad tiles and needs --repair")
+        download.check_url_template(args.url, args.subdomains)
+    with open_store(args.cache) as store:
+        report = verify_store(store, tile_size=args.tile_size, progress=not args.quiet)
+    for problem in report.database_problems:
+        print(f"database: {problem}")
+    for z, x, y, reason in report.bad:
+        print(f"bad {z}/{x}/{y}: {reason}")
+    print(f"{args.cache}: {report.checked} tiles checked ({report.tile_size} px), {len(report.bad)} bad"
+          + (f", database damaged ({len(report.database_problems)} problems)" if report.database_problems else ""))
+    remaining = len(report.bad)
+    if args.repair and report.bad:
+        with open_store(args.cache, writable=True) as store:
+            fixed = repair_store(store, report.bad, report.tile_size, args.url, subdomains=args.subdomains,
+                                 retries=args.retries, timeout_s=args.timeout_s, progress=not args.quiet)
+        for z, x, y, reason in fixed.undeletable:
+            print(f"kept {z}/{x}/{y}: {reason}")
+        for z, x, y, reason in fixed.not_refetched:
+            print(f"deleted, not fetched again {z}/{x}/{y}: {reason}")
+        print(f"repair: {fixed.deleted} deleted, {fixed.refetched} fetched again"
+              + ("" if args.url else "; the next `cvgl tiles prefetch` fetches them")
+              + (f"; stopped: {fixed.stopped}" if fixed.stopped else ""))
+        remaining = len(fixed.undeletable) + len(fixed.not_refetched)
+    if report.database_problems:
+        print(f"cvgl: {args.cache} is a damaged SQLite database; rebuild it (prefetch or import again)",
+              file=sys.stderr)
+        return 1
+    if remaining:
+        print(f"cvgl: {remaining} bad or missing tiles remain in {args.cache}"
+              + ("" if args.repair else "; --repair deletes them"), file=sys.stderr)
+        return 1
+    return 0
+
+
 def register(subparsers) -> None:
-    p = subparsers.add_parser("tiles", help="satellite tile caches: info, patch, import-geotiff, serve, prefetch")
+    p = subparsers.add_parser("tiles", help="satellite tile caches: info, patch, import-geotiff, serve, prefetch, "
+                                            "verify")
     sub = p.add_subparsers(dest="tiles_command", metavar="TILES_COMMAND", required=True)
 
     info = sub.add_parser("info", help="zoom levels, tile counts and metadata of a cache")
@@ -212,6 +274,14 @@ def register(subparsers) -> None:
     serve.add_argument("cache", type=existing_path, metavar="CACHE")
     serve.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1 only)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a --host that is not loopback (no authentication, no TLS: think twice)")
+    serve.add_argument("--workers", type=positive_int, default=16, help="connections handled at once")
+    serve.add_argument("--max-connections", type=positive_int, default=256,
+                       help="connections open at once (queued + handled); more get 503")
+    serve.add_argument("--read-timeout-s", type=positive_float, default=10.0,
+                       help="time from accepting a connection to its complete request")
+    serve.add_argument("--write-timeout-s", type=positive_float, default=10.0, help="time allowed for each write")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
 
@@ -227,5 +297,23 @@ def register(subparsers) -> None:
     pre.add_argument("--retries", type=_retries, default=4)
     pre.add_argument("--timeout-s", type=positive_float, default=10.0)
     pre.add_argument("--batch", type=positive_int, default=64, help="tiles per committed transaction")
+    pre.add_argument("--subdomains", default="abc", help="values of {s} in --url, e.g. abc or t0,t1 (default abc)")
+    pre.add_argument("--tile-size", type=int, choices=[256, 512], default=None,
+                     help="tile size in px (default: the cache's, 256 for a new cache)")
+    pre.add_argument("--max-connection-failures", type=positive_int, default=16,
+                     help="stop after this many attempts in a row that got no HTTP response")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
     pre.set_defaults(func=_prefetch)
+
+    ver = sub.add_parser("verify", help="decode every tile of a cache; --repair deletes (or re-fetches) bad ones")
+    ver.add_argument("cache", type=existing_path, metavar="CACHE", help=".mbtiles file or XYZ directory")
+    ver.add_argument("--repair", action="store_true",
+                     help="delete the bad tiles, so that the next prefetch fetches them again")
+    ver.add_argument("--url", default=None, help="with --repair: fetch the bad tiles again from this tile URL")
+    ver.add_argument("--subdomains", default="abc", help="values of {s} in --url (default abc)")
+    ver.add_argument("--tile-size", type=int, choices=[256, 512], default=None,
+                     help="expected tile size in px (default: that of the cache's first tiles)")
+    ver.add_argument("--retries", type=_retries, default=4)
+    ver.add_argument("--timeout-s", type=positive_float, default=10.0)
+    ver.add_argument("--quiet", action="store_true", help="no progress bar")
+    ver.set_defaults(func=_verify)

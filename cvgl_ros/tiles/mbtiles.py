@@ -31,7 +31,7 @@ from cvgl_ros.atomic import atomic_path
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.mercator import xyz_to_tms_row
 from cvgl_ros.tiles.codec import normalize_format, sniff_format
-from cvgl_ros.tiles.store import TileStore, check_tile
+from cvgl_ros.tiles.store import MAX_TILE_BYTES, TileRefusedError, TileStore, check_tile
 
 MBTILES_APPLICATION_ID = 0x4D504258  # "MPBX", the SQLite application_id MBTiles 1.3 suggests
 BUSY_TIMEOUT_S = 30.0
@@ -255,6 +255,13 @@ class MBTilesStore(TileStore):
             return None
         return bytes(row[0])
 
+    def read_tile(self, z: int, x: int, y: int) -> bytes | None:
+        """`get_tile`, but a blob over `MAX_TILE_BYTES` (no real tile is) raises TileRefusedError."""
+        data = self.get_tile(z, x, y)
+        if data is not None and len(data) > MAX_TILE_BYTES:
+            raise TileRefusedError(f"tile {z}/{x}/{y} is {len(data)} bytes, over the {MAX_TILE_BYTES} cap")
+        return data
+
     def has_tile(self, z: int, x: int, y: int) -> bool:
         z, x, y = check_tile(z, x, y)
         with self._reader() as conn:
@@ -283,6 +290,15 @@ class MBTilesStore(TileStore):
         with self._reader() as conn:
             rows = conn.execute("SELECT DISTINCT zoom_level FROM tiles ORDER BY zoom_level").fetchall()
         return [int(r[0]) for r in rows]
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's `PRAGMA quick_check` finds wrong with the file ([] when sound)."""
+        try:
+            with self._reader() as conn:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [str(r[0]) for r in rows if str(r[0]) != "ok"]
 
     @property
     def metadata(self) -> dict:

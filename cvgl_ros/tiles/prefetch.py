@@ -1,23 +1,24 @@
 """Fill a local MBTiles cache from a tile server before driving (resumable, crash-safe).
 
 The tiles to fetch are those of one zoom within `radius_m` of a drive's positions (from a
-bag's NavSatFix messages) or of a WGS84 bounding box. Tiles already in the cache are
-skipped, so a rerun resumes. Downloads run in a bounded thread pool (urllib) with retries
-and exponential back-off with jitter; 404/204 means "the source has no such tile" and is
-not retried. Only the main thread writes: tiles are committed in SQLite transactions of
-`batch` tiles (WAL mode), so a process killed at any moment - SIGKILL included - leaves a
-valid MBTiles file holding exactly the tiles of the committed batches.
+bag's NavSatFix messages) or of a WGS84 bounding box. `download.fetch_into` fetches them in
+a bounded thread pool with retries, back-off, validation of every tile and a circuit
+breaker; tiles are committed in SQLite transactions of `batch` tiles (WAL mode), so a
+process killed at any moment - SIGKILL included - leaves a valid MBTiles file holding
+exactly the tiles of the committed batches, and a rerun resumes.
+
+A rerun does not trust "already cached": every wanted tile in the cache gets the cheap
+header check (`validate.check_header`: format, tile size, whole container; no decode), and
+those that fail it (a cut body stored by an older version, a damaged file) are fetched
+again. `cvgl tiles verify` does the full decode of every tile.
+
+The tile size (256 or 512 px) is the cache's: that of its stored tiles when it has any, else
+`tile_size` (default 256, what `tiles.patch` reads).
 """
 from __future__ import annotations
 
-import http.client
 import math
-import random
 import re
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,35 +26,30 @@ import numpy as np
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import check_lat_lon
-from cvgl_ros.geo.mercator import TILE_SIZE_PX, check_zoom, lonlat_to_global_px
-from cvgl_ros.tiles.codec import normalize_format, sniff_format
+from cvgl_ros.geo.mercator import TILE_SIZE_PX, check_zoom, lonlat_to_global_px, mercator_px_per_m
+from cvgl_ros.tiles.codec import CorruptTileError, normalize_format
+from cvgl_ros.tiles.download import (DEFAULT_MAX_CONNECTION_FAILURES, DEFAULT_SUBDOMAINS, FetchStats,
+                                     check_url_template, fetch_into)
 from cvgl_ros.tiles.mbtiles import MBTilesStore
-from cvgl_ros.geo.mercator import mercator_px_per_m
 from cvgl_ros.tiles.raster import write_extent_metadata
+from cvgl_ros.tiles.store import MAX_TILE_BYTES
+from cvgl_ros.tiles.validate import TILE_SIZES_PX, cache_tile_size, check_header
 
-USER_AGENT = "cvgl-tiles-prefetch/1"
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 MAX_PREFETCH_TILES = 1_000_000
 
 
 @dataclass
 class PrefetchStats:
     wanted: int = 0
-    already_cached: int = 0
+    already_cached: int = 0  # cached tiles that passed the header check
+    cached_invalid: int = 0  # cached tiles that failed it and were fetched again
     downloaded: int = 0
     absent_at_source: int = 0
     failed: int = 0
+    not_attempted: int = 0  # left when the circuit breaker stopped the run
     retries: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-def check_url_template(template: str) -> str:
-    if not re.match(r"^https?://", template):
-        raise InputError(f"tile URL {template!r} must start with http:// or https://")
-    for part in ("{z}", "{x}", "{y}"):
-        if part not in template:
-            raise InputError(f"tile URL {template!r} lacks {part} (expected e.g. http://host/{{z}}/{{x}}/{{y}}.png)")
-    return template
+    stopped: str = ""  # the circuit breaker's reason; "" when the run went to the end
+    errors: list[str] = field(default_factory=list)  # "z/x/y: reason" of every failed tile
 
 
 def tiles_near_points(lat_deg, lon_deg, radius_m: float, zoom: int) -> set[tuple[int, int]]:
@@ -129,43 +125,39 @@ def positions_from_bag(bag_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(lat), np.array(lon)
 
 
-def fetch_tile(url: str, timeout_s: float, retries: int, backoff_s: float) -> tuple[str, bytes | None, int, str]:
-    """GET one tile: ("ok", bytes) | ("absent", None) | ("failed", None), with retries used and a reason."""
-    reason = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
-        try:
-            req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                if resp.status == 204:
-                    return "absent", None, attempt, "204"
-                data = resp.read()
-            if sniff_format(data) is None:
-                reason = "response is not a PNG/JPEG/WebP image"
-                continue
-            return "ok", data, attempt, ""
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return "absent", None, attempt, "404"
-            reason = f"HTTP {exc.code}"
-            if exc.code not in _RETRY_STATUS:
-                return "failed", None, attempt, reason
-        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
-            reason = f"{exc.__class__.__name__}: {getattr(exc, 'reason', exc)}"
-    return "failed", None, retries, reason
+def positions_from_bag(bag_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) arrays of every valid NavSatFix message in a bag (GNSS and ground truth)."""
+    from cvgl_ros.datasets.bag import MSG_NAVSATFIX, bag_topics, read_messages
+
+    topics = [t for t, (msgtype, _) in bag_topics(bag_path).items() if msgtype == MSG_NAVSATFIX]
+    if not topics:
+        raise InputError(f"bag {bag_path} has no sensor_msgs/NavSatFix topic to take positions from")
+    lat, lon = [], []
+    for _, _, _, msg in read_messages(bag_path, topics):
+        if msg.status.status >= 0 and math.isfinite(msg.latitude) and math.isfinite(msg.longitude):
+            lat.append(msg.latitude)
+            lon.append(msg.longitude)
+    if not lat:
+        raise InputError(f"bag {bag_path} has no NavSatFix message with a valid fix")
+    return np.array(lat), np.array(lon)
 
 
 def prefetch(url_template: str, tiles: set[tuple[int, int]], out_path: str | Path, zoom: int, *,
              workers: int = 8, retries: int = 4, timeout_s: float = 10.0, backoff_s: float = 0.5,
-             batch: int = 64, image_format: str | None = None, progress: bool = True) -> PrefetchStats:
-    """Download the missing `tiles` (XYZ x, y at `zoom`) into the MBTiles file `out_path`."""
-    from tqdm import tqdm
+             batch: int = 64, image_format: str | None = None, tile_size: int | None = None,
+             subdomains: str = DEFAULT_SUBDOMAINS, max_tile_bytes: int = MAX_TILE_BYTES,
+             max_connection_failures: int = DEFAULT_MAX_CONNECTION_FAILURES,
+             progress: bool = True) -> PrefetchStats:
+    """Download the missing or invalid `tiles` (XYZ x, y at `zoom`) into the MBTiles file `out_path`.
 
-    check_url_template(url_template)
+    Everything is checked before the file is created or opened: the URL template, the zoom
+    and the numeric options (InputError)."""
+    check_url_template(url_template, subdomains)
     zoom = check_zoom(zoom)
-    if workers < 1 or retries < 0 or batch < 1:
-        raise InputError("workers and batch must be >= 1, retries >= 0")
+    if workers < 1 or retries < 0 or batch < 1 or max_connection_failures < 1:
+        raise InputError("workers, batch and max connection failures must be >= 1, retries >= 0")
+    if tile_size is not None and tile_size not in TILE_SIZES_PX:
+        raise InputError(f"tile size {tile_size} px is not one of {', '.join(map(str, TILE_SIZES_PX))}")
     out_path = Path(out_path)
     if image_format is None:
         ext = re.search(r"\.(png|jpe?g|webp)(\?|$)", url_template.lower())
@@ -173,55 +165,35 @@ def prefetch(url_template: str, tiles: set[tuple[int, int]], out_path: str | Pat
     fmt = normalize_format(image_format)
     if out_path.exists():
         store = MBTilesStore.open(out_path, writable=True)
-        fmt = store.image_format
     else:
         store = MBTilesStore.create(out_path, name=out_path.stem, image_format=fmt, atomic=False,
                                     description=f"prefetched from {url_template}")
     stats = PrefetchStats(wanted=len(tiles))
     try:
+        fmt = store.image_format
+        stored_size = cache_tile_size(store, store.tile_keys(zoom)) or cache_tile_size(store)
+        if tile_size is not None and stored_size is not None and tile_size != stored_size:
+            raise InputError(f"{out_path} holds {stored_size} px tiles; {tile_size} px tiles would not fit")
+        size = stored_size or tile_size or TILE_SIZE_PX
         cached = {(x, y) for _, x, y in store.tile_keys(zoom)}
-        todo = sorted(t for t in tiles if t not in cached)
-        stats.already_cached = len(tiles) - len(todo)
-        bar = tqdm(total=len(todo), desc="prefetch", unit="tile", disable=not progress)
-        pending = {}
-        queue = iter(todo)
-        uncommitted = 0
-        last_commit = time.monotonic()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch") as pool:
-            def submit_more():
-                while len(pending) < 4 * workers:
-                    key = next(queue, None)
-                    if key is None:
-                        return
-                    url = url_template.format(z=zoom, x=key[0], y=key[1])
-                    pending[pool.submit(fetch_tile, url, timeout_s, retries, backoff_s)] = key
-
-            submit_more()
-            while pending:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    x, y = pending.pop(fut)
-                    status, data, used, reason = fut.result()
-                    stats.retries += used
-                    if status == "ok" and sniff_format(data) != fmt:
-                        status, reason = "failed", f"server sent {sniff_format(data)}, the cache holds {fmt}"
-                    if status == "ok":
-                        store.put_tile(zoom, x, y, data)
-                        stats.downloaded += 1
-                        uncommitted += 1
-                    elif status == "absent":
-                        stats.absent_at_source += 1
-                    else:
-                        stats.failed += 1
-                        if len(stats.errors) < 10:
-                            stats.errors.append(f"{zoom}/{x}/{y}: {reason}")
-                    bar.update(1)
-                if uncommitted >= batch or (uncommitted and time.monotonic() - last_commit > 1.0):
-                    store.commit()
-                    uncommitted, last_commit = 0, time.monotonic()
-                submit_more()
-        bar.close()
-        store.commit()
+        todo = []
+        for key in sorted(tiles):
+            if key in cached:
+                try:
+                    check_header(store.get_tile(zoom, *key) or b"", size, fmt)
+                    stats.already_cached += 1
+                    continue
+                except CorruptTileError:
+                    stats.cached_invalid += 1
+            todo.append(key)
+        fetched = fetch_into(store, url_template, zoom, todo, tile_size=size, subdomains=subdomains,
+                             workers=workers, retries=retries, timeout_s=timeout_s, backoff_s=backoff_s,
+                             batch=batch, max_tile_bytes=max_tile_bytes,
+                             max_connection_failures=max_connection_failures, progress=progress,
+                             stats=FetchStats())
+        for name in ("downloaded", "absent_at_source", "failed", "not_attempted", "retries", "stopped"):
+            setattr(stats, name, getattr(fetched, name))
+        stats.errors = [f"{z}/{x}/{y}: {reason}" for z, x, y, reason in fetched.failures]
         if store.tile_count(zoom):
             write_extent_metadata(store)
         store.close()

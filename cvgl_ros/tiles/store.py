@@ -4,6 +4,11 @@ Every store addresses tiles in the XYZ convention (z, x, y with y growing south,
 `cvgl_ros.geo.mercator` and web maps use it); an MBTiles store flips rows to TMS inside.
 Stores are read-only unless opened writable; a writable store takes one writer and any
 number of reader threads at once.
+
+`get_tile` answers None both for a tile the store lacks and for one it refuses to read (an
+XYZ file that resolves outside the cache root, a FIFO or device, a file over
+`MAX_TILE_BYTES`), so a patch reader treats a refused tile as missing; `read_tile` raises
+`TileRefusedError` for the latter, for callers that must say why (the tile server, `verify`).
 """
 from __future__ import annotations
 
@@ -12,6 +17,14 @@ from pathlib import Path
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.mercator import check_zoom
+
+# No tile is this large: a 512 px RGBA PNG of pure noise is ~1 MiB. Larger blobs or files are
+# refused instead of read (a 20 MB junk "tile", an endless /dev/zero).
+MAX_TILE_BYTES = 4 * 2**20
+
+
+class TileRefusedError(InputError):
+    """A stored tile that the store will not read: outside its root, not a regular file, too large."""
 
 
 def check_tile(z: int, x: int, y: int) -> tuple[int, int, int]:
@@ -39,9 +52,17 @@ class TileStore(abc.ABC):
     def get_tile(self, z: int, x: int, y: int) -> bytes | None:
         """The encoded tile, or None when the store does not hold it."""
 
+    def read_tile(self, z: int, x: int, y: int) -> bytes | None:
+        """Like `get_tile`, but a tile the store refuses to read raises `TileRefusedError`."""
+        return self.get_tile(z, x, y)
+
     @abc.abstractmethod
     def put_tile(self, z: int, x: int, y: int, data: bytes) -> None:
         """Store (or replace) one encoded tile; writable stores only."""
+
+    @abc.abstractmethod
+    def delete_tile(self, z: int, x: int, y: int) -> None:
+        """Remove one tile (nothing happens when it is not stored); writable stores only."""
 
     @abc.abstractmethod
     def tile_keys(self, zoom: int | None = None) -> list[tuple[int, int, int]]:

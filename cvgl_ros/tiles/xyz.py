@@ -1,20 +1,28 @@
 """XYZ directory tile store: `ROOT/{z}/{x}/{y}.png|jpg|webp`, metadata in `ROOT/metadata.json`.
 
-Paths are built from integers only, so no tile index can name a file outside ROOT. Each
-tile is written to a temporary sibling and renamed into place, so readers in other threads
-or processes never see half a tile.
+Paths are built from integers only, but a directory or file inside ROOT may be a symlink,
+so every read is confined: the tile's real path (all symlinks resolved) must lie inside
+ROOT's real path, the resolved file is opened with O_NOFOLLOW | O_NONBLOCK (a FIFO does not
+block the open), it must be a regular file of at most `MAX_TILE_BYTES` by fstat, and, where
+/proc exists, the opened descriptor's path is checked again (a symlink swapped in between
+the check and the open is caught). Anything else raises `TileRefusedError` from `read_tile`
+and reads as missing through `get_tile`. Symlinks that stay inside ROOT are followed.
+
+Each tile is written to a temporary sibling and renamed into place, so readers in other
+threads or processes never see half a tile.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from cvgl_ros.atomic import write_json
 from cvgl_ros.errors import InputError
 from cvgl_ros.tiles.codec import TILE_FORMATS, normalize_format, sniff_format
-from cvgl_ros.tiles.store import TileStore, check_tile
+from cvgl_ros.tiles.store import MAX_TILE_BYTES, TileRefusedError, TileStore, check_tile
 
 METADATA_FILE = "metadata.json"
 _EXTENSIONS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}
@@ -27,6 +35,8 @@ class XYZStore(TileStore):
         self.path = Path(path)
         self.writable = writable
         self._format = image_format
+        self._real_root = os.path.realpath(self.path)
+        self.max_tile_bytes = MAX_TILE_BYTES
 
     @classmethod
     def create(cls, path: str | os.PathLike, name: str = "", image_format: str = "png",
@@ -88,20 +98,72 @@ class XYZStore(TileStore):
     def _tile_path(self, z: int, x: int, y: int, ext: str) -> Path:
         return self.path / str(z) / str(x) / f"{y}.{ext}"
 
-    def get_tile(self, z: int, x: int, y: int) -> bytes | None:
+    def _candidate_paths(self, z: int, x: int, y: int) -> list[Path]:
+        exts = [self._format] if self._format else list(TILE_FORMATS)
+        if "jpg" in exts:
+            exts.append("jpeg")  # the `.jpeg` spelling
+        return [self._tile_path(z, x, y, ext) for ext in exts]
+
+    def _inside_root(self, real: str) -> bool:
+        return real == self._real_root or real.startswith(self._real_root.rstrip(os.sep) + os.sep)
+
+    def _read_confined(self, path: Path) -> bytes | None:
+        """The bytes of one tile file, None when absent; TileRefusedError when it must not be read."""
+        rel = path.relative_to(self.path)
+        try:
+            os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        real = os.path.realpath(path)
+        if not self._inside_root(real):
+            raise TileRefusedError(f"tile file {rel} resolves to {real}, outside the cache root {self._real_root}")
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # a dangling link inside the root, or removed meanwhile
+        except OSError as exc:
+            raise TileRefusedError(f"tile file {rel} cannot be opened safely: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise TileRefusedError(f"tile file {rel} is not a regular file (a FIFO, device or directory)")
+            if st.st_size > self.max_tile_bytes:
+                raise TileRefusedError(f"tile file {rel} is {st.st_size} bytes, over the {self.max_tile_bytes} cap")
+            try:
+                opened = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                opened = None  # no /proc: the lstat/realpath/O_NOFOLLOW checks above stand
+            if opened is not None and not self._inside_root(opened):
+                raise TileRefusedError(f"tile file {rel} was swapped for {opened}, outside the cache root")
+            chunks, size = [], 0
+            while size <= self.max_tile_bytes:
+                chunk = os.read(fd, min(1 << 20, self.max_tile_bytes + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > self.max_tile_bytes:
+                raise TileRefusedError(f"tile file {rel} grew over the {self.max_tile_bytes}-byte cap while read")
+            return b"".join(chunks)
+        except IsADirectoryError:
+            raise TileRefusedError(f"tile file {rel} is a directory") from None
+        finally:
+            os.close(fd)
+
+    def read_tile(self, z: int, x: int, y: int) -> bytes | None:
         z, x, y = check_tile(z, x, y)
-        candidates = [self._format] if self._format else list(TILE_FORMATS) + ["jpeg"]
-        for ext in candidates:
-            try:
-                return self._tile_path(z, x, y, ext).read_bytes()
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                continue
-        if self._format == "jpg":  # `.jpeg` spelling
-            try:
-                return self._tile_path(z, x, y, "jpeg").read_bytes()
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                pass
+        for path in self._candidate_paths(z, x, y):
+            data = self._read_confined(path)
+            if data is not None:
+                return data
         return None
+
+    def get_tile(self, z: int, x: int, y: int) -> bytes | None:
+        """The tile's bytes; None when absent or refused (see `read_tile` for why)."""
+        try:
+            return self.read_tile(z, x, y)
+        except TileRefusedError:
+            return None
 
     def put_tile(self, z: int, x: int, y: int, data: bytes) -> None:
         self._require_writable()
@@ -111,6 +173,9 @@ class XYZStore(TileStore):
         ext = self._format or sniff_format(bytes(data)) or "png"
         target = self._tile_path(z, x, y, ext)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not self._inside_root(os.path.realpath(target.parent)):
+            raise TileRefusedError(f"will not write {target.relative_to(self.path)}: its directory resolves "
+                                   "outside the cache root")
         fd, tmp = tempfile.mkstemp(prefix=f".{y}.", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -119,6 +184,24 @@ class XYZStore(TileStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def delete_tile(self, z: int, x: int, y: int) -> None:
+        """Unlink the tile's file(s) (a symlink itself, never its target); refused when the
+        file's directory resolves outside the root (that would delete someone else's file)."""
+        self._require_writable()
+        z, x, y = check_tile(z, x, y)
+        for path in self._candidate_paths(z, x, y):
+            if not os.path.lexists(path):
+                continue
+            if not self._inside_root(os.path.realpath(path.parent)):
+                raise TileRefusedError(f"will not delete {path.relative_to(self.path)}: its directory resolves "
+                                       "outside the cache root")
+            try:
+                path.unlink()
+            except IsADirectoryError:
+                raise TileRefusedError(f"will not delete {path.relative_to(self.path)}: it is a directory") from None
+            except FileNotFoundError:
+                pass
 
     def tile_keys(self, zoom: int | None = None) -> list[tuple[int, int, int]]:
         zooms = self.zoom_levels() if zoom is None else [int(zoom)]
@@ -132,7 +215,9 @@ class XYZStore(TileStore):
                     continue
                 for f in xdir.iterdir():
                     stem, _, ext = f.name.partition(".")
-                    if stem.isdigit() and ext.lower() in _EXTENSIONS and f.is_file():
+                    # Not only regular files: a FIFO or device named like a tile is listed
+                    # too, so that `verify` reports it (reading it is refused).
+                    if stem.isdigit() and ext.lower() in _EXTENSIONS and not f.is_dir():
                         keys.append((z, int(xdir.name), int(stem)))
         return sorted(set(keys))
 
