@@ -42,11 +42,22 @@ def _drive(args) -> int:
     print(f"messages: {counts}")
     print(f"raw GNSS error ({args.gnss}, {stats['n_fixes']} fixes, {100 * stats['no_fix_fraction']:.1f}% NO_FIX): "
           f"mean {stats['mean_m']:.2f} m, p95 {stats['p95_m']:.2f} m, p99 {stats['p99_m']:.2f} m")
+    if result.imu is not None:
+        import math
+
+        import numpy as np
+
+        yaw_err = result.imu.yaw_rate_radps - result.imu.true_gyro_radps[:, 2]
+        print(f"motion sensors: IMU {len(result.imu)} samples (yaw-rate error mean {math.degrees(yaw_err.mean()):+.3f} "
+              f"deg/s, std {math.degrees(yaw_err.std()):.3f} deg/s), wheel odometry {len(result.odometry)} samples "
+              f"(scale factor {result.odometry.scale_factor:.4f}, "
+              f"{np.mean(result.odometry.speed_mps == 0) * 100:.0f}% at zero speed)")
     return 0
 
 
 def register(sim_subparsers) -> None:
-    p = sim_subparsers.add_parser("drive", help="drive through a world: camera, GNSS and ground truth into a bag")
+    p = sim_subparsers.add_parser("drive", help="drive through a world: camera, GNSS, IMU, wheel odometry and "
+                                                          "ground truth into a bag")
     p.add_argument("--world", type=existing_path, required=True, help="world directory (from `cvgl sim world`)")
     p.add_argument("--seed", type=seed, default=0, help="route, speed profile and GNSS noise seed")
     p.add_argument("--duration-s", type=_duration, default=300.0,
