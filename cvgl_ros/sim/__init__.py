@@ -6,7 +6,8 @@ GNSS error models and training pairs.
 - `ortho`: the satellite-look orthophoto and its MBTiles pyramid.
 - `ground_camera`: `CameraModel`, `default_camera`, `GroundRenderer` (ray casting with Embree).
 - `pairs`: cross-view training pairs (KITTI protocol); `preview`: ground view beside satellite patch.
-- `trajectory`, `gnss`, `drive`: speed profiles, GNSS error models, recorded drives (rosbag2).
+- `trajectory`, `gnss`, `motion_sensors`, `drive`: speed profiles, GNSS error models, the IMU and
+  wheel-odometry error models, recorded drives (rosbag2).
 
 Modules are imported on use; this package imports nothing heavy.
 """
