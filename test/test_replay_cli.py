@@ -18,9 +18,32 @@ def _bag_without_camera(path):
     return path
 
 
-@pytest.mark.parametrize("case", ["missing bag", "not a bag", "no camera", "bad rate", "bad override", "same out"])
+def _one_frame_bag(path, datum_text=None, camera_as=B.MSG_IMAGE):
+    """A camera frame and a fix; the datum text as given (None: DATUM), the camera topic written
+    with the type `camera_as`."""
+    import numpy as np
+
+    with B.BagWriter(path) as bag:
+        if datum_text is None:
+            bag.set_datum(DATUM)
+        else:
+            bag.set_custom_data(B.DATUM_KEY, datum_text)
+        bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, 10**9, B.navsatfix_msg(49.01, 8.42, 115.0, 10**9, sigma_m=2.0))
+        rgb = np.zeros((8, 8, 3), np.uint8)
+        frame = B.image_msg(rgb, 10**9) if camera_as == B.MSG_IMAGE else B.compressed_image_msg(b"\xff\xd8", 10**9)
+        bag.write(B.TOPIC_IMAGE, camera_as, 10**9, frame)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing bag", "not a bag", "no camera", "bad rate", "bad override", "same out",
+                                  "datum nan", "datum latitude 95", "datum garbage", "camera of another type"])
 def test_replay_bad_input_is_one_line_exit_2(cvgl_bin, tmp_path, case):
     bag = _bag_without_camera(tmp_path / "gnss_only")
+    bad_bag = {"datum nan": lambda: _one_frame_bag(tmp_path / "b", datum_text="nan,nan,0"),
+               "datum latitude 95": lambda: _one_frame_bag(tmp_path / "b", datum_text="95,8.42,115"),
+               "datum garbage": lambda: _one_frame_bag(tmp_path / "b", datum_text="garbage"),
+               "camera of another type": lambda: _one_frame_bag(tmp_path / "b", camera_as=B.MSG_COMPRESSED),
+               }.get(case, lambda: None)()
     args = {
         "missing bag": ["--bag", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
         "not a bag": ["--bag", str(tmp_path), "--out", str(tmp_path / "o")],
@@ -28,11 +51,15 @@ def test_replay_bad_input_is_one_line_exit_2(cvgl_bin, tmp_path, case):
         "bad rate": ["--bag", str(bag), "--out", str(tmp_path / "o"), "--rate", "-1"],
         "bad override": ["--bag", str(bag), "--out", str(tmp_path / "o"), "-p", "tiles"],
         "same out": ["--bag", str(bag), "--out", str(bag)],
-    }[case]
+    }.get(case, ["--bag", str(bad_bag), "--out", str(tmp_path / "o")])
     out = _run(cvgl_bin, "replay", *args)
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in out.stderr
+    expected = {"datum nan": "finite", "datum latitude 95": "latitude 95", "datum garbage": "'garbage'",
+                "camera of another type": "sensor_msgs/msg/CompressedImage, but the nodes subscribe to it as "
+                                          "sensor_msgs/msg/Image"}.get(case, "")
+    assert expected in lines[0]
     assert not (tmp_path / "o").exists()
 
 
@@ -79,5 +106,13 @@ def test_rate_playback_follows_the_bag_clock(tmp_path):
     assert s.wall_s >= 0.9 * s.bag_duration_s / 2.0  # paced by the bag's stamps, not as fast as possible
     assert s.real_time_factor <= 2.2
     start = min(t for _, _, t, _ in read_messages(bag))
+    end = max(t for _, _, t, _ in read_messages(bag))
     poses = [(t, stamp_to_ns(m.header.stamp)) for _, _, t, m in read_messages(tmp_path / "out", ["/cvgl/pose"])]
     assert poses and all(log >= start for log, _ in poses)  # logged on the replayed /clock
+    # the output's start and duration are the recording's (what the nodes said while coming up
+    # is logged at its start, not at time 0)
+    from rosbags.rosbag2 import Reader
+
+    with Reader(tmp_path / "out") as reader:
+        assert start <= reader.start_time and reader.end_time <= end + 10**9
+    assert s.domain_id >= 0 and f"ROS domain {s.domain_id}" in s.isolation and "localhost" in s.isolation

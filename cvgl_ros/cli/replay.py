@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from cvgl_ros.cli.args import BAG_NAMES, add_force, claim_out, existing_path, parse_overrides, positive_float, positive_int
+from cvgl_ros.cli.args import (BAG_NAMES, add_force, claim_out, existing_path, non_negative_int, parse_overrides,
+                               positive_float, positive_int)
 
 
 def run(args) -> int:
@@ -20,11 +21,12 @@ def run(args) -> int:
         return 2
     summary = replay_bag(args.bag, args.out, tiles=args.tiles, model=args.model, rate=args.rate,
                          lockstep=args.lockstep, params_file=args.params, overrides=overrides, log_dir=args.log_dir,
-                         frames_in_flight=args.in_flight)
+                         frames_in_flight=args.in_flight, domain_id=args.domain_id)
     s = summary
     print(f"replayed {s.frames} camera frames ({s.bag_duration_s:.1f} s of bag) in {s.wall_s:.1f} s: "
           f"real-time factor {s.real_time_factor:.2f}x; processed {s.frames_processed}, skipped {s.frames_skipped}, "
           f"/cvgl/pose {s.poses}; wrote {s.out_bag}", file=sys.stderr)
+    print(f"  on {s.isolation}", file=sys.stderr)
     for reason, count in s.skip_reasons.items():
         print(f"  skipped {count}x: {reason}", file=sys.stderr)
     if s.frames_resent:
@@ -62,5 +64,8 @@ def register(subparsers) -> None:
     p.add_argument("--params", help="ROS 2 parameter file (default: config/cvgl.yaml)")
     p.add_argument("-p", "--param", action="append", metavar="NAME:=VALUE", help="override one node parameter")
     p.add_argument("--log-dir", help="keep the nodes' logs here (default: a temporary directory)")
+    p.add_argument("--domain-id", type=non_negative_int, metavar="ID",
+                   help="ROS domain for the nodes and the player (default: a free one of 215-232, then 101-1, "
+                        "held by a lock file for the run); discovery is localhost only either way")
     p.add_argument("--summary", metavar="FILE.json", help="write the replay summary (RTF, latencies) as JSON")
     p.set_defaults(func=run)

@@ -4,8 +4,9 @@ for machines without the `launch` package (`cvgl launch`, and `cvgl replay` unde
 The executables and the parameter file are the ones `launch/localize.launch.py` names (a
 test keeps the two lists equal). Each node gets `--ros-args --params-file FILE` plus
 `-p name:=value` overrides (values written as YAML, the form rcl parses), and inherits the
-environment (ROS_DOMAIN_ID, RMW, ...). `stop()` sends SIGINT, then SIGTERM, then SIGKILL to
-processes that outlive their grace period.
+environment (ROS_DOMAIN_ID, RMW, ...) or the one given. `stop()` sends SIGINT, then SIGTERM,
+then SIGKILL to processes that outlive their grace period. The children die with this
+process even when it is killed outright (`CVGL_DIE_WITH_PARENT`, `cvgl_ros.nodes.supervision`).
 """
 from __future__ import annotations
 
@@ -53,11 +54,12 @@ def node_command(executable: str) -> list[str]:
     return [sys.executable, "-m", f"cvgl_ros.nodes.{executable}"]
 
 
-def ros_args(params_file: str | Path, overrides: dict | None = None) -> list[str]:
+def ros_args(params_file: str | Path, overrides: dict | None = None, extra: list[str] | None = None) -> list[str]:
+    """`--ros-args --params-file FILE -p name:=value ...` plus `extra` ROS arguments (e.g. an enclave)."""
     args = ["--ros-args", "--params-file", str(params_file)]
     for name, value in (overrides or {}).items():
         args += ["-p", f"{name}:={json.dumps(value, separators=(',', ':'))}"]
-    return args
+    return args + list(extra or [])
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -76,30 +78,45 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 class NodeProcesses:
-    """The node executables running as child processes."""
+    """The node executables running as child processes.
+
+    `extra_ros_args` go after the parameters (`cvgl replay` passes its enclave); `pass_fds`
+    are file descriptors the children inherit (`cvgl replay`'s domain lock, so that the
+    domain stays taken while any node of the run lives)."""
 
     def __init__(self, params_file: str | Path, overrides: dict | None = None,
-                 executables=NODE_EXECUTABLES, log_dir: str | Path | None = None, env: dict | None = None):
+                 executables=NODE_EXECUTABLES, log_dir: str | Path | None = None, env: dict | None = None,
+                 extra_ros_args: list[str] | None = None, pass_fds: tuple[int, ...] = ()):
         params_file = Path(params_file)
         if not params_file.is_file():
             raise InputError(f"no such parameter file: {params_file}")
-        self.commands = {exe: node_command(exe) + ros_args(params_file, overrides) for exe in executables}
+        self.commands = {exe: node_command(exe) + ros_args(params_file, overrides, extra_ros_args)
+                         for exe in executables}
         self.log_dir = Path(log_dir) if log_dir else None
         self.env = env
+        self.pass_fds = tuple(pass_fds)
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs = []
 
     def start(self) -> "NodeProcesses":
+        from cvgl_ros.nodes.supervision import ENV_PARENT_PID
+
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env[ENV_PARENT_PID] = str(os.getpid())  # the children die with this process
         for exe, cmd in self.commands.items():
             out = None
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 out = open(self.log_dir / f"{exe}.log", "wb")
                 self._logs.append(out)
-            self.procs[exe] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+            self.procs[exe] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                               pass_fds=self.pass_fds)
         return self
+
+    def pids(self) -> dict[str, int]:
+        """{executable: process id} of the started nodes."""
+        return {exe: p.pid for exe, p in self.procs.items()}
 
     def exited(self) -> dict[str, int]:
         """{executable: exit code} of the nodes that have stopped."""

@@ -12,6 +12,10 @@ tearing the executor down, and that race segfaulted about 1 shutdown in 20 on th
 (in `unregister_sigint_guard_condition`; the rclpy issues on Ctrl-C crashes are of this kind).
 Our handler only sets a flag that the main thread reads between executor waits, so every
 step of the shutdown happens on one thread, in order.
+
+Started by `NodeProcesses` (`cvgl replay`, `cvgl launch`), a node dies with its parent
+(`cvgl_ros.nodes.supervision`: a parent-death SIGTERM on Linux, a parent poll elsewhere),
+so a `kill -9` of the parent leaves no node behind to disturb the next run.
 """
 from __future__ import annotations
 
@@ -50,9 +54,21 @@ def run_node(node_class, args=None) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
+    from cvgl_ros.nodes import supervision
+
     stop = threading.Event()
+
+    def on_signal(_signum, _frame):
+        stop.set()
+        if supervision.parent_gone():  # the parent-death signal: no one waits for a clean exit
+            supervision.arm_deadline()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop.set())
+        signal.signal(sig, on_signal)
+    if supervision.die_with_parent(stop) == "parent gone":
+        print(f"{getattr(node_class, 'NODE_NAME', node_class.__name__)}: the process that started it has exited; "
+              "not starting", file=sys.stderr)
+        return 1
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = executor = None
     try:
@@ -66,6 +82,8 @@ def run_node(node_class, args=None) -> int:
         print(f"[{node.get_name()}] spinning", file=sys.stderr, flush=True)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=STOP_POLL_S)
+        if supervision.parent_gone():
+            supervision.arm_deadline()
     except ExternalShutdownException:  # rclpy.shutdown() from elsewhere in the process
         pass
     finally:

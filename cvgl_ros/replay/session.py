@@ -1,12 +1,21 @@
 """`replay_bag`: a recorded drive through the real nodes, their outputs into a new bag.
 
-1. Starts `cross_view_node` and `particle_filter_node` as processes (`cvgl_ros.nodes.launcher`)
-   with the parameter file plus `use_sim_time: true`, the bag's `map` datum, the tile cache
-   and the model.
+0. Checks the bag first: a camera topic, the input topics of the types the nodes subscribe
+   with (`INPUT_TYPES`), a valid recorded datum (or none: the nodes then anchor at the first
+   fix). Bad input is one InputError line, before any process starts.
+1. Leases a private ROS domain (`cvgl_ros.replay.domain`: a free id held by a lock file, or
+   the given `domain_id`; localhost-only discovery) and starts `cross_view_node` and
+   `particle_filter_node` on it as processes (`cvgl_ros.nodes.launcher`), marked with this
+   run's enclave, with the parameter file plus `use_sim_time: true`, the bag's `map` datum,
+   the tile cache and the model. They die with this process, even by `kill -9`.
 2. Waits until the nodes' subscriptions (camera, camera_info, GNSS, /clock) and outputs are
    matched over DDS, i.e. the model is loaded, on both sides: the player's publishers count
    the subscriptions, and the nodes' /diagnostics count the player's publishers (a
-   best-effort subscriber drops messages from a publisher it has not matched yet).
+   best-effort subscriber drops messages from a publisher it has not matched yet). Both of
+   this run's nodes must be in the graph, and no node of another enclave (a live system, a
+   stale run) for at least `DISCOVERY_WINDOW_S` (DDS discovery has no "complete" signal):
+   such a foreign node is refused with one line. Then the domain and the nodes' pids are
+   printed (with `progress`).
 3. Plays the bag with `/clock` (`BagPlayer`) at `rate` x real time, or in **lockstep**: after
    each camera frame it waits for the cross-view node's frame status (processed / skipped)
    and, for a processed frame, for the filter's `/cvgl/pose` at that stamp; after each valid
@@ -15,7 +24,9 @@
    the player keeps up to N frames in the nodes at once (N inference workers): every frame
    still gets its result, at more throughput (2 on 2 cores: about 1.4x).
 4. Records every `/cvgl/*` topic and `/diagnostics` (`Recorder`) into `out` (MCAP rosbag2,
-   written atomically, with the datum in its metadata), stops the nodes with SIGINT.
+   written atomically, with the datum and the input bag's path and fingerprint in its
+   metadata, `cvgl_ros.datasets.bag_identity`), waits until no result has come for 1 s,
+   stops the nodes with SIGINT.
 
 Returns a `ReplaySummary`: real-time factor (bag seconds per wall second of playing),
 frames processed/skipped (with reasons), poses, lockstep time-outs and per-stage latencies
@@ -23,6 +34,7 @@ frames processed/skipped (with reasons), poses, lockstep time-outs and per-stage
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -32,11 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cvgl_ros.datasets.bag import (TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED,
-                                   BagWriter, bag_datum, bag_topics, read_messages)
+from cvgl_ros.datasets.bag import (MSG_CAMERA_INFO, MSG_COMPRESSED, MSG_IMAGE, MSG_NAVSATFIX, TOPIC_CAMERA_INFO,
+                                   TOPIC_GNSS_FIX, TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED, BagWriter, bag_topics,
+                                   read_messages, recorded_datum)
 from cvgl_ros.errors import InputError
 
 CAMERA_TOPICS = (TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED)
+# Input topic -> the type the nodes subscribe with: a bag with another type there is refused
+# up front (the nodes would never match it and the replay would wait for them in vain).
+INPUT_TYPES = {TOPIC_IMAGE: MSG_IMAGE, TOPIC_IMAGE_COMPRESSED: MSG_COMPRESSED, TOPIC_CAMERA_INFO: MSG_CAMERA_INFO,
+               TOPIC_GNSS_FIX: MSG_NAVSATFIX}
+OWN_NODES = ("/cross_view_node", "/particle_filter_node")
 # Input topic -> how many node subscriptions must be matched before playing.
 EXPECTED_SUBSCRIBERS = {TOPIC_IMAGE: 1, TOPIC_IMAGE_COMPRESSED: 1, TOPIC_CAMERA_INFO: 1, TOPIC_GNSS_FIX: 2}
 # Node -> its inputs that must also be matched from the node's side (its /diagnostics say so):
@@ -48,6 +66,10 @@ FRAME_STATUS = "/cvgl/cross_view/frame_status"
 POSE = "/cvgl/pose"
 GNSS_POSE = "/cvgl/gnss/pose"  # the filter node's echo of each valid fix it took in
 RESEND_AFTER_S = 10.0          # lockstep: a camera frame with no status by then is published again (once)
+REPEATED_STATUS = "skipped: camera stamp repeated"  # the cross-view node's answer to a frame it has seen
+PERIODIC_TOPICS = ("/diagnostics", "/cvgl/path")  # on timers: they never fall quiet, so no sign of a result
+QUIET_S = 1.0                  # after playing: the run is over once no result came for this long
+DISCOVERY_WINDOW_S = 1.0       # the graph is trusted to show every node on the domain after this long
 
 
 @dataclass
@@ -74,6 +96,10 @@ class ReplaySummary:
     lockstep_wait_ms: dict = field(default_factory=dict)
     recorded: dict = field(default_factory=dict)
     node_exit_codes: dict = field(default_factory=dict)
+    domain_id: int = -1             # the ROS domain the run had to itself
+    isolation: str = ""             # how that domain was chosen, and the discovery range
+    node_pids: dict = field(default_factory=dict)
+    topics_not_played: dict = field(default_factory=dict)  # topic -> type this install cannot import
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +116,9 @@ class _Tracker:
         self.gnss_stamps: dict[int, float] = {}     # stamp -> ... its GNSS echo came
         self.timings: dict[str, list[float]] = {}
         self.node_diag: dict[str, dict[str, str]] = {}  # node name -> its latest /diagnostics values
+        self.node_diag_t: dict[str, float] = {}          # node name -> when that came
         self.last_message_t = time.monotonic()
+        self.last_result_t = time.monotonic()            # the latest message not on a timer
 
     def __call__(self, topic: str, cdr: bytes) -> None:
         from rclpy.serialization import deserialize_message
@@ -99,6 +127,8 @@ class _Tracker:
 
         with self.cond:
             self.last_message_t = time.monotonic()
+            if topic not in PERIODIC_TOPICS:
+                self.last_result_t = self.last_message_t
             if topic == POSE:
                 self.pose_stamps[header_stamp_ns(cdr)] = self.last_message_t  # the latest: after the frame's update
             elif topic == GNSS_POSE:
@@ -110,6 +140,8 @@ class _Tracker:
                 if topic == FRAME_STATUS and msg.status:
                     s = msg.status[0]
                     level = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
+                    if header_stamp_ns(cdr) in self.status and s.message == REPEATED_STATUS:
+                        return  # a resent frame that had come through after all: its first answer stands
                     self.status[header_stamp_ns(cdr)] = (level, s.message)
                     self.status_arrival.setdefault(header_stamp_ns(cdr), self.last_message_t)
                     for kv in s.values:
@@ -118,6 +150,7 @@ class _Tracker:
                     for s in msg.status:
                         if s.name.startswith("cvgl_ros: "):
                             self.node_diag[s.name.removeprefix("cvgl_ros: ")] = {kv.key: kv.value for kv in s.values}
+                            self.node_diag_t[s.name.removeprefix("cvgl_ros: ")] = self.last_message_t
             self.cond.notify_all()
 
     def wait(self, predicate, timeout_s: float) -> bool:
@@ -134,8 +167,31 @@ def _inputs_matched_by_nodes(tracker: _Tracker, bag_topics_present) -> bool:
     return True
 
 
-def _wait_ready(player, recorder, tracker, nodes, bag_topics_present, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
+def check_inputs(bag: Path, topics: dict) -> None:
+    """A camera topic, and every input topic of the type the nodes subscribe with (InputError)."""
+    if not any(t in topics for t in CAMERA_TOPICS):
+        raise InputError(f"bag {bag} has no camera topic ({' or '.join(CAMERA_TOPICS)})")
+    for topic, expected in INPUT_TYPES.items():
+        if topic in topics and topics[topic][0] != expected:
+            raise InputError(f"{topic} in {bag} is {topics[topic][0]}, but the nodes subscribe to it as {expected}")
+
+
+def _refuse_foreign(node, enclave: str, domain_id: int) -> None:
+    from cvgl_ros.replay.domain import foreign_nodes
+
+    foreign = foreign_nodes(node, enclave)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise InputError(f"foreign ROS nodes on domain {domain_id}: {', '.join(foreign[:3])}{more}; a replay "
+                         "plays only on a domain of its own (stop them, or pick another --domain-id)")
+
+
+def _wait_ready(player, recorder, tracker, nodes, bag_topics_present, timeout_s: float,
+                node=None, enclave: str | None = None, domain_id: int = -1) -> None:
+    from cvgl_ros.replay.domain import own_nodes
+
+    started = time.monotonic()
+    deadline = started + timeout_s
     want = {t: n for t, n in EXPECTED_SUBSCRIBERS.items() if t in bag_topics_present}
     while True:
         dead = nodes.exited()
@@ -143,18 +199,23 @@ def _wait_ready(player, recorder, tracker, nodes, bag_topics_present, timeout_s:
             exe, code = next(iter(dead.items()))
             raise InputError(f"{exe} exited with status {code} before the replay started: "
                              f"{nodes.log_tail(exe, 3).strip().splitlines()[-1:] or ''}")
+        own_up = True
+        if node is not None:  # this run's nodes in the graph, and nobody else's
+            _refuse_foreign(node, enclave, domain_id)
+            own_up = (set(own_nodes(node, enclave)) >= set(OWN_NODES)
+                      and time.monotonic() - started >= DISCOVERY_WINDOW_S)
         counts = player.subscription_counts()
         inputs_ok = all(counts.get(t, 0) >= n for t, n in want.items())
         clock_ok = player.clock_pub.get_subscription_count() >= 2
         outputs_ok = all(recorder.subscriptions[t].get_publisher_count() >= 1
                          for t in (POSE, GNSS_POSE, "/cvgl/likelihood", FRAME_STATUS))
         matched_by_nodes = _inputs_matched_by_nodes(tracker, bag_topics_present)
-        if inputs_ok and clock_ok and outputs_ok and matched_by_nodes:
+        if own_up and inputs_ok and clock_ok and outputs_ok and matched_by_nodes:
             return
         if time.monotonic() > deadline:
             raise InputError(f"the nodes did not come up within {timeout_s:.0f} s "
                              f"(subscribers {counts}, clock {player.clock_pub.get_subscription_count()}, "
-                             f"inputs matched on the nodes' side: {matched_by_nodes})")
+                             f"inputs matched on the nodes' side: {matched_by_nodes}, both nodes seen: {own_up})")
         time.sleep(0.1)
 
 
@@ -162,8 +223,11 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                rate: float = 1.0, lockstep: bool = False, params_file: str | Path | None = None,
                overrides: dict | None = None, log_dir: str | Path | None = None, frame_timeout_s: float = 60.0,
                pose_timeout_s: float = 5.0, ready_timeout_s: float = 120.0, progress: bool = True,
-               frames_in_flight: int = 1) -> ReplaySummary:
+               frames_in_flight: int = 1, domain_id: int | None = None) -> ReplaySummary:
     """Play `bag` through the nodes, record their outputs into `out` (see the module docstring).
+
+    `domain_id`: the ROS domain to run on (its lock must be free); None picks a free one.
+    With `progress`, the domain and the nodes' pids are printed on stderr once they are up.
 
     `frames_in_flight` > 1 (lockstep only): up to that many camera frames are sent before the
     player waits for the oldest one's result, and the cross-view node runs as many inference
@@ -176,15 +240,16 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     from rclpy.signals import SignalHandlerOptions
     from tqdm import tqdm
 
+    from cvgl_ros.datasets.bag_identity import SOURCE_BAG_KEY, SOURCE_FINGERPRINT_KEY, bag_fingerprint
     from cvgl_ros.nodes.launcher import NodeProcesses, default_params_file
     from cvgl_ros.nodes.runner import RESULT_QOS
+    from cvgl_ros.replay.domain import DISCOVERY_RANGE, lease_domain, new_enclave
     from cvgl_ros.replay.player import BagPlayer
     from cvgl_ros.replay.recorder import Recorder, header_stamp_ns
 
     bag, out = Path(bag), Path(out)
     topics = bag_topics(bag)
-    if not any(t in topics for t in CAMERA_TOPICS):
-        raise InputError(f"bag {bag} has no camera topic ({' or '.join(CAMERA_TOPICS)})")
+    check_inputs(bag, topics)
     if not lockstep and not rate > 0:
         raise InputError(f"rate {rate} must be > 0")
     if not (isinstance(frames_in_flight, int) and frames_in_flight >= 1):
@@ -194,11 +259,9 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     if out.resolve() == bag.resolve():
         raise InputError("the output bag must not be the input bag")
     node_params = {"use_sim_time": True}
-    try:
-        datum = bag_datum(bag)
+    datum = recorded_datum(bag)  # an invalid one is refused; None: the nodes anchor at the first fix
+    if datum is not None:
         node_params["datum"] = [datum.lat_deg, datum.lon_deg, datum.alt_m]
-    except InputError:
-        datum = None  # the nodes anchor at the first fix and say so
     for name, path in (("tiles", tiles), ("model", model)):
         if path is not None:
             if not Path(path).exists():
@@ -212,27 +275,57 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     tracker = _Tracker()
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="cvgl-replay-logs-"))
 
-    nodes = NodeProcesses(params_file or default_params_file(), node_params, log_dir=log_dir)
-    restore_sigterm = _sigterm_as_interrupt()
-    context = rclpy.Context()
-    rclpy.init(context=context, args=[], signal_handler_options=SignalHandlerOptions.NO)
+    source_fingerprint = bag_fingerprint(bag)
+    params_file = params_file or default_params_file()
+    # a private domain, localhost discovery, this run's enclave on every node (module docstring 1.)
+    lease = lease_domain(domain_id)
+    enclave = new_enclave()
+    summary.domain_id, summary.isolation = lease.domain_id, lease.isolation
+    child_env = dict(os.environ, ROS_DOMAIN_ID=str(lease.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE=DISCOVERY_RANGE)
+    saved_range = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = DISCOVERY_RANGE  # rcl reads it at init, for this context too
+    try:
+        nodes = NodeProcesses(params_file, node_params, log_dir=log_dir, env=child_env,
+                              extra_ros_args=["--enclave", enclave], pass_fds=(lease.fd,))
+        context = rclpy.Context()
+        rclpy.init(context=context, args=["--ros-args", "--enclave", enclave], domain_id=lease.domain_id,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        restore_sigterm = _sigterm_as_interrupt()
+    except BaseException:
+        lease.release()
+        raise
+    finally:
+        if saved_range is None:
+            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+        else:
+            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved_range
     executor = SingleThreadedExecutor(context=context)
     spinner = None
     stop_spin = threading.Event()
     recorder = None
     try:
         nodes.start()
+        summary.node_pids = nodes.pids()
         node = rclpy.create_node("cvgl_replay", context=context)
         with BagWriter(out) as writer:
             if datum is not None:
                 writer.set_datum(datum)
+            writer.set_custom_data(SOURCE_BAG_KEY, str(bag.resolve()))
+            writer.set_custom_data(SOURCE_FINGERPRINT_KEY, source_fingerprint)
             player = BagPlayer(node, bag)
+            summary.topics_not_played = dict(player.unplayable)
             recorder = Recorder(node, writer, lambda: player.now_ns, RESULT_QOS)
             recorder.listeners.append(tracker)
             executor.add_node(node)
             spinner = threading.Thread(target=_spin, args=(executor, stop_spin), name="cvgl_replay_spin", daemon=True)
             spinner.start()
-            _wait_ready(player, recorder, tracker, nodes, topics, ready_timeout_s)
+            _wait_ready(player, recorder, tracker, nodes, topics, ready_timeout_s, node=node, enclave=enclave,
+                        domain_id=lease.domain_id)
+            if progress:
+                import sys
+
+                pids = ", ".join(f"{exe} pid {pid}" for exe, pid in summary.node_pids.items())
+                print(f"replay: {lease.isolation}; {pids}", file=sys.stderr, flush=True)
             recorder.discover()
 
             first_ns = last_ns = None
@@ -294,9 +387,16 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                 await_oldest()
             bar.close()
             summary.wall_s = time.monotonic() - wall0
-            # let the last results arrive: quiet for 1 s (at most 10 s)
-            end = time.monotonic() + 10.0
-            while time.monotonic() < end and time.monotonic() - tracker.last_message_t < 1.0:
+            # let the last results arrive: none for QUIET_S (the timers' topics do not count), and
+            # each node's /diagnostics once more, for latencies over the whole run (at most 10 s)
+            played_t = time.monotonic()
+            end = played_t + 10.0
+
+            def settled():
+                with tracker.cond:
+                    quiet = time.monotonic() - tracker.last_result_t >= QUIET_S
+                    return quiet and all(tracker.node_diag_t.get(n, 0.0) > played_t for n in NODE_INPUTS)
+            while time.monotonic() < end and not settled():
                 time.sleep(0.1)
             summary.node_exit_codes = nodes.stop()
             recorder.close()
@@ -312,6 +412,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
         executor.shutdown(timeout_sec=5.0)
         rclpy.try_shutdown(context=context)
         restore_sigterm()
+        lease.release()
 
     if first_ns is not None:
         summary.bag_duration_s = (last_ns - first_ns) * 1e-9
