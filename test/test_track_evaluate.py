@@ -180,3 +180,97 @@ def test_cli_writes_the_report_over_the_satellite_map(recording, tmp_path, cvgl_
                           str(recording["truth_bag"]), "--out", str(tmp_path / "bad")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "/cvgl/pose" in bad.stderr
+
+
+# -- estimate and truth must belong together ------------------------------------------------
+
+def _tiny_truth(path, datum_text=None, t0_s=0.0):
+    """A 10 s truth bag: poses along east, GNSS at the truth; its datum as `datum_text` if given."""
+    from cvgl_ros.datasets.bag import DATUM_KEY
+
+    with BagWriter(path) as bag:
+        if datum_text is None:
+            bag.set_datum(DATUM)
+        else:
+            bag.set_custom_data(DATUM_KEY, datum_text)
+        for i in range(51):
+            t = t0_s + 0.2 * i
+            stamp = int(round(t * 1e9))
+            lat, lon, alt = DATUM.to_wgs84(2.0 * i * 0.2, 0.0, 0.0)
+            bag.write(TOPIC_GT_POSE, "geometry_msgs/msg/PoseStamped", stamp, pose_stamped_msg(0.4 * i, 0, 0, 0, stamp))
+            bag.write(TOPIC_GNSS_FIX, "sensor_msgs/msg/NavSatFix", stamp,
+                      navsatfix_msg(float(lat), float(lon), float(alt), stamp, sigma_m=1.0))
+    return path
+
+
+def _tiny_estimate(path, datum=None, t_shift_s=0.0, custom=None):
+    t = np.arange(1.0, 9.0, 0.5)
+    with BagWriter(path) as bag:
+        if datum is not None:
+            bag.set_datum(datum)
+        for key, value in (custom or {}).items():
+            bag.set_custom_data(key, value)
+        for ti in t:
+            bag.write("/cvgl/pose", POSE_COV, int(round((ti + t_shift_s) * 1e9)),
+                      pose_with_covariance_msg(ti + t_shift_s, 2.0 * ti + 0.5, 0.0, 0.0))
+    return path
+
+
+def test_an_estimate_of_the_same_drive_and_frame_is_scored_and_the_checks_are_reported(tmp_path):
+    from cvgl_ros.datasets.bag_identity import SOURCE_FINGERPRINT_KEY, bag_fingerprint
+
+    truth = _tiny_truth(tmp_path / "truth")
+    est = _tiny_estimate(tmp_path / "est", datum=DATUM, custom={SOURCE_FINGERPRINT_KEY: bag_fingerprint(truth)})
+    metrics = evaluate_track(est, truth, tmp_path / "eval", num_particles=100)
+    assert metrics["checks"] == {"datum": "same", "source": "same recording", "poses_within_truth_span": 1.0}
+    assert metrics["methods"]["fused"]["mean_m"] == pytest.approx(0.5, abs=1e-6)
+    from cvgl_ros.evaluation.track import check_belong_together, load_estimate
+
+    bare = _tiny_estimate(tmp_path / "bare", t_shift_s=5.0)  # no datum, no source; 7 of its 16 poses after the truth
+    checks = check_belong_together(bare, truth, DATUM, load_estimate(bare), load_truth(truth))
+    assert checks == {"datum": "not recorded in the estimate", "source": "not recorded in the estimate",
+                      "poses_within_truth_span": 9 / 16}  # 6.0 to 10.0 s of 6.0 to 13.5 s
+
+
+@pytest.mark.parametrize("case", ["other datum", "other time", "other recording"])
+def test_an_estimate_that_does_not_belong_to_the_truth_is_refused(tmp_path, case):
+    from cvgl_ros.datasets.bag_identity import SOURCE_BAG_KEY, SOURCE_FINGERPRINT_KEY
+
+    truth = _tiny_truth(tmp_path / "truth")
+    est = {
+        "other datum": lambda: _tiny_estimate(tmp_path / "est", datum=Datum(49.0, 8.401, 110.0)),  # 73 m east
+        "other time": lambda: _tiny_estimate(tmp_path / "est", datum=DATUM, t_shift_s=3600.0),
+        "other recording": lambda: _tiny_estimate(tmp_path / "est", datum=DATUM, custom={
+            SOURCE_BAG_KEY: "/data/another_drive", SOURCE_FINGERPRINT_KEY: "0123456789abcdef"}),
+    }[case]()
+    message = {"other datum": "anchored 73", "other time": "do not overlap",
+               "other recording": "replayed from another recording"}[case]
+    with pytest.raises(InputError, match=message):
+        evaluate_track(est, truth, tmp_path / "eval", num_particles=100)
+    assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("datum_text", ["nan,nan,0", "95,8.4,0", "garbage"])
+def test_an_invalid_datum_is_refused(tmp_path, datum_text):
+    from cvgl_ros.datasets.bag import DATUM_KEY
+
+    with pytest.raises(InputError, match="datum"):
+        evaluate_track(_tiny_estimate(tmp_path / "est"), _tiny_truth(tmp_path / "truth", datum_text=datum_text),
+                       tmp_path / "eval", num_particles=100)
+    with pytest.raises(InputError, match="datum"):  # the estimate's too
+        evaluate_track(_tiny_estimate(tmp_path / "est2", custom={DATUM_KEY: datum_text}),
+                       _tiny_truth(tmp_path / "truth2"), tmp_path / "eval", num_particles=100)
+    with pytest.raises(InputError, match="seed"):
+        evaluate_track(_tiny_estimate(tmp_path / "est3"), _tiny_truth(tmp_path / "truth3"), tmp_path / "eval", seed=-5)
+
+
+@pytest.mark.parametrize("case", ["other datum", "garbage datum", "seed -5"])
+def test_cli_refusals_are_one_line_exit_2(tmp_path, case, cvgl_bin):
+    truth = _tiny_truth(tmp_path / "truth", datum_text="garbage" if case == "garbage datum" else None)
+    est = _tiny_estimate(tmp_path / "est", datum=Datum(49.0, 8.401, 110.0) if case == "other datum" else None)
+    out = subprocess.run([cvgl_bin, "evaluate-track", "--estimate", str(est), "--truth", str(truth), "--out",
+                          str(tmp_path / "cli"), *(["--seed", "-5"] if case == "seed -5" else [])],
+                         capture_output=True, text=True, timeout=120)
+    expected = {"other datum": "anchored 73", "garbage datum": "'garbage' is invalid", "seed -5": "seed -5"}[case]
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and expected in out.stderr, out.stderr
+    assert not (tmp_path / "cli" / "metrics.json").exists()

@@ -17,6 +17,9 @@ def _evaluate_track(args) -> int:
         if m.get("n", 0):
             print(f"{m['label']:<38} mean {m['mean_m']:6.2f} m  p50 {m['p50_m']:6.2f}  p90 {m['p90_m']:6.2f}  "
                   f"p95 {m['p95_m']:6.2f}  p99 {m['p99_m']:6.2f}  (n={m['n']})")
+    c = metrics["checks"]
+    print(f"estimate and truth: datum {c['datum']}, source {c['source']}, "
+          f"{100 * c['poses_within_truth_span']:.0f} % of the poses within the truth's time span")
     print(f"wrote {args.out}/metrics.json, table.md, {', '.join(metrics['pngs'])}")
     return 0
 

@@ -17,6 +17,12 @@ For each: position error mean and 50/90/95/99 % quantiles (as in Table III), max
 lateral and longitudinal errors (along the *true* heading, `cvgl_ros.geo.vehicle_errors`),
 and the absolute yaw error where the trajectory has a yaw. Written atomically to
 `DIR/metrics.json` and `DIR/table.md`, with the PNGs of `track_plots`.
+
+Estimate and truth must belong together (`check_belong_together`), else InputError before
+any work: the estimate's recorded datum (when it records one) is the truth's to within
+`SAME_DATUM_M`, the estimate's poses overlap the truth's time span, and an estimate written
+by `cvgl replay` was replayed from this very truth bag (its source fingerprint,
+`cvgl_ros.datasets.bag_identity`). What was checked is in metrics.json under "checks".
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import numpy as np
 
 from cvgl_ros.atomic import write_json, write_text
 from cvgl_ros.datasets.bag import (COVARIANCE_TYPE_UNKNOWN, NAVSAT_STATUS_NO_FIX, TOPIC_GNSS_FIX, TOPIC_GT_POSE,
-                                   bag_datum, bag_topics, read_messages, stamp_to_ns)
+                                   bag_datum, bag_topics, read_messages, recorded_datum, stamp_to_ns)
 from cvgl_ros.errors import InputError
 from cvgl_ros.filter.kalman_baseline import run_kalman
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
@@ -39,6 +45,7 @@ from cvgl_ros.geo.yaw import angle_diff, quaternion_to_yaw
 TOPIC_FUSED_POSE = "/cvgl/pose"
 MSG_POSE_WITH_COVARIANCE = "geometry_msgs/msg/PoseWithCovarianceStamped"
 QUANTILES = (50, 90, 95, 99)
+SAME_DATUM_M = 0.01  # two map frames whose origins are closer than this are one frame
 METHODS = {  # name -> label in the table and plots
     "fused": "cross-view + GNSS (particle filter)",
     "gnss_particle_filter": "GNSS-only particle filter",
@@ -223,18 +230,62 @@ def markdown_table(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_belong_together(estimate_bag, truth_bag, datum: Datum, fused: Poses, truth: Poses) -> dict:
+    """InputError unless the estimate was made on the truth's drive in the truth's map frame
+    (see the module docstring); what was checked, for metrics.json."""
+    from cvgl_ros.datasets.bag_identity import bag_fingerprint, source_of
+
+    checks = {}
+    est_datum = recorded_datum(estimate_bag)  # invalid: InputError
+    if est_datum is None:
+        checks["datum"] = "not recorded in the estimate"
+    else:
+        e, n, u = (float(v) for v in datum.to_enu(est_datum.lat_deg, est_datum.lon_deg, est_datum.alt_m))
+        offset_m = math.sqrt(e * e + n * n + u * u)
+        if offset_m > SAME_DATUM_M:
+            raise InputError(f"the estimate's map frame (datum {est_datum.lat_deg:.7f},{est_datum.lon_deg:.7f},"
+                             f"{est_datum.alt_m:.2f}) is anchored {offset_m:.2f} m from the truth's "
+                             f"({datum.lat_deg:.7f},{datum.lon_deg:.7f},{datum.alt_m:.2f}): {estimate_bag} does not "
+                             f"belong to {truth_bag}")
+        checks["datum"] = "same"
+    source, fingerprint = source_of(estimate_bag)
+    if fingerprint is None:
+        checks["source"] = "not recorded in the estimate"
+    else:
+        truth_fingerprint = bag_fingerprint(truth_bag)
+        if fingerprint != truth_fingerprint:
+            raise InputError(f"{estimate_bag} was replayed from another recording ({source}, fingerprint "
+                             f"{fingerprint}) than {truth_bag} (fingerprint {truth_fingerprint})")
+        checks["source"] = "same recording"
+    t0, t1 = truth.t_s[0], truth.t_s[-1]
+    inside = (fused.t_s >= t0) & (fused.t_s <= t1)
+    if not inside.any():
+        raise InputError(f"the estimate's poses ({fused.t_s[0]:.3f} to {fused.t_s[-1]:.3f} s) do not overlap the "
+                         f"ground truth's time span ({t0:.3f} to {t1:.3f} s): {estimate_bag} does not belong to "
+                         f"{truth_bag}")
+    checks["poses_within_truth_span"] = float(inside.mean())
+    return checks
+
+
 def evaluate_track(estimate_bag, truth_bag, out_dir, tiles=None, seed: int = 0, num_particles: int = 2000,
                    estimate_topic: str = TOPIC_FUSED_POSE) -> dict:
-    """Score the fused run and the GNSS baselines; write metrics.json, table.md and PNGs."""
+    """Score the fused run and the GNSS baselines; write metrics.json, table.md and PNGs.
+
+    Refuses (InputError) an estimate that does not belong to the truth (`check_belong_together`)."""
     from cvgl_ros.evaluation.track_plots import write_plots
 
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed {seed!r} must be an integer >= 0")
+    if isinstance(num_particles, bool) or not isinstance(num_particles, (int, np.integer)) or num_particles < 1:
+        raise InputError(f"number of particles {num_particles!r} must be an integer >= 1")
     out_dir = Path(out_dir)
     datum = bag_datum(truth_bag)
     truth = load_truth(truth_bag)
     if truth.t_s.size < 2:
         raise InputError(f"{TOPIC_GT_POSE} in {truth_bag} needs at least 2 poses")
-    gnss = load_gnss(truth_bag, datum)
     fused = load_estimate(estimate_bag, estimate_topic)
+    checks = check_belong_together(estimate_bag, truth_bag, datum, fused, truth)
+    gnss = load_gnss(truth_bag, datum)
     tracks = {
         "fused": score("fused", fused, truth),
         "gnss_particle_filter": score("gnss_particle_filter", gnss_only_particle_filter(gnss, seed, num_particles), truth),
@@ -249,6 +300,7 @@ def evaluate_track(estimate_bag, truth_bag, out_dir, tiles=None, seed: int = 0, 
         "estimate_bag": str(estimate_bag),
         "truth_bag": str(truth_bag),
         "datum": datum.to_dict(),
+        "checks": checks,
         "duration_s": float(truth.t_s[-1] - truth.t_s[0]),
         "gnss": {"epochs": int(gnss.t_s.size), "fixes": int(gnss.valid.sum()),
                  "no_fix_fraction": float(1.0 - gnss.valid.mean()) if gnss.t_s.size else 0.0},
