@@ -62,12 +62,15 @@ Parameters (`automotive_mems`, the default):
 parameter                     value                  source
 ============================  =====================  =========================================
 IMU rate                      100 Hz                 the contract with the filter node
-gyro white noise N_d          0.014 deg/s/sqrt(Hz)   Bosch BMI055 datasheet (gyro noise density,
-                              (2.44e-4 rad/s/rtHz;   as tabulated beside BMI160, ICM-20602 and
-                              ARW 0.84 deg/sqrt(h);  ICM-42688); the SMI130 ("Inertial Sensor
-                              sigma_d 0.14 deg/s)    (6DoF) for Non-Safety Automotive
-                                                     Applications") is Bosch's automotive part
-                                                     of that family
+gyro white noise N_d          0.014 deg/s/sqrt(Hz)   Bosch BMI055 datasheet values (gyro noise
+                              (2.44e-4 rad/s/rtHz;   density), read from a published comparison
+                              ARW 0.84 deg/sqrt(h);  of the BMI160, BMI055, ICM-20602 and
+                              sigma_d 0.14 deg/s)    ICM-42688 datasheets. Bosch's automotive
+                                                     6-axis parts (SMI130, "Inertial Sensor
+                                                     (6DoF) for Non-Safety Automotive
+                                                     Applications"; SMI230) are of this class;
+                                                     their own tables (and those of ST's
+                                                     ASM330LHH) could not be read here
 gyro power-on bias sigma_b0   0.05 deg/s             the zero-rate offset itself (+-1 deg/s typ,
                                                      same table) is removed by the offset
                                                      calibration at standstill that vehicles
