@@ -70,6 +70,7 @@ REPEATED_STATUS = "skipped: camera stamp repeated"  # the cross-view node's answ
 PERIODIC_TOPICS = ("/diagnostics", "/cvgl/path")  # on timers: they never fall quiet, so no sign of a result
 QUIET_S = 1.0                  # after playing: the run is over once no result came for this long
 DISCOVERY_WINDOW_S = 1.0       # the graph is trusted to show every node on the domain after this long
+_ENV_LOCK = threading.Lock()   # replays started from several threads set the discovery range one at a time
 
 
 @dataclass
@@ -282,6 +283,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     enclave = new_enclave()
     summary.domain_id, summary.isolation = lease.domain_id, lease.isolation
     child_env = dict(os.environ, ROS_DOMAIN_ID=str(lease.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE=DISCOVERY_RANGE)
+    _ENV_LOCK.acquire()
     saved_range = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = DISCOVERY_RANGE  # rcl reads it at init, for this context too
     try:
@@ -299,6 +301,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
         else:
             os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved_range
+        _ENV_LOCK.release()
     executor = SingleThreadedExecutor(context=context)
     spinner = None
     stop_spin = threading.Event()
