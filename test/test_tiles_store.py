@@ -253,3 +253,15 @@ def test_xyz_writes_and_deletes_stay_inside_the_root(tmp_path):
         store.delete_tile(1, 0, 0)
         assert store.get_tile(1, 0, 0) is None
     assert (outside / "0" / "0.png").read_bytes() == _png(1)
+
+
+def test_xyz_metadata_link_out_of_the_root_is_refused(tmp_path):
+    """A metadata.json that links to a JSON file elsewhere would be served as /metadata.json."""
+    (tmp_path / "private.json").write_text('{"token": "s3cret"}')
+    root = tmp_path / "root"
+    with XYZStore.create(root, name="x") as store:
+        store.put_tile(1, 0, 0, _png(2))
+    (root / "metadata.json").unlink()
+    (root / "metadata.json").symlink_to(tmp_path / "private.json")
+    with pytest.raises(InputError, match="outside the cache root"):
+        XYZStore.open(root)

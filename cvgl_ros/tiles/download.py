@@ -17,7 +17,9 @@ A tile still bad after the retries is counted as failed, with its reason, never 
 A circuit breaker stops the whole run after `max_connection_failures` attempts in a row
 that got no HTTP response at all (refused, reset, timed out, unknown host): against a dead
 server every worker would otherwise sleep through the full back-off for every tile. Any
-HTTP response (an error status included) closes the count.
+HTTP response (an error status included) closes the count. Attempts run `workers` at a time,
+so against a dead server it trips after about `max_connection_failures / workers` rounds of
+back-off (default 16 / 8: the second round, about a second in), whatever the tile count.
 
 `fetch_into` runs the downloads in a bounded thread pool; only the calling thread writes to
 the store, committing every `batch` tiles (or every second), so a process killed at any

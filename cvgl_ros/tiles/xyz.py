@@ -7,6 +7,7 @@ block the open), it must be a regular file of at most `MAX_TILE_BYTES` by fstat,
 /proc exists, the opened descriptor's path is checked again (a symlink swapped in between
 the check and the open is caught). Anything else raises `TileRefusedError` from `read_tile`
 and reads as missing through `get_tile`. Symlinks that stay inside ROOT are followed.
+`metadata.json` is read the same way (a refused one is an InputError when the store opens).
 
 Each tile is written to a temporary sibling and renamed into place, so readers in other
 threads or processes never see half a tile.
@@ -61,22 +62,24 @@ class XYZStore(TileStore):
             raise InputError(f"no such XYZ tile directory: {path}")
         if writable and not os.access(path, os.W_OK):
             raise InputError(f"XYZ tile directory {path} is not writable")
-        fmt = None
-        meta_file = path / METADATA_FILE
-        if meta_file.is_file():
-            meta = cls._read_metadata(meta_file)
-            if meta.get("format"):
-                fmt = normalize_format(meta["format"])
-        store = cls(path, writable, fmt)
-        if fmt is None:
+        store = cls(path, writable, None)
+        meta = store._read_metadata()
+        if meta.get("format"):
+            store._format = normalize_format(meta["format"])
+        else:
             store._format = store._guess_format()
         return store
 
-    @staticmethod
-    def _read_metadata(meta_file: Path) -> dict:
+    def _read_metadata(self) -> dict:
+        """metadata.json as a dict of strings ({} when absent), read as confined as a tile: a
+        link to a JSON file outside the root would otherwise be served as /metadata.json."""
+        meta_file = self.path / METADATA_FILE
+        raw = self._read_confined(meta_file)
+        if raw is None:
+            return {}
         try:
-            meta = json.loads(meta_file.read_text())
-        except (OSError, ValueError) as exc:
+            meta = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:
             raise InputError(f"{meta_file} is not valid JSON: {exc}") from None
         if not isinstance(meta, dict):
             raise InputError(f"{meta_file} must hold a JSON object")
@@ -108,7 +111,7 @@ class XYZStore(TileStore):
         return real == self._real_root or real.startswith(self._real_root.rstrip(os.sep) + os.sep)
 
     def _read_confined(self, path: Path) -> bytes | None:
-        """The bytes of one tile file, None when absent; TileRefusedError when it must not be read."""
+        """The bytes of one file of the cache, None when absent; TileRefusedError when it must not be read."""
         rel = path.relative_to(self.path)
         try:
             os.lstat(path)
@@ -116,25 +119,25 @@ class XYZStore(TileStore):
             return None
         real = os.path.realpath(path)
         if not self._inside_root(real):
-            raise TileRefusedError(f"tile file {rel} resolves to {real}, outside the cache root {self._real_root}")
+            raise TileRefusedError(f"cache file {rel} resolves to {real}, outside the cache root {self._real_root}")
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except (FileNotFoundError, NotADirectoryError):
             return None  # a dangling link inside the root, or removed meanwhile
         except OSError as exc:
-            raise TileRefusedError(f"tile file {rel} cannot be opened safely: {exc.strerror}") from None
+            raise TileRefusedError(f"cache file {rel} cannot be opened safely: {exc.strerror}") from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise TileRefusedError(f"tile file {rel} is not a regular file (a FIFO, device or directory)")
+                raise TileRefusedError(f"cache file {rel} is not a regular file (a FIFO, device or directory)")
             if st.st_size > self.max_tile_bytes:
-                raise TileRefusedError(f"tile file {rel} is {st.st_size} bytes, over the {self.max_tile_bytes} cap")
+                raise TileRefusedError(f"cache file {rel} is {st.st_size} bytes, over the {self.max_tile_bytes} cap")
             try:
                 opened = os.readlink(f"/proc/self/fd/{fd}")
             except OSError:
                 opened = None  # no /proc: the lstat/realpath/O_NOFOLLOW checks above stand
             if opened is not None and not self._inside_root(opened):
-                raise TileRefusedError(f"tile file {rel} was swapped for {opened}, outside the cache root")
+                raise TileRefusedError(f"cache file {rel} was swapped for {opened}, outside the cache root")
             chunks, size = [], 0
             while size <= self.max_tile_bytes:
                 chunk = os.read(fd, min(1 << 20, self.max_tile_bytes + 1 - size))
@@ -143,10 +146,10 @@ class XYZStore(TileStore):
                 chunks.append(chunk)
                 size += len(chunk)
             if size > self.max_tile_bytes:
-                raise TileRefusedError(f"tile file {rel} grew over the {self.max_tile_bytes}-byte cap while read")
+                raise TileRefusedError(f"cache file {rel} grew over the {self.max_tile_bytes}-byte cap while read")
             return b"".join(chunks)
         except IsADirectoryError:
-            raise TileRefusedError(f"tile file {rel} is a directory") from None
+            raise TileRefusedError(f"cache file {rel} is a directory") from None
         finally:
             os.close(fd)
 
@@ -230,8 +233,7 @@ class XYZStore(TileStore):
 
     @property
     def metadata(self) -> dict:
-        meta_file = self.path / METADATA_FILE
-        meta = self._read_metadata(meta_file) if meta_file.is_file() else {}
+        meta = self._read_metadata()
         if self._format and "format" not in meta:
             meta["format"] = self._format
         return meta
