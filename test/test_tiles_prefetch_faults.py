@@ -163,7 +163,7 @@ def test_rerun_refetches_a_cached_tile_that_fails_the_check(fault_server, tmp_pa
     assert run_prefetch(fault_server.url, out).downloaded == len(WANTED)
     (bx, by), (cx, cy) = sorted(WANTED)[:2]
     with MBTilesStore.open(out, writable=True) as store:  # as an older prefetch stored them
-        store.put_tile(Z, bx, by, tile_png(bx, by)[:3000])
+        store.put_tile(Z, bx, by, tile_png(bx, by)[:len(tile_png(bx, by)) // 2])
         store.put_tile(Z, cx, cy, tile_png(cx, cy, 512))
     again = run_prefetch(fault_server.url, out)
     assert again.cached_invalid == 2 and again.downloaded == 2 and again.already_cached == len(WANTED) - 2
