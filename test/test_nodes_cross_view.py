@@ -380,3 +380,19 @@ def test_nodes_started_3_s_apart_without_a_datum_share_the_filters_map_frame(til
             cross_view.close()
         filter_node.close()
         sensors.close()
+
+
+def test_the_datum_message_round_trips_and_names_its_frame():
+    from cvgl_ros.errors import InputError
+    from cvgl_ros.nodes.conversions import stamp_ns
+    from cvgl_ros.nodes.datum_topic import datum_msg, msg_to_datum
+    from test_nodes_support import DATUM
+
+    msg = datum_msg(DATUM, T0, "map")
+    assert msg.header.frame_id == "map" and stamp_ns(msg.header.stamp) == T0 and msg.status.status >= 0
+    assert msg_to_datum(msg, "map") == DATUM
+    with pytest.raises(InputError, match="expected 'world'"):
+        msg_to_datum(msg, "world")
+    msg.latitude = float("nan")
+    with pytest.raises(InputError, match="datum message"):
+        msg_to_datum(msg, "map")
