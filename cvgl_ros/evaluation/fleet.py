@@ -22,7 +22,8 @@ Pipeline (`run_fleet`):
    fused `/cvgl/pose`, raw GNSS, the GNSS-only particle filter and the constant-velocity
    Kalman filter;
 4. `fleet.json`, `fleet.md` and `fleet.png` (per-drive p99 and max, fused vs raw GNSS vs the
-   GNSS-only filter, log scale) are written atomically into the output directory.
+   GNSS-only filter, log scale; `cvgl_ros.evaluation.fleet_report`) are written atomically
+   into the output directory.
 
 Metrics of a trajectory with position errors e_i at stamps t_i (`track_metrics`):
 
@@ -51,7 +52,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -393,141 +393,6 @@ def acceptance(per_drive: list[dict], fleet: dict) -> list[dict]:
     return out
 
 
-# -- reports --------------------------------------------------------------------------------
-
-def _fmt(v, digits=2, unit=""):
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{v:.{digits}f}{unit}"
-
-
-def markdown_report(result: dict) -> str:
-    labels = {"fused": "fused (cross-view + GNSS)", "gnss_raw": "raw GNSS",
-              "gnss_particle_filter": "GNSS-only particle filter", "kalman_cv": "GNSS constant-velocity Kalman"}
-    lines = [f"# Fleet accuracy ({'quick, ' if result['quick'] else ''}{len(result['drives'])} drives, "
-             f"{'with' if result['motion_sensors'] else 'without'} IMU/wheel odometry)", "",
-             f"Model `{result['model']}`; {result['camera_hz']:g} Hz camera {result['image_wh'][0]}x"
-             f"{result['image_wh'][1]}, {result['gnss_hz']:g} Hz GNSS, lockstep replay; commit {result['git_commit']}.",
-             "", "## Fleet (every pose of every drive pooled)", "",
-             "| method | mean (m) | p50 (m) | p95 (m) | p99 (m) | max (m) | s > 5 m | s > 10 m | yaw mean (deg) "
-             "| yaw p99 (deg) | mean NEES | HPL coverage |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name in METHOD_ORDER:
-        m = result["fleet"].get(name)
-        if not m:
-            continue
-        nees = _fmt(m.get("nees_mean"))
-        if "nees_drive_min" in m:
-            nees += f" ({m['nees_drive_min']:.1f}–{m['nees_drive_max']:.1f})"
-        cov = m.get("hpl_coverage")
-        lines.append(f"| {labels[name]} | {_fmt(m['mean_m'])} | {_fmt(m['p50_m'])} | {_fmt(m['p95_m'])} | "
-                     f"{_fmt(m['p99_m'])} | {_fmt(m['max_m'])} | {_fmt(m['seconds_over_5m'], 0)} | "
-                     f"{_fmt(m['seconds_over_10m'], 0)} | {_fmt(m.get('yaw_mean_deg'))} | {_fmt(m.get('yaw_p99_deg'), 1)} "
-                     f"| {nees} | {'–' if cov is None else f'{100 * cov:.1f} %'} |")
-    lines += ["", f"Total {result['fleet']['fused']['duration_s'] / 60:.1f} min of fused poses; NEES range over "
-              "drives in brackets (2 = consistent).", "", "## Per drive", "",
-              "| drive | world | GNSS | fused mean / p99 / max (m) | raw GNSS mean / p99 / max (m) | GNSS-only PF p99 / max "
-              "(m) | Kalman p99 (m) | fused s > 10 m | diverged (s) | fused yaw p99 (deg) | NEES | HPL cov. |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for d in result["drives"]:
-        f, r = d["methods"]["fused"], d["methods"]["gnss_raw"]
-        p, k = d["methods"]["gnss_particle_filter"], d["methods"]["kalman_cv"]
-        world = d["world"]
-        cov = f.get("hpl_coverage")
-        lines.append(
-            f"| {d['name']} | {world['style']} {world['seed']}{' (trained on)' if world['trained_on'] else ''} | "
-            f"{d['gnss']} | {_fmt(f['mean_m'])} / {_fmt(f['p99_m'])} / {_fmt(f['max_m'])} | "
-            f"{_fmt(r['mean_m'])} / {_fmt(r['p99_m'])} / {_fmt(r['max_m'])} | {_fmt(p['p99_m'])} / {_fmt(p['max_m'])} | "
-            f"{_fmt(k['p99_m'])} | {_fmt(f['seconds_over_10m'], 1)} | {_fmt(f['divergence_s'], 1)} | "
-            f"{_fmt(f.get('yaw_p99_deg'), 1)} | {_fmt(f.get('nees_mean'), 1)} | "
-            f"{'–' if cov is None else f'{100 * cov:.1f} %'} |")
-    lines += ["", "*diverged*: the longest stretch with the fused error over 10 m while raw GNSS was valid and "
-              "within 10 m.", "", "## Acceptance (issue 13)", ""]
-    for a in result["acceptance"]:
-        lines.append(f"- [{'x' if a['passed'] else ' '}] {a['check']}: {a['detail']}")
-    t = result["timing_s"]
-    lines += ["", f"Wall time: {t['total']:.0f} s (worlds {t['worlds']:.0f} s, drives {t['drives']:.0f} s, replays "
-              f"{t['replays']:.0f} s, scoring {t['scoring']:.0f} s).", ""]
-    return "\n".join(lines)
-
-
-def plot_fleet(path: Path, result: dict) -> None:
-    """Per-drive p99 and max error, fused vs raw GNSS vs the GNSS-only filter, log scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cvgl_ros.atomic import atomic_path
-
-    drives = result["drives"]
-    names = [d["name"] for d in drives]
-    x = np.arange(len(drives))
-    series = (("fused", "fused (cross-view + GNSS)", "#1f77b4"), ("gnss_raw", "raw GNSS", "#7f7f7f"),
-              ("gnss_particle_filter", "GNSS-only particle filter", "#ff7f0e"))
-    fig, axes = plt.subplots(2, 1, figsize=(max(9.0, 0.62 * len(drives) + 3.0), 8.0), sharex=True)
-    width = 0.27
-    for ax, stat, title in ((axes[0], "p99_m", "99th percentile position error"),
-                            (axes[1], "max_m", "maximum position error")):
-        for i, (key, label, color) in enumerate(series):
-            values = [max(d["methods"][key].get(stat, np.nan), 0.05) for d in drives]
-            ax.bar(x + (i - 1) * width, values, width, label=label, color=color)
-        worse = [j for j, d in enumerate(drives) if d["methods"]["fused"][stat] > d["methods"]["gnss_raw"][stat]]
-        for j in worse:
-            ax.annotate("fused worse", (x[j] - width, drives[j]["methods"]["fused"][stat]), xytext=(0, 3),
-                        textcoords="offset points", ha="center", fontsize=7, color="#d62728", rotation=90)
-        ax.set_yscale("log")
-        ax.axhline(10.0, color="#d62728", lw=0.8, ls="--")
-        ax.set_ylabel("error (m, log)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left", ncol=3)
-    axes[1].set_xticks(x)
-    axes[1].set_xticklabels(names, rotation=40, ha="right", fontsize=8)
-    f, r = result["fleet"]["fused"], result["fleet"]["gnss_raw"]
-    fig.suptitle(f"Fleet accuracy, {len(drives)} drives{' (quick)' if result['quick'] else ''}: fused mean "
-                 f"{f['mean_m']:.2f} m / p99 {f['p99_m']:.1f} m vs raw GNSS {r['mean_m']:.2f} m / {r['p99_m']:.1f} m "
-                 "(dashed: 10 m)", fontsize=10)
-    fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-
-
-def plot_drive_errors(path: Path, name: str, series: dict) -> None:
-    """Error against time of one drive, every method, NO_FIX epochs marked (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cvgl_ros.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(11, 3.6))
-    no_fix_t = series["gnss_no_fix"][0]
-    if len(no_fix_t):
-        ax.plot(no_fix_t, np.full(len(no_fix_t), 0.12), "|", color="#d62728", ms=6, label="GNSS NO_FIX")
-    for key, color in (("gnss_raw", "#7f7f7f"), ("gnss_particle_filter", "#ff7f0e"), ("kalman_cv", "#2ca02c"),
-                       ("fused", "#1f77b4")):
-        t, e, _ = series[key]
-        ax.plot(t, np.maximum(e, 0.1), lw=0.9 if key != "fused" else 1.4, color=color, label=key)
-    ax.set_yscale("log")
-    ax.axhline(10.0, color="#d62728", lw=0.8, ls="--")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("position error (m)")
-    ax.set_title(name, fontsize=10)
-    ax.legend(fontsize=7, ncol=5, loc="upper left")
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-
-
 # -- generation and replay ------------------------------------------------------------------
 
 def _marker(path: Path) -> dict | None:
@@ -599,10 +464,10 @@ def _replay_worker_init(domains) -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
-def _replay_one(bag: str, out: str, tiles: str, model: str, log_dir: str) -> dict:
+def _replay_one(bag: str, out: str, tiles: str, model: str, log_dir: str, progress: bool) -> dict:
     from cvgl_ros.replay import replay_bag
 
-    summary = replay_bag(bag, out, tiles=tiles, model=model, lockstep=True, log_dir=log_dir, progress=False)
+    summary = replay_bag(bag, out, tiles=tiles, model=model, lockstep=True, log_dir=log_dir, progress=progress)
     return summary.to_dict()
 
 
@@ -651,6 +516,7 @@ def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensor
     from tqdm import tqdm
 
     from cvgl_ros.atomic import write_json, write_text
+    from cvgl_ros.evaluation.fleet_report import markdown_report, plot_drive_errors, plot_fleet
     from cvgl_ros.nodes.cross_view_node import default_model_path
     from cvgl_ros.runtime.card import read_card
 
@@ -704,7 +570,7 @@ def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensor
             (run_dir / d.name).mkdir(parents=True, exist_ok=True)
             tiles = world_dirs[d.world] / "tiles.mbtiles"
             futures[d.name] = pool.submit(_replay_one, str(bags[d.name]), str(estimate), str(tiles), str(model),
-                                          str(run_dir / d.name / "logs"))
+                                          str(run_dir / d.name / "logs"), progress and workers == 1)
         for name, future in tqdm(futures.items(), desc="fleet replays", unit="drive", disable=not progress):
             summaries[name] = future.result()
             s = summaries[name]
