@@ -181,3 +181,52 @@ def test_a_domain_held_by_another_replay_is_refused(cvgl_bin, tmp_path):
         lease.release()
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr[-2000:]
     assert f"ROS domain {lease.domain_id} is in use by another cvgl replay" in out.stderr
+
+
+def test_supervision_without_a_parent_death_signal_polls_the_parent(monkeypatch):
+    """Where prctl is missing (not Linux), a watcher thread stops the node once it is re-parented;
+    a node whose parent is already gone when it arms is told so (run_node then exits)."""
+    import threading
+
+    from cvgl_ros.nodes import supervision
+
+    monkeypatch.setattr(supervision, "_pdeathsig", lambda signum: False)
+    monkeypatch.setattr(supervision, "POLL_S", 0.01)
+    monkeypatch.delenv(supervision.ENV_PARENT_PID, raising=False)
+    assert supervision.die_with_parent(threading.Event()) is None  # not started by NodeProcesses: nothing armed
+    parent = os.getppid()
+    monkeypatch.setenv(supervision.ENV_PARENT_PID, str(parent))
+    stop = threading.Event()
+    assert supervision.die_with_parent(stop) == "parent poll" and not stop.is_set()
+    monkeypatch.setattr(supervision.os, "getppid", lambda: 1)  # the parent died: re-parented to init
+    assert stop.wait(timeout=30)
+    assert supervision.die_with_parent(threading.Event()) == "parent gone"
+
+
+def test_nodes_are_started_supervised_and_with_the_lock(tmp_path):
+    """NodeProcesses tells each child its parent (CVGL_DIE_WITH_PARENT) and hands it the domain
+    lock, so the domain stays taken while a node of the run lives."""
+    import sys
+
+    from cvgl_ros.errors import InputError
+    from cvgl_ros.nodes.launcher import NodeProcesses
+    from cvgl_ros.nodes.supervision import ENV_PARENT_PID
+    from cvgl_ros.replay.domain import lease_domain
+
+    lease = lease_domain()
+    nodes = NodeProcesses(REPO / "config" / "cvgl.yaml", executables=(), pass_fds=(lease.fd,), log_dir=tmp_path)
+    child = (f"import os, time; print(os.environ['{ENV_PARENT_PID}'] == str(os.getppid()), flush=True); "
+             "time.sleep(120)")
+    nodes.commands = {"probe": [sys.executable, "-c", child]}
+    try:
+        nodes.start()
+        lease.release()  # this process lets go; the child still holds the lock
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (tmp_path / "probe.log").read_text().strip():
+            time.sleep(0.05)
+        assert (tmp_path / "probe.log").read_text().strip() == "True"
+        with pytest.raises(InputError, match=f"ROS domain {lease.domain_id} is in use"):
+            lease_domain(lease.domain_id)
+    finally:
+        nodes.procs["probe"].kill()
+        nodes.stop()
