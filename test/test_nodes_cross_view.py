@@ -149,7 +149,7 @@ class Sensors:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseWithCovarianceStamped
-        from sensor_msgs.msg import CameraInfo, Image, NavSatFix, PointCloud2
+        from sensor_msgs.msg import CameraInfo, Image, Imu, NavSatFix, PointCloud2
 
         from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC
         from cvgl_ros.nodes.runner import RESULT_QOS
@@ -168,7 +168,9 @@ class Sensors:
             self.pub = {B.TOPIC_GNSS_FIX: node.create_publisher(NavSatFix, B.TOPIC_GNSS_FIX, RESULT_QOS),
                         B.TOPIC_IMAGE: node.create_publisher(Image, B.TOPIC_IMAGE, RESULT_QOS),
                         B.TOPIC_CAMERA_INFO: node.create_publisher(CameraInfo, B.TOPIC_CAMERA_INFO, RESULT_QOS),
-                        DATUM_TOPIC: node.create_publisher(NavSatFix, DATUM_TOPIC, DATUM_QOS)}
+                        DATUM_TOPIC: node.create_publisher(NavSatFix, DATUM_TOPIC, DATUM_QOS),
+                        "/cvgl/pose": node.create_publisher(PoseWithCovarianceStamped, "/cvgl/pose", RESULT_QOS),
+                        B.TOPIC_IMU: node.create_publisher(Imu, B.TOPIC_IMU, RESULT_QOS)}
             return node
 
         self.started = Started(make)
@@ -396,3 +398,57 @@ def test_the_datum_message_round_trips_and_names_its_frame():
     msg.latitude = float("nan")
     with pytest.raises(InputError, match="datum message"):
         msg_to_datum(msg, "map")
+
+
+def test_a_turn_on_imu_data_widens_the_yaw_search_to_adjacent_windows(tiles):
+    """The filter's yaw is certain (1 deg) but /imu/data says the car turns at 1 rad/s: with
+    the defaults (k 3, margin 1.5 deg, latency 0.1 s) the search goes from the one +-12 deg
+    window to three (+-36 deg), and the likelihood carries the whole arc."""
+    import math
+
+    from sensor_msgs.msg import Imu
+
+    from cvgl_ros.nodes.conversions import cloud_to_volume, pose_with_covariance_msg, to_stamp
+    from cvgl_ros.nodes.cross_view_node import CrossViewNode
+    from cvgl_ros.nodes.datum_topic import DATUM_TOPIC, datum_msg
+    from test_nodes_support import DATUM, model_image_hw
+
+    model = shipped_model()
+    hw = model_image_hw(model)
+    sensors = Sensors()
+    cross_view = start_node(CrossViewNode, tiles=str(tiles), model=str(model), providers=["cpu"],
+                            diagnostics_period_s=0.1)
+    try:
+        assert sensors.wait(lambda: all(int(sensors.last_diag("cross_view_node").get(f"publishers_{t}", 0)) >= 1
+                                        for t in (B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, "/cvgl/pose", B.TOPIC_IMU,
+                                                  DATUM_TOPIC)), 30)
+        sensors.publish(DATUM_TOPIC, datum_msg(DATUM, T0, "map"))
+        cov = np.diag([1.0, 1.0, math.radians(1.0) ** 2])
+        yaw = 0.5
+        sensors.publish("/cvgl/pose", pose_with_covariance_msg(T0, "map", 2.0, 1.0, yaw, cov))
+        assert sensors.frame(T0 + S // 10, hw).message == "processed"
+        assert sensors.wait(lambda: sensors.last_diag("cross_view_node").get("yaw_windows") == "1", 10)
+
+        imu = Imu()
+        imu.header.stamp = to_stamp(T0 + S // 10)
+        imu.angular_velocity.z = 1.0
+        sensors.publish(B.TOPIC_IMU, imu)
+        sensors.publish("/cvgl/pose", pose_with_covariance_msg(T0 + S // 10, "map", 2.5, 1.0, yaw, cov))
+        # both are in before the frame: the IMU (its rate shows in /diagnostics) and the pose
+        assert sensors.wait(lambda: "rate_imu_hz" in sensors.last_diag("cross_view_node"), 10)
+        assert sensors.wait(lambda: cross_view.node.priors.newest_filter_pose_ns == T0 + S // 10, 10)
+        assert sensors.frame(T0 + 2 * S // 10, hw).message == "processed"
+        assert sensors.wait(lambda: sensors.last_diag("cross_view_node").get("yaw_windows") == "3", 10)
+        d = sensors.last_diag("cross_view_node")
+        assert d["prior_source"] == "filter (yaw search widened to +-16 deg)"   # 3 + 1 rad/s * 0.2 s + 1.5
+        assert int(d["yaw_windows_searched"]) == 4
+        assert sensors.wait(lambda: len(sensors.got["/cvgl/likelihood"]) == 2, 10)
+        volume = cloud_to_volume(sensors.got["/cvgl/likelihood"][1])
+        offsets = np.asarray(cross_view.node.estimator.yaw_offsets)
+        span = offsets[-1] - offsets[0]
+        assert volume.shape[0] == 3 * (len(offsets) - 1) + 1 and not volume.wraps_yaw
+        assert volume.yaw_bins_rad[0] == pytest.approx(yaw - span - offsets[-1], abs=1e-5)
+        assert volume.yaw_bins_rad[-1] == pytest.approx(yaw + span + offsets[-1], abs=1e-5)
+    finally:
+        cross_view.close()
+        sensors.close()
