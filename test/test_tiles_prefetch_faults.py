@@ -310,3 +310,21 @@ def test_verify_an_xyz_cache_with_links_out_and_a_fifo(cvgl_bin, tmp_path):
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert outside.read_bytes() == tile_png(9, 9)  # the link went, not its target
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png")) == ["1/0/0.png"]
+
+
+def test_cli_format_for_a_new_cache(cvgl_bin, fault_server, tmp_path):
+    """A URL without an extension: the default png cache refuses JPEG tiles, --format jpg takes them."""
+    fault_server.broken = False
+    fault_server.plan = lambda x, y, attempt: "jpeg"
+    url = fault_server.url.replace(".png", "")
+    west, north = mercantile.ul(X0, Y0, Z)
+    east, south = mercantile.ul(X0 + 2, Y0 + 1, Z)
+    cmd = [cvgl_bin, "tiles", "prefetch", "--url", url, "--bbox", f"{west + 1e-6},{south + 1e-6},{east - 1e-6},"
+           f"{north - 1e-6}", "--radius-m", "0", "--zoom", str(Z), "--retries", "0", "--quiet"]
+    refused = subprocess.run(cmd + ["--out", str(tmp_path / "p.mbtiles")], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "--format jpg" in refused.stderr, refused.stderr
+    taken = subprocess.run(cmd + ["--format", "jpg", "--out", str(tmp_path / "j.mbtiles")], capture_output=True,
+                           text=True, timeout=60)
+    assert taken.returncode == 0 and " 2 downloaded" in taken.stdout, taken.stdout + taken.stderr
+    with MBTilesStore.open(tmp_path / "j.mbtiles") as store:
+        assert store.image_format == "jpg" and store.tile_count() == 2

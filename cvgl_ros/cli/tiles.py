@@ -174,7 +174,7 @@ def _prefetch(args) -> int:
     else:
         tiles = pf.tiles_in_bbox(*args.bbox, radius_m=args.radius_m, zoom=args.zoom)
     stats = pf.prefetch(args.url, tiles, args.out, args.zoom, workers=args.workers, retries=args.retries,
-                        timeout_s=args.timeout_s, batch=args.batch, tile_size=args.tile_size,
+                        timeout_s=args.timeout_s, batch=args.batch, image_format=args.format, tile_size=args.tile_size,
                         subdomains=args.subdomains, max_connection_failures=args.max_connection_failures,
                         progress=not args.quiet)
     print(f"{args.out}: {stats.wanted} tiles wanted, {stats.already_cached} already cached, "
@@ -300,6 +300,8 @@ def register(subparsers) -> None:
     pre.add_argument("--subdomains", default="abc", help="values of {s} in --url, e.g. abc or t0,t1 (default abc)")
     pre.add_argument("--tile-size", type=int, choices=[256, 512], default=None,
                      help="tile size in px (default: the cache's, 256 for a new cache)")
+    pre.add_argument("--format", choices=["png", "jpg", "webp"], default=None,
+                     help="tile format of a new cache (default: the URL's extension, else png)")
     pre.add_argument("--max-connection-failures", type=positive_int, default=16,
                      help="stop after this many attempts in a row that got no HTTP response")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")

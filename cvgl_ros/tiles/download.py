@@ -197,7 +197,8 @@ def fetch_tile(url: str, *, tile_size: int, image_format: str, timeout_s: float 
             except CorruptTileError:
                 sent = image_format
             if sent != image_format:  # a consistent answer: retrying will not change it
-                return FetchResult("failed", None, attempt, f"server sent {sent}, the cache holds {image_format}")
+                return FetchResult("failed", None, attempt, f"server sent {sent}, the cache holds {image_format} "
+                                   f"(a new cache can hold {sent}: --format {sent})")
             continue
         return FetchResult("ok", data, attempt)
     return FetchResult("failed", None, retries, reason)
