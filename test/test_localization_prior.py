@@ -9,6 +9,8 @@ from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
 from cvgl_ros.localization import DatumFollower, DatumOwner, PriorPolicy, PriorSelector, datum_offset_m
 
+pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
+
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
 REACH = math.radians(12.0)  # the shipped model's one window: prior +- 12 deg
