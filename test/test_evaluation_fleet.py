@@ -226,3 +226,24 @@ def test_bad_output_and_model_are_one_line_errors(tmp_path, cvgl_bin):
                           timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no model" in done.stderr
     assert not (tmp_path / "c" / "worlds").exists()
+
+
+def test_no_motion_sensors_copy_drops_only_imu_and_wheel_odometry(tmp_path):
+    from cvgl_ros.datasets import bag as B
+    from cvgl_ros.geo.datum import Datum
+
+    src = tmp_path / "drive"
+    with B.BagWriter(src) as w:
+        w.set_datum(Datum(49.0, 8.4, 0.0))
+        for k in range(5):
+            stamp = 1_000_000_000 + k * 200_000_000
+            w.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp, B.navsatfix_msg(49.0, 8.4, 0.0, stamp, sigma_m=3.0))
+            imu = B.imu_msg(stamp, (0.0, 0.0, 0.1), (0.0, 0.0, 9.81), angular_velocity_variance=1e-4,
+                            linear_acceleration_variance=1e-2)
+            w.write(B.TOPIC_IMU, B.MSG_IMU, stamp, imu)
+            w.write(B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, stamp, B.wheel_odometry_msg(stamp, 5.0, 0.01))
+    out = F.without_motion_sensors(src)
+    assert out != src and {t: c for t, (_, c) in B.bag_topics(out).items()} == {B.TOPIC_GNSS_FIX: 5}
+    assert B.bag_datum(out) == B.bag_datum(src)
+    assert F.without_motion_sensors(out) == out  # nothing left to drop: the bag itself
+    assert F.without_motion_sensors(src) == out  # made once
