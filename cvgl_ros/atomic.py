@@ -179,6 +179,7 @@ class OutputClaim:
     sidecar: bool = True
     recognize: Callable[[Path], bool] | None = None
     created_dir: bool = False
+    created_root: Path | None = None  # the outermost directory the claim created (in_place)
     label: str = ""                # the path as the user wrote it, for messages
 
 
@@ -301,6 +302,10 @@ def claim_output(path: str | os.PathLike, *, kind: str, command: str, force: boo
         if kind != "dir":
             raise ValueError("in_place is for directory outputs")
         claim.created_dir = not real.exists()
+        top = real
+        while not top.parent.exists():
+            top = top.parent
+        claim.created_root = top
         try:
             real.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -319,7 +324,12 @@ def release_claims(failed: bool = False) -> None:
             with contextlib.suppress(OSError):
                 if os.listdir(claim.path) == [MARKER]:
                     (claim.path / MARKER).unlink()
-                    claim.path.rmdir()
+                    directory = claim.path
+                    while True:             # and the parents it made, while they are empty
+                        directory.rmdir()
+                        if directory == claim.created_root or directory.parent == directory:
+                            break
+                        directory = directory.parent
     _claims.clear()
 
 

@@ -41,6 +41,11 @@ def test_geo_enu_and_back(cvgl_bin):
         (["geo", "enu", "--datum", "49,8", "--csv", "/nonexistent/points.csv"], "no such file"),
         (["geo", "tile", "--lat", "10", "--lon", "0", "--zoom", "40"], "zoom 40"),
         (["bench", "--only", "no_such_benchmark"], "unknown benchmark"),
+        (["geo", "tile", "--lat", "90", "--lon", "0"], "latitude 90"),
+        (["geo", "tile", "--lat", "10", "--lon", "0", "--zoom", "-5"], "zoom -5"),
+        (["geo", "enu", "--datum", "-33.86,nan", "--lat", "1", "--lon", "1"], "not a finite number"),
+        (["sim", "drive", "--world", ".", "--duration-s", "1e9", "--out", "x"], "longer than 3600"),
+        (["launch", "--dry-run", "-p", "use_sim_tme:=true"], "did you mean use_sim_time"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(cvgl_bin, args, words):
@@ -66,3 +71,12 @@ def test_bench_geo_writes_json(cvgl_bin, tmp_path):
     assert case["items_per_call"] == 1_000_000
     assert 0 < case["median_ms"] <= case["p95_ms"]
     assert case["throughput_per_s"] > 0
+
+
+def test_negative_numbers_in_comma_lists_are_values(cvgl_bin):
+    """West of Greenwich and south of the equator: `--datum -33.86,-151.2` is a value, not an option."""
+    out = run(cvgl_bin, "geo", "wgs84", "--datum", "-33.86,-151.2", "--east", "-100", "--north", "0")
+    assert out.returncode == 0, out.stderr
+    values = dict(item.split("=") for item in out.stdout.split())
+    assert float(values["lat_deg"]) == pytest.approx(-33.86, abs=1e-6)
+    assert float(values["lon_deg"]) == pytest.approx(-151.2 - 100 / 92_500, abs=2e-5)

@@ -88,6 +88,14 @@ def longitude(text: str) -> float:
     return value
 
 
+def zoom(text: str) -> int:
+    """A Web Mercator zoom level, 0..24."""
+    value = _integer(text, "a zoom level")
+    if not 0 <= value <= 24:
+        raise argparse.ArgumentTypeError(f"zoom {value} is outside [0, 24]")
+    return value
+
+
 def lat_lon_alt(text: str) -> tuple[float, float, float]:
     """'LAT,LON' or 'LAT,LON,ALT' (degrees, degrees, metres)."""
     parts = text.split(",")

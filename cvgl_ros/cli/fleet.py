@@ -4,12 +4,15 @@
 """
 from __future__ import annotations
 
-from cvgl_ros.cli.args import positive_int
+from cvgl_ros.cli.args import add_force, claim_out, positive_int
+
+FLEET_NAMES = ("fleet.json", "fleet.md", "fleet.png", "runs")
 
 
 def _evaluate_fleet(args) -> int:
     from cvgl_ros.evaluation.fleet import run_fleet
 
+    claim_out(args, "evaluate-fleet", "dir", inputs=[args.model, args.cache], names=FLEET_NAMES, in_place=True)
     result = run_fleet(args.out, args.cache, model=args.model, quick=args.quick,
                        motion_sensors=not args.no_motion_sensors, workers=args.workers, progress=not args.quiet)
     f, r = result["fleet"]["fused"], result["fleet"]["gnss_raw"]
@@ -38,4 +41,5 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=positive_int, default=1,
                    help="replays at once, each in its own process and ROS domain (1 on 2 cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_force(p, "fleet.json, fleet.md, fleet.png and runs/ in DIR")
     p.set_defaults(func=_evaluate_fleet)

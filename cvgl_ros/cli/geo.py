@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from cvgl_ros.cli.args import existing_file, finite_float, lat_lon_alt, latitude, longitude, mercator_latitude
+from cvgl_ros.cli.args import existing_file, finite_float, lat_lon_alt, latitude, longitude, mercator_latitude, zoom
 from cvgl_ros.errors import InputError
 
 
@@ -80,5 +80,5 @@ def register(subparsers) -> None:
     tile = sub.add_parser("tile", help="XYZ tile and ground resolution at a point")
     tile.add_argument("--lat", type=mercator_latitude, required=True, help="degrees, |lat| <= 85.0511")
     tile.add_argument("--lon", type=longitude, required=True)
-    tile.add_argument("--zoom", type=int, default=19)
+    tile.add_argument("--zoom", type=zoom, default=19, help="0..24")
     tile.set_defaults(func=_tile)

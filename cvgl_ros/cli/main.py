@@ -38,10 +38,10 @@ SUBCOMMAND_MODULES = [
 ]
 
 
-# One number: 5, -5, 5., .5, -0.5, 1e-3. A value that starts with "-" and consists of such
-# numbers separated by commas (-122.5,37.7,-122.4,37.8, -33.86,151.2) is a value, not an option.
-_NUMBER = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-NEGATIVE_NUMBER_LIST = re.compile(rf"^-{_NUMBER}(?:,\s*[-+]?{_NUMBER})*$")
+# No option of cvgl starts with "-" and a digit, so an argument that does (-5, -0.5, -.5, and
+# comma lists -122.5,37.7,-122.4,37.8 or -33.86,nan) is a value; so are -inf and -nan. The
+# option's type then accepts it or says in one line what is wrong with it.
+NEGATIVE_NUMBER_LIST = re.compile(r"^-(?:\.?\d|inf|nan)", re.IGNORECASE)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -50,7 +50,8 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     Negative numbers and comma lists that start with one (`--bbox -122.5,37.7,-122.4,37.8`,
     `--datum -33.86,151.2`) are option values: argparse's own test only knows a single
     plain negative number and took the rest for an unknown option. Subparsers inherit this
-    class, so every command gets it."""
+    class, so every command gets it (a parser that had an option like `-1` would need
+    argparse's own rule back)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -12,7 +12,8 @@ import math
 import sys
 import time
 
-from cvgl_ros.cli.args import add_force, claim_out, float_list, lat_lon_alt, positive_float, positive_int, seed
+from cvgl_ros.cli.args import (add_force, claim_out, float_list, lat_lon_alt, non_negative_int, positive_float,
+                               positive_int, seed)
 
 WORLD_NAMES = ("world.json", "tiles.mbtiles")
 PAIRS_NAMES = ("index.json", "shards")
@@ -129,7 +130,7 @@ def register(subparsers) -> None:
     r.add_argument("--same-area-frac", type=_fraction, default=0.15, help="share of pairs from held-out drives")
     r.add_argument("--cross-area-frac", type=_fraction, default=0.15, help="share of pairs from held-out worlds")
     r.add_argument("--val-frac", type=_fraction, default=0.0, help="share of pairs for a validation split")
-    r.add_argument("--cross-area-worlds", type=int, default=None, metavar="K",
+    r.add_argument("--cross-area-worlds", type=non_negative_int, default=None, metavar="K",
                    help="how many of the worlds (the last K) are held out (default: 1 in 5, at least 1 of 2+)")
     r.add_argument("--seed", type=seed, default=0)
     r.add_argument("--workers", type=positive_int, default=2)

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from cvgl_ros.cli.args import (add_force, claim_out, existing_path, float_list, latitude, longitude, positive_float,
-                               positive_int)
+from cvgl_ros.cli.args import (add_force, claim_out, existing_path, float_list, latitude, longitude,
+                               non_negative_float, positive_float, positive_int)
 from cvgl_ros.errors import InputError
 
 
@@ -290,7 +290,7 @@ def register(subparsers) -> None:
     where = pre.add_mutually_exclusive_group(required=True)
     where.add_argument("--bag", type=existing_path, help="rosbag2 whose NavSatFix positions define the route")
     where.add_argument("--bbox", type=float_list(4), metavar="W,S,E,N", help="WGS84 box (degrees)")
-    pre.add_argument("--radius-m", type=float, default=200.0, help="margin around positions / the box (m)")
+    pre.add_argument("--radius-m", type=non_negative_float, default=200.0, help="margin around positions / the box (m)")
     pre.add_argument("--zoom", type=_zoom, default=19)
     pre.add_argument("--out", type=Path, required=True, metavar="C.mbtiles")
     pre.add_argument("--workers", type=positive_int, default=8, help="concurrent downloads")
