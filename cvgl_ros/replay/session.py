@@ -305,7 +305,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     executor = SingleThreadedExecutor(context=context)
     spinner = None
     stop_spin = threading.Event()
-    recorder = None
+    recorder = node = None
     try:
         nodes.start()
         summary.node_pids = nodes.pids()
@@ -413,6 +413,8 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
         if spinner is not None:
             spinner.join(timeout=5.0)
         executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()  # its participant leaves the domain before the lease is released
         rclpy.try_shutdown(context=context)
         restore_sigterm()
         lease.release()
