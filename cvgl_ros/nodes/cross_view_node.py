@@ -55,7 +55,7 @@ from cvgl_ros.localization.datum import DatumFollower
 from cvgl_ros.localization.prior import PriorPolicy, PriorSelector
 from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, msg_to_datum
-from cvgl_ros.nodes.diagnostics import NodeHealth
+from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
 from cvgl_ros.nodes.parameters import Param, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 
@@ -125,7 +125,7 @@ class CrossViewNode(Node):
         self.p = declare_params(self, PARAMS)
         self.datum_follower = DatumFollower(parse_datum(self.p["datum"]))
         self.datum: Datum | None = None  # the filter's, once /cvgl/datum arrived
-        self.health = NodeHealth(NODE_NAME)
+        self.health = NodeHealth(health_name(NODE_NAME, self.get_namespace()))
         for counter in ("frames_processed", "frames_skipped", "frames_dropped_stale", "tile_misses",
                         "frames_without_tiles", "stamp_backwards", "frames_waiting_for_datum",
                         "yaw_windows_searched"):
@@ -156,10 +156,12 @@ class CrossViewNode(Node):
 
         frame = self.p["map_frame"]
         self.map_frame = frame
-        self.pub_cloud = self.create_publisher(PointCloud2, "/cvgl/likelihood", RESULT_QOS)
-        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/cross_view/pose", RESULT_QOS)
-        self.pub_overlay = self.create_publisher(Image, "/cvgl/debug/overlay", RESULT_QOS)
-        self.pub_status = self.create_publisher(DiagnosticArray, FRAME_STATUS_TOPIC, RESULT_QOS)
+        # Topic names are relative: under the node's namespace (launch `namespace:=`), /cvgl/... in
+        # the root one, as the constants and the README name them. /diagnostics stays absolute.
+        self.pub_cloud = self.create_publisher(PointCloud2, "cvgl/likelihood", RESULT_QOS)
+        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "cvgl/cross_view/pose", RESULT_QOS)
+        self.pub_overlay = self.create_publisher(Image, "cvgl/debug/overlay", RESULT_QOS)
+        self.pub_status = self.create_publisher(DiagnosticArray, FRAME_STATUS_TOPIC.lstrip("/"), RESULT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
         self._next_ticket = 0        # frames taken by a worker, in order
         self._turn_ticket = 0        # the next of them whose results may be published
@@ -170,13 +172,13 @@ class CrossViewNode(Node):
             worker.start()
         # Subscriptions last: a publisher that sees them matched knows the model is loaded.
         self.inputs = [
-            self.create_subscription(NavSatFix, DATUM_TOPIC, self.on_datum, DATUM_QOS),
-            self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS),
-            self.create_subscription(PoseWithCovarianceStamped, "/cvgl/pose", self.on_filter_pose, RESULT_QOS),
-            self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS),
-            self.create_subscription(Imu, "/imu/data", self.on_imu, SENSOR_QOS),
-            self.create_subscription(Image, "/camera/image_raw", self.on_image, SENSOR_QOS),
-            self.create_subscription(CompressedImage, "/camera/image_raw/compressed", self.on_image, SENSOR_QOS),
+            self.create_subscription(NavSatFix, DATUM_TOPIC.lstrip("/"), self.on_datum, DATUM_QOS),
+            self.create_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, SENSOR_QOS),
+            self.create_subscription(PoseWithCovarianceStamped, "cvgl/pose", self.on_filter_pose, RESULT_QOS),
+            self.create_subscription(NavSatFix, "gnss/fix", self.on_gnss, SENSOR_QOS),
+            self.create_subscription(Imu, "imu/data", self.on_imu, SENSOR_QOS),
+            self.create_subscription(Image, "camera/image_raw", self.on_image, SENSOR_QOS),
+            self.create_subscription(CompressedImage, "camera/image_raw/compressed", self.on_image, SENSOR_QOS),
         ]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: model {self.health.values.get('model', '-')}, tiles {self.p['tiles'] or '-'}"

@@ -26,6 +26,13 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from cvgl_ros.nodes.conversions import to_stamp
 
 
+def health_name(node_name: str, namespace: str = "/") -> str:
+    """The node's name in /diagnostics (shared by every namespace): `node_name` in the root
+    namespace, `car1/node_name` under /car1, so that two instances do not share a status."""
+    ns = namespace.strip("/")
+    return f"{ns}/{node_name}" if ns else node_name
+
+
 class NodeHealth:
     def __init__(self, name: str, hardware_id: str = "cvgl_ros", window_s: float = 5.0, warn_hold_s: float = 5.0):
         self.name = name

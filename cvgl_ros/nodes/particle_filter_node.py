@@ -35,7 +35,7 @@ from cvgl_ros.geo.datum import Datum
 from cvgl_ros.localization.datum import DatumOwner
 from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, datum_msg
-from cvgl_ros.nodes.diagnostics import NodeHealth
+from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
 from cvgl_ros.nodes.filter_parameters import filter_params
 from cvgl_ros.nodes.parameters import DATUM_PARAM, Param, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
@@ -69,10 +69,10 @@ class ParticleFilterNode(Node):
         self.pf = ParticleFilter(config, seed=self.p["seed"])
         self.datum_owner = DatumOwner(parse_datum(self.p["datum"]))
         self.datum: Datum | None = self.datum_owner.datum
-        self.pub_datum = self.create_publisher(NavSatFix, DATUM_TOPIC, DATUM_QOS)
+        self.pub_datum = self.create_publisher(NavSatFix, DATUM_TOPIC.lstrip("/"), DATUM_QOS)
         if self.datum is not None:
             self.pub_datum.publish(datum_msg(self.datum, self.get_clock().now().nanoseconds, self.p["map_frame"]))
-        self.health = NodeHealth(NODE_NAME)
+        self.health = NodeHealth(health_name(NODE_NAME, self.get_namespace()))
         for counter in ("gnss_rejected", "gnss_invalid", "stamp_backwards", "likelihood_rejected", "filter_resets"):
             self.health.count(counter, 0)  # always listed in /diagnostics
         self.health.set_value("datum", self.datum_owner.describe())
@@ -87,18 +87,20 @@ class ParticleFilterNode(Node):
         self.last_particles_publish_ns: int | None = None
         self.rng = np.random.default_rng(self.p["seed"])
 
-        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/pose", RESULT_QOS)
-        self.pub_fix = self.create_publisher(NavSatFix, "/cvgl/fix", RESULT_QOS)
-        self.pub_pl = self.create_publisher(Vector3Stamped, "/cvgl/protection_level", RESULT_QOS)
-        self.pub_odom = self.create_publisher(Odometry, "/cvgl/odometry", RESULT_QOS)
-        self.pub_path = self.create_publisher(Path, "/cvgl/path", RESULT_QOS)
-        self.pub_particles = self.create_publisher(PoseArray, "/cvgl/particles", RESULT_QOS)
-        self.pub_gnss_pose = self.create_publisher(PoseWithCovarianceStamped, "/cvgl/gnss/pose", RESULT_QOS)
+        # Topic names are relative: under the node's namespace (launch `namespace:=`), /cvgl/... in
+        # the root one, as the README names them. /diagnostics stays absolute.
+        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "cvgl/pose", RESULT_QOS)
+        self.pub_fix = self.create_publisher(NavSatFix, "cvgl/fix", RESULT_QOS)
+        self.pub_pl = self.create_publisher(Vector3Stamped, "cvgl/protection_level", RESULT_QOS)
+        self.pub_odom = self.create_publisher(Odometry, "cvgl/odometry", RESULT_QOS)
+        self.pub_path = self.create_publisher(Path, "cvgl/path", RESULT_QOS)
+        self.pub_particles = self.create_publisher(PoseArray, "cvgl/particles", RESULT_QOS)
+        self.pub_gnss_pose = self.create_publisher(PoseWithCovarianceStamped, "cvgl/gnss/pose", RESULT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
-        self.inputs = [self.create_subscription(NavSatFix, "/gnss/fix", self.on_gnss, SENSOR_QOS),
-                       self.create_subscription(PointCloud2, "/cvgl/likelihood", self.on_likelihood, RESULT_QOS),
-                       self.create_subscription(Imu, "/imu/data", self.on_imu, SENSOR_QOS),
-                       self.create_subscription(Odometry, "/odom/wheel", self.on_wheel_odometry, SENSOR_QOS)]
+        self.inputs = [self.create_subscription(NavSatFix, "gnss/fix", self.on_gnss, SENSOR_QOS),
+                       self.create_subscription(PointCloud2, "cvgl/likelihood", self.on_likelihood, RESULT_QOS),
+                       self.create_subscription(Imu, "imu/data", self.on_imu, SENSOR_QOS),
+                       self.create_subscription(Odometry, "odom/wheel", self.on_wheel_odometry, SENSOR_QOS)]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: {config.num_particles} particles, datum {self.health.values['datum']}")
 
