@@ -37,3 +37,12 @@ def test_the_rviz_config_the_launch_file_names_is_installed():
     rviz = ast.literal_eval(consts["RVIZ_CONFIG"])
     assert (REPO / rviz).is_file()
     assert 'share("rviz", "*.rviz")' in (REPO / "setup.py").read_text()  # installed into share/cvgl_ros/rviz
+
+
+def test_cvgl_launch_offers_the_launch_files_log_levels():
+    from cvgl_ros.cli.launch import LOG_LEVELS
+
+    tree = ast.parse((REPO / "launch" / "localize.launch.py").read_text())
+    consts = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign)
+              and isinstance(n.targets[0], ast.Name)}
+    assert tuple(ast.literal_eval(consts["LOG_LEVELS"])) == LOG_LEVELS

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from cvgl_ros.cli.launch import namespace_ros_args
 from cvgl_ros.nodes import launcher
 from test_nodes_support import DATUM, REPO, Probe
 
@@ -23,7 +24,7 @@ def test_a_namespace_moves_every_topic_but_diagnostics():
 
     params = REPO / "config" / "cvgl.yaml"
     procs = [subprocess.Popen(launcher.node_command(exe) + launcher.ros_args(params, {"diagnostics_period_s": 0.2},
-                                                                              ["-r", "__ns:=/car1"]),
+                                                                              namespace_ros_args("car1")),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for exe in launcher.NODE_EXECUTABLES]
     probe = Probe({"/car1/cvgl/pose": PoseWithCovarianceStamped, "/cvgl/pose": PoseWithCovarianceStamped,
@@ -68,3 +69,14 @@ def test_a_namespace_moves_every_topic_but_diagnostics():
         outs = [p.communicate(timeout=30)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out
+
+
+def test_cvgl_launch_passes_namespace_and_log_level_and_refuses_a_bad_namespace(cvgl_bin):
+    out = subprocess.run([cvgl_bin, "launch", "--dry-run", "--namespace", "car1", "--log-level", "debug"],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.strip().splitlines():
+        assert "-r __ns:=/car1" in line and "--log-level debug" in line
+    bad = subprocess.run([cvgl_bin, "launch", "--dry-run", "--namespace", "1car"], capture_output=True, text=True,
+                         timeout=60, cwd=REPO)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "namespace" in bad.stderr
