@@ -191,6 +191,10 @@ def test_pooling_and_acceptance():
     assert not checks["protection level bounds >= 99 % of fleet poses"]["passed"]
     assert F.acceptance([good], F.pool_methods([good]))[0]["passed"]
     assert all(c["passed"] for c in F.acceptance([good], F.pool_methods([good])))
+    # camera + GNSS only: the fleet mean may be 0.35 x raw GNSS, not 0.25 x
+    fair = _drive_row("c", np.full(10, 1.2), np.full(10, 4.0), np.full(10, 3.0), coverage=1.0)
+    assert not all(c["passed"] for c in F.acceptance([fair], F.pool_methods([fair]), motion_sensors=True))
+    assert all(c["passed"] for c in F.acceptance([fair], F.pool_methods([fair]), motion_sensors=False))
 
 
 def test_report_and_png(tmp_path):
