@@ -11,7 +11,8 @@ replays on one domain feed each other's nodes (errors of 200 m were seen). So a 
    directory is shared by every user of the machine (sticky and world-writable, like /tmp;
    a lock file made by another user is locked through a read-only descriptor).
    An explicit id (`--domain-id`) takes that id's lock too, and is refused when another
-   replay holds it.
+   replay holds it. (ROS 2's own `domain_coordinator` reserves test domains for a scope the
+   same way, with a held port instead of a lock file.)
 2. **Discovers on localhost only** (`ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`), so a replay
    never talks to another machine that happens to use the same id.
 3. **Marks its own nodes** with an enclave name unique to the run (`--ros-args --enclave`;
