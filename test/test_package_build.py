@@ -162,4 +162,3 @@ def test_colcon_test_selects_the_fast_subset_and_plain_pytest_everything(repo_ro
     colcon = ["--junit-prefix=cvgl_ros", f"--junit-xml={tmp_path / 'pytest.xml'}"]
     assert collected(*colcon) == {"test/test_geo_tile_indices.py", "test/test_ros_smoke.py"}
     assert collected() == set(files)
-    assert collected(*colcon, "-m", "not core") == {"test/test_ros_smoke.py", "test/test_nodes_conversions.py"}
