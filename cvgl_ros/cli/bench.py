@@ -12,7 +12,7 @@ def run(args) -> int:
     if args.out:
         from cvgl_ros.cli.args import claim_out
 
-        claim_out(args, "bench", "file")
+        claim_out(args, "bench", "file", recognize=_own_report)
     only = [n for item in (args.only or []) for n in item.split(",") if n]
     report = run_benchmarks(only, progress=lambda m: print(m, file=sys.stderr))
     text = json.dumps(report, indent=2, default=float)
@@ -23,6 +23,14 @@ def run(args) -> int:
         print(text)
     failed = [n for n, r in report["benchmarks"].items() if not r["ok"]]
     return 1 if failed else 0
+
+
+def _own_report(path) -> bool:
+    """A JSON report `cvgl bench` wrote (its `machine` and `benchmarks` sections), e.g. the
+    committed bench/results/latest.json, which has no sidecar marker."""
+    with open(path, "rb") as f:
+        report = json.loads(f.read(50_000_000))
+    return isinstance(report, dict) and {"machine", "benchmarks"} <= set(report)
 
 
 def register(subparsers) -> None:
