@@ -389,3 +389,25 @@ def test_a_bad_card_field_type_is_an_input_error_for_the_runtime(files):
         (files / "other.onnx").write_bytes(b"")
         with pytest.raises(InputError, match=f"bad model card .*{key}"):
             read_card(files / "other.onnx")
+
+
+@pytest.mark.ros
+def test_cross_view_node_reports_a_bad_card_as_its_fatal_reason_instead_of_crashing(files, world):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from cvgl_ros.nodes.cross_view_node import CrossViewNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        params = {"model": str(files / "model.onnx"), "tiles": str(world / "tiles.mbtiles"), "providers": ["cpu"]}
+        node = CrossViewNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        try:
+            reason = node.health.fatal_reason or ""
+            assert "bad model card" in reason and "patch_px" in reason, reason
+            assert node.estimator is None
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
