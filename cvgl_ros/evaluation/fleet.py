@@ -330,7 +330,7 @@ def score_drive(estimate_bag, truth_bag, seed: int = 0) -> dict:
     series = {name: (tr.poses.t_s - truth.t_s[0], tr.error_m, tr.yaw_error_deg) for name, tr in tracks.items()}
     series["gnss_no_fix"] = (gnss.t_s[~gnss.valid] - truth.t_s[0], None, None)
     return {"methods": methods,
-            "gnss": {"epochs": int(gnss.t_s.size), "no_fix_fraction": float(1.0 - gnss.valid.mean())},
+            "gnss_epochs": {"epochs": int(gnss.t_s.size), "no_fix_fraction": float(1.0 - gnss.valid.mean())},
             "series": series}
 
 
@@ -509,6 +509,41 @@ def check_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+def score_fleet(out_dir: Path, drives, bags: dict, summaries: dict, meta: dict, timing: dict,
+                progress: bool = True) -> dict:
+    """Score the replayed drives (`out_dir/runs/<drive>/estimate`) and write fleet.json, fleet.md,
+    fleet.png; `meta` (quick, motion_sensors, model, image_wh, workers) and `timing` go into the
+    report, its scoring time and total added."""
+    from tqdm import tqdm
+
+    from cvgl_ros.atomic import write_json, write_text
+    from cvgl_ros.evaluation.fleet_report import markdown_report, plot_drive_errors, plot_fleet
+
+    t0 = time.monotonic()
+    run_dir = Path(out_dir) / "runs"
+    per_drive = []
+    for d in tqdm(drives, desc="fleet scoring", unit="drive", disable=not progress):
+        scored = score_drive(run_dir / d.name / "estimate", bags[d.name], seed=d.seed)
+        plot_drive_errors(run_dir / d.name / "error_vs_time.png", d.name, scored["series"])
+        s = summaries[d.name]
+        per_drive.append({**asdict(d), "world": asdict(world_by_name(d.world)), **scored,
+                          "replay": {k: s[k] for k in ("frames", "frames_processed", "frames_skipped", "poses",
+                                                        "real_time_factor", "wall_s", "lockstep_timeouts")}})
+    fleet = pool_methods(per_drive)
+    timing = dict(timing, scoring=time.monotonic() - t0)
+    timing["total"] = timing.get("total", 0.0) + timing["scoring"]
+    for d in per_drive:
+        d.pop("series")
+    result = {"format": "cvgl-fleet/1", "fleet_version": FLEET_VERSION, **meta, "camera_hz": CAMERA_HZ,
+              "gnss_hz": GNSS_HZ, "git_commit": _git_commit(), "fleet": fleet, "drives": per_drive,
+              "timing_s": timing}
+    result["acceptance"] = acceptance(per_drive, fleet, meta["motion_sensors"])
+    write_json(Path(out_dir) / "fleet.json", result)
+    write_text(Path(out_dir) / "fleet.md", markdown_report(result))
+    plot_fleet(Path(out_dir) / "fleet.png", result)
+    return result
+
+
 def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensors: bool = True, workers: int = 1,
               progress: bool = True, log=None) -> dict:
     """Generate (once), replay and score the fleet; write fleet.json/md/png (module docstring)."""
@@ -517,8 +552,7 @@ def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensor
 
     from tqdm import tqdm
 
-    from cvgl_ros.atomic import write_json, write_text
-    from cvgl_ros.evaluation.fleet_report import markdown_report, plot_drive_errors, plot_fleet
+    from cvgl_ros.atomic import write_json
     from cvgl_ros.nodes.cross_view_node import default_model_path
     from cvgl_ros.runtime.card import read_card
 
@@ -581,26 +615,8 @@ def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensor
                 f"{s['real_time_factor']:.2f}x, {s['lockstep_timeouts']} lockstep time-outs")
     timing["replays"] = time.monotonic() - t0
 
-    t0 = time.monotonic()
-    per_drive = []
-    for d in tqdm(drives, desc="fleet scoring", unit="drive", disable=not progress):
-        scored = score_drive(run_dir / d.name / "estimate", bags[d.name], seed=d.seed)
-        plot_drive_errors(run_dir / d.name / "error_vs_time.png", d.name, scored["series"])
-        s = summaries[d.name]
-        per_drive.append({**asdict(d), "world": asdict(world_by_name(d.world)), **scored,
-                          "replay": {k: s[k] for k in ("frames", "frames_processed", "frames_skipped", "poses",
-                                                        "real_time_factor", "wall_s", "lockstep_timeouts")}})
-    fleet = pool_methods(per_drive)
-    timing["scoring"] = time.monotonic() - t0
     timing["total"] = time.monotonic() - t_start
-    for d in per_drive:
-        d.pop("series")
-    result = {"format": "cvgl-fleet/1", "fleet_version": FLEET_VERSION, "quick": quick,
-              "motion_sensors": motion_sensors, "model": str(model), "image_wh": list(image_wh),
-              "camera_hz": CAMERA_HZ, "gnss_hz": GNSS_HZ, "git_commit": _git_commit(), "workers": workers,
-              "fleet": fleet, "drives": per_drive, "timing_s": timing}
-    result["acceptance"] = acceptance(per_drive, fleet, motion_sensors)
-    write_json(out_dir / "fleet.json", result)
-    write_text(out_dir / "fleet.md", markdown_report(result))
-    plot_fleet(out_dir / "fleet.png", result)
+    meta = {"quick": quick, "motion_sensors": motion_sensors, "model": str(model), "image_wh": list(image_wh),
+            "workers": workers}
+    result = score_fleet(out_dir, drives, bags, summaries, meta, timing, progress=progress)
     return result

@@ -93,26 +93,34 @@ def plot_fleet(path: Path, result: dict) -> None:
     width = 0.27
     for ax, stat, title in ((axes[0], "p99_m", "99th percentile position error"),
                             (axes[1], "max_m", "maximum position error")):
+        lowest = np.inf
         for i, (key, label, color) in enumerate(series):
             values = [max(d["methods"][key].get(stat, np.nan), 0.05) for d in drives]
             ax.bar(x + (i - 1) * width, values, width, label=label, color=color)
+            lowest = min(lowest, np.nanmin(values))
+            if key == "fused":
+                for xi, v in zip(x, values):
+                    ax.text(xi - width, v * 1.04, f"{v:.1f}", ha="center", va="bottom", fontsize=7, color=color)
+        ax.set_ylim(bottom=lowest / 1.6)
         worse = [j for j, d in enumerate(drives) if d["methods"]["fused"][stat] > d["methods"]["gnss_raw"][stat]]
         for j in worse:
             ax.annotate("fused worse", (x[j] - width, drives[j]["methods"]["fused"][stat]), xytext=(0, 3),
                         textcoords="offset points", ha="center", fontsize=7, color="#d62728", rotation=90)
         ax.set_yscale("log")
+        _plain_log_ticks(ax)
         ax.axhline(10.0, color="#d62728", lw=0.8, ls="--")
         ax.set_ylabel("error (m, log)")
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left", ncol=3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 0.955), frameon=False)
     axes[1].set_xticks(x)
     axes[1].set_xticklabels(names, rotation=40, ha="right", fontsize=8)
     f, r = result["fleet"]["fused"], result["fleet"]["gnss_raw"]
     fig.suptitle(f"Fleet accuracy, {len(drives)} drives{' (quick)' if result['quick'] else ''}: fused mean "
                  f"{f['mean_m']:.2f} m / p99 {f['p99_m']:.1f} m vs raw GNSS {r['mean_m']:.2f} m / {r['p99_m']:.1f} m "
                  "(dashed: 10 m)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     try:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=110, format="png")
@@ -136,8 +144,10 @@ def plot_drive_errors(path: Path, name: str, series: dict) -> None:
     for key, color in (("gnss_raw", "#7f7f7f"), ("gnss_particle_filter", "#ff7f0e"), ("kalman_cv", "#2ca02c"),
                        ("fused", "#1f77b4")):
         t, e, _ = series[key]
-        ax.plot(t, np.maximum(e, 0.1), lw=0.9 if key != "fused" else 1.4, color=color, label=key)
+        t, e = _break_gaps(np.asarray(t, dtype=float), np.maximum(np.asarray(e, dtype=float), 0.1))
+        ax.plot(t, e, lw=0.9 if key != "fused" else 1.4, color=color, label=key)
     ax.set_yscale("log")
+    _plain_log_ticks(ax)
     ax.axhline(10.0, color="#d62728", lw=0.8, ls="--")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("position error (m)")
@@ -150,3 +160,20 @@ def plot_drive_errors(path: Path, name: str, series: dict) -> None:
             fig.savefig(tmp, dpi=90, format="png")
     finally:
         plt.close(fig)
+
+
+def _plain_log_ticks(ax) -> None:
+    """Log axis labelled 0.1, 0.2, 0.5, 1, 2, 5, 10, ... in plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _break_gaps(t: np.ndarray, e: np.ndarray, gap_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Insert a NaN where consecutive samples are more than `gap_s` apart (no line across a gap)."""
+    if t.size < 2:
+        return t, e
+    cut = np.flatnonzero(np.diff(t) > gap_s) + 1
+    return np.insert(t, cut, np.nan), np.insert(e, cut, np.nan)
