@@ -127,6 +127,11 @@ def tile_at(lon_deg: float, lat_deg: float, zoom: int) -> Tile:
     """The XYZ tile containing a point (latitudes beyond +-85.0511 deg: the edge row)."""
     check_zoom(zoom)
     check_lat_lon(lat_deg, lon_deg)
+    return _tile_at(float(lon_deg), float(lat_deg), int(zoom))
+
+
+def _tile_at(lon_deg: float, lat_deg: float, zoom: int) -> Tile:
+    """tile_at without the checks: a longitude a hair outside +-180 gives the edge column."""
     n = 1 << int(zoom)
     lat = min(max(float(lat_deg), -MAX_LATITUDE_DEG), MAX_LATITUDE_DEG)
     sin_lat = math.sin(math.radians(lat))
@@ -153,8 +158,8 @@ def tiles_covering(west: float, south: float, east: float, north: float, zoom: i
     west, east = max(-180.0, float(west)), min(180.0, float(east))
     south = max(-_BOX_MAX_LATITUDE_DEG, float(south))
     north = min(_BOX_MAX_LATITUDE_DEG, float(north))
-    first = tile_at(west, north, zoom)
-    last = tile_at(east - _LL_EPSILON, south + _LL_EPSILON, zoom)
+    first = _tile_at(west, north, zoom)
+    last = _tile_at(east - _LL_EPSILON, south + _LL_EPSILON, zoom)
     return [Tile(x, y, int(zoom)) for x in range(first.x, last.x + 1) for y in range(first.y, last.y + 1)]
 
 
