@@ -181,6 +181,7 @@ class OutputClaim:
     created_dir: bool = False
     created_root: Path | None = None  # the outermost directory the claim created (in_place)
     label: str = ""                # the path as the user wrote it, for messages
+    committed: bool = False        # written once in this run (a second write replaces cvgl's own)
 
 
 _claims: dict[Path, OutputClaim] = {}
@@ -372,12 +373,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         try:
             yield tmp_path
             claim = _claim_for(path, "file")
-            if claim is not None:
-                _check(claim)
+            if claim is not None and not claim.committed:
+                _check(claim)       # again: the path may have changed while the command worked
             with _signals_deferred():
                 os.replace(tmp_path, path)
-                if claim is not None and claim.sidecar:
-                    _write_sidecar(path, claim)
+                if claim is not None:
+                    claim.committed = True
+                    if claim.sidecar:
+                        _write_sidecar(path, claim)
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
@@ -423,7 +426,8 @@ def atomic_dir(path: str | os.PathLike):
         tmp.chmod(_DEFAULT_DIR_MODE)  # mkdtemp makes 0700
         try:
             yield tmp
-            _check(claim)
+            if not claim.committed:
+                _check(claim)       # again: the path may have changed while the command worked
             files = sorted(e for e in os.listdir(tmp) if e != MARKER)
             with _signals_deferred():
                 if not path.exists():
@@ -438,6 +442,7 @@ def atomic_dir(path: str | os.PathLike):
                     os.mkdir(trash)
                     _move_into(content, path, trash, drop=[e for e in earlier if e not in files and "/" not in e])
                 _write_marker(path, claim if claim.command else None, files)
+                claim.committed = True
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

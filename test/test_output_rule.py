@@ -262,3 +262,16 @@ def test_sigterm_during_a_write_leaves_no_temporaries(tmp_path, kind):
         if proc.poll() is None:
             proc.kill()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_claimed_file_written_twice_in_one_run_is_replaced_the_second_time(tmp_path):
+    """export writes a provisional model card, then the final one."""
+    card = tmp_path / "m.json"
+    try:
+        atomic.claim_output(card, kind="file", command="export", sidecar=False)
+        atomic.write_json(card, {"provisional": True})
+        atomic.write_json(card, {"provisional": False})
+    finally:
+        atomic.release_claims()
+    assert json.loads(card.read_text()) == {"provisional": False}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
