@@ -12,13 +12,14 @@ acute angle; U-turns only where nothing else is left, e.g. at a dead end),
 offsets each traversed edge to the centre of its right-most lane, rounds the corners at
 intersections with Bezier arcs and resamples the result every 1 m.
 
-`route(..., turn_rich=True)` is the drive that stresses a localizer (the fleet benchmark's):
-at every junction a turn is preferred to going straight on (weight 1 + TURN_WEIGHT sin^2 of
-the turn angle, against 1 for straight on), at an intersection of three or more streets the
-car turns round with probability UTURN_PROBABILITY (a U-turn where the road allows it; at a
-dead end it must), and it never goes straight on through more than MAX_STRAIGHT_JUNCTIONS
-junctions in a row when a turn is possible. Urban and suburban blocks (85-170 m) then give a
-turn every 10-25 s at up to 15 m/s. The default walk is unchanged (same seed, same route).
+`route(..., turn_rich=True)` is the drive that stresses a localizer (the fleet benchmark's).
+At an intersection of three or more streets the car turns round with probability
+UTURN_PROBABILITY (a U-turn where the road allows it; at a dead end it must). Otherwise it
+takes a street that leaves at least 30 deg off straight on, weighted 1 + TURN_WEIGHT sin^2
+of the turn angle; it may cross MAX_STRAIGHT_JUNCTIONS (0) junctions straight on in a row,
+and where straight on is all that is left it turns round. Urban and suburban blocks
+(85-170 m) then give a turn every 10-25 s at up to 15 m/s; on a small rural network the car
+shuttles between its dead ends. The default walk is unchanged (same seed, same route).
 """
 from __future__ import annotations
 
