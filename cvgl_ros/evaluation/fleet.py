@@ -13,8 +13,8 @@ once so that every route turns within every 30 s (`test/test_evaluation_fleet.py
 Pipeline (`run_fleet`):
 
 1. worlds and drives are generated once into a cache directory, each under a name keyed by
-   a hash of its definition (and, for drives, the camera size and rates), and reused when
-   present; `--no-motion-sensors` replays filtered copies without /imu/data and /odom/wheel;
+   a hash of its definition (for drives also the camera size and rates) and of the
+   simulator's source code, and reused when present; `--no-motion-sensors` replays filtered copies without /imu/data and /odom/wheel;
 2. each drive is replayed in lockstep (one frame at a time: reproducible) through
    `cross_view_node` and `particle_filter_node` (`cvgl_ros.replay.replay_bag`), each replay
    in a fresh process with a private ROS_DOMAIN_ID (`workers` replays at once);
@@ -133,19 +133,42 @@ def fleet_drives(quick: bool = False) -> tuple[FleetDrive, ...]:
     return tuple(d for d in DRIVES if d.quick) if quick else DRIVES
 
 
+# What a drive's bag does not depend on (the world's files depend on the rest of sim/).
+_NOT_WORLD_SOURCES = {"drive.py", "gnss.py", "trajectory.py", "motion_sensors.py", "ground_camera.py", "pairs.py",
+                      "preview.py", "simulated_cross_view.py"}
+
+
 def _key(obj) -> str:
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(f"fleet/{FLEET_VERSION}/{text}".encode()).hexdigest()[:12]
 
 
+def _sources_hash(world_only: bool) -> str:
+    """sha256 of the simulator's code (and the bag format for drives): a cached world or drive
+    made by other code is made again."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "sim").glob("*.py"))
+    if world_only:
+        files = [f for f in files if f.name not in _NOT_WORLD_SOURCES]
+    else:
+        files.append(root / "datasets" / "bag.py")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def world_key(world: FleetWorld) -> str:
-    return _key(asdict(world))
+    """Cache key of a world: its definition and the simulator code that makes it."""
+    return _key({"world": asdict(world), "code": _sources_hash(world_only=True)})
 
 
 def drive_key(drive: FleetDrive, image_wh: tuple[int, int]) -> str:
+    """Cache key of a drive: its definition (not `quick`), its world's, the camera size and
+    rates, and the simulator code."""
     world = world_by_name(drive.world)
     return _key({"drive": asdict(drive) | {"quick": None}, "world": asdict(world), "image_wh": list(image_wh),
-                 "camera_hz": CAMERA_HZ, "gnss_hz": GNSS_HZ, "turn_rich": True})
+                 "camera_hz": CAMERA_HZ, "gnss_hz": GNSS_HZ, "turn_rich": True, "code": _sources_hash(False)})
 
 
 # -- metrics --------------------------------------------------------------------------------
