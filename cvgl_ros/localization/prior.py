@@ -37,6 +37,14 @@ costly: it runs on the first frame of every stretch of unknown-yaw frames and th
 n-th one (n = `unknown_yaw_search_every_n`; 0: never, 1: every frame); the others are
 skipped, waiting for the yaw.
 
+Cost: every window is one more batch row of the network, so the search costs 2m + 1 times
+one window's inference. How often it widens depends on the filter's yaw sigma: with IMU and
+wheel odometry (yaw integrated from the gyro) it is small and nearly every frame is one
+window; with camera and GNSS alone the constant-velocity model's yaw diffusion keeps sigma
+at several degrees and many frames take three to five windows. A wider search also lets
+the particles' yaw spread further than one window would (a window cuts the likelihood off
+outside it), which feeds back into sigma.
+
 Stamps: a filter pose, fix or IMU sample older than the newest one already held is ignored
 (the filter republishes a late pose at its older stamp after the corrected newest one); one
 at the same stamp replaces it. `clear()` forgets everything (the camera's stamps went back).
