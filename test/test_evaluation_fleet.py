@@ -217,18 +217,18 @@ def test_report_and_png(tmp_path):
     assert (tmp_path / "fleet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bad_output_and_model_are_one_line_errors(tmp_path, cvgl_bin):
-    import subprocess
+def test_bad_output_and_model_are_one_line_errors(tmp_path, capsys):
+    from cvgl_ros.cli.main import main
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    done = subprocess.run([cvgl_bin, "evaluate-fleet", "--out", str(blocker), "--quick"], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and str(blocker) in done.stderr
-    done = subprocess.run([cvgl_bin, "evaluate-fleet", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
-                           "--model", str(tmp_path / "none.onnx"), "--quick"], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no model" in done.stderr
+    assert main(["evaluate-fleet", "--out", str(blocker), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(blocker) in err and blocker.read_text() == "x"
+    assert main(["evaluate-fleet", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"),
+                 "--model", str(tmp_path / "none.onnx"), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no model" in err
     assert not (tmp_path / "c" / "worlds").exists()
 
 
@@ -251,3 +251,24 @@ def test_no_motion_sensors_copy_drops_only_imu_and_wheel_odometry(tmp_path):
     assert B.bag_datum(out) == B.bag_datum(src)
     assert F.without_motion_sensors(out) == out  # nothing left to drop: the bag itself
     assert F.without_motion_sensors(src) == out  # made once
+
+
+def test_worlds_and_drives_are_made_once_and_reused(tmp_path, monkeypatch):
+    from cvgl_ros.datasets.bag import bag_topics
+    from cvgl_ros.errors import InputError
+
+    tiny = F.FleetWorld("tiny", 5, "urban", 200.0, trained_on=False)
+    drive = F.FleetDrive("tiny-multipath-1", "tiny", 1, "multipath", duration_s=2.0)
+    monkeypatch.setattr(F, "WORLDS", F.WORLDS + (tiny,))
+    world_dir = F.ensure_world(tiny, tmp_path)
+    assert (world_dir / "tiles.mbtiles").is_file() and F.world_key(tiny) in world_dir.name
+    stamp = (world_dir / "tiles.mbtiles").stat().st_mtime_ns
+    assert F.ensure_world(tiny, tmp_path) == world_dir
+    assert (world_dir / "tiles.mbtiles").stat().st_mtime_ns == stamp  # reused, not made again
+    bag = F.ensure_drive(drive, world_dir, tmp_path, (64, 32))
+    assert bag_topics(bag)["/camera/image_raw"][1] == 11  # 2 s at 5 Hz
+    assert F.ensure_drive(drive, world_dir, tmp_path, (64, 32)) == bag
+    # a half-made entry (no marker) is not taken for a finished one, nor overwritten
+    (world_dir / "fleet_item.json").unlink()
+    with pytest.raises(InputError, match="not a finished fleet world"):
+        F.ensure_world(tiny, tmp_path)
