@@ -227,9 +227,10 @@ def _own_file(path: Path, recognize) -> bool:
             and mark.get("mtime_ns") == st.st_mtime_ns)
 
 
-def _foreign_entries(directory: Path, names: Iterable[str]) -> list[str] | None:
-    """Entries of `directory` cvgl did not write; None when it is cvgl's (marker) or empty."""
-    entries = sorted(os.listdir(directory))
+def _foreign_entries(directory: Path, names: Iterable[str], ignore: Iterable[str] = ()) -> list[str] | None:
+    """Entries of `directory` cvgl did not write; None when it is cvgl's (marker) or empty.
+    `ignore`: the running write's own temporary directory inside it."""
+    entries = sorted(set(os.listdir(directory)) - set(ignore))
     if not entries or read_marker(directory) is not None:
         return None
     patterns = tuple(names)
@@ -242,7 +243,7 @@ def _what_force_replaces(names: Iterable[str]) -> str:
     return ("replaces only " + ", ".join(names) + " in it") if names else "writes into it, keeping its other files"
 
 
-def _check(claim: OutputClaim) -> None:
+def _check(claim: OutputClaim, ignore: Iterable[str] = ()) -> None:
     """Raise InputError unless the rule lets `claim` write now (the checks 2-5 above)."""
     path = claim.path
     shown = claim.label or str(path)
@@ -252,7 +253,7 @@ def _check(claim: OutputClaim) -> None:
         if not path.is_dir():
             raise InputError(f"--out {shown} is a file; this command writes a directory: choose another --out "
                              "(refused even with --force)")
-        foreign = _foreign_entries(path, claim.names)
+        foreign = _foreign_entries(path, claim.names, ignore)
         if foreign and not claim.force:
             listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise InputError(f"--out {shown} holds files cvgl did not write ({listed}): choose a new --out, or "
@@ -427,7 +428,7 @@ def atomic_dir(path: str | os.PathLike):
         try:
             yield tmp
             if not claim.committed:
-                _check(claim)       # again: the path may have changed while the command worked
+                _check(claim, ignore=[tmp.name])  # again: the path may have changed meanwhile
             files = sorted(e for e in os.listdir(tmp) if e != MARKER)
             with _signals_deferred():
                 if not path.exists():

@@ -207,6 +207,15 @@ def test_force_never_removes_entries_that_are_not_the_commands_own(tmp_path):
     assert marker["tool"] == "cvgl_ros" and marker["command"] == "t" and marker["files"] == ["world.json"]
 
 
+def test_an_existing_empty_directory_is_written_into(tmp_path, monkeypatch):
+    target = tmp_path / "empty"
+    target.mkdir()
+    monkeypatch.chdir(target)
+    with atomic.atomic_dir(".") as tmp:          # `--out .` in an empty directory
+        (tmp / "index.json").write_text("{}")
+    assert sorted(p.name for p in target.iterdir()) == [atomic.MARKER, "index.json"]
+
+
 def test_a_rerun_drops_only_entries_the_marker_lists(tmp_path):
     target = tmp_path / "ds"
     with atomic.atomic_dir(target) as tmp:
