@@ -86,9 +86,10 @@ def test_installed_cvgl_uses_the_share_directory_the_ament_index_finds(colcon_in
     assert report["opencv"][0].isdigit() and report["numpy"][0].isdigit()
     # without the prefix on AMENT_PREFIX_PATH, an unsourced install still finds its own share
     unsourced = {k: v for k, v in env.items() if k != "AMENT_PREFIX_PATH"}
-    doctor = subprocess.run([str(lib / "cvgl"), "doctor"], cwd=tmp_path, env=unsourced, capture_output=True,
-                            text=True, timeout=60)
-    assert f"{share} (install prefix)" in doctor.stdout
+    found = subprocess.run([sys.executable, "-c", "from cvgl_ros.share import find_share; s = find_share(); "
+                            "print(s.path, s.found_by, sep='|')"], cwd=tmp_path, env=unsourced,
+                           capture_output=True, text=True, timeout=60)
+    assert found.stdout.strip() == f"{share}|install prefix", found.stdout + found.stderr
 
 
 def test_installed_nodes_with_no_parameters_find_the_shipped_model(colcon_install, tmp_path):
