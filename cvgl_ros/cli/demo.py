@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from cvgl_ros.cli.args import BAG_NAMES, add_force, claim_out, parse_overrides, positive_float, seed
+from cvgl_ros.cli.args import BAG_NAMES, add_force, claim_out, existing_file, parse_overrides, positive_float, seed
 
 DATA_NAMES = ("world", "drive_*", "estimate_*", "logs")
 REPORT_NAMES = ("report.md", "table.md", "metrics.json", "*.png")
@@ -155,7 +155,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="generate the default world and a drive, replay it through the nodes, report")
     p.add_argument("--data", default="data/demo", help="where the world, the drive and the estimate bag go")
     p.add_argument("--out", default="demo", help="report directory (report.md, table, PNGs)")
-    p.add_argument("--model", help="exported model .onnx (default: the shipped models/*.onnx)")
+    p.add_argument("--model", type=existing_file, help="exported model .onnx (default: the shipped models/*.onnx)")
     p.add_argument("--world-seed", type=seed, default=7)
     p.add_argument("--drive-seed", type=seed, default=1)
     p.add_argument("--duration-s", type=positive_float, default=120.0)

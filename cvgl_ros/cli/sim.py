@@ -12,8 +12,8 @@ import math
 import sys
 import time
 
-from cvgl_ros.cli.args import (add_force, claim_out, float_list, lat_lon_alt, non_negative_int, positive_float,
-                               positive_int, seed)
+from cvgl_ros.cli.args import (add_force, claim_out, existing_dir, float_list, lat_lon_alt, non_negative_int,
+                               positive_float, positive_int, seed)
 
 WORLD_NAMES = ("world.json", "tiles.mbtiles")
 PAIRS_NAMES = ("index.json", "shards")
@@ -107,7 +107,7 @@ def register(subparsers) -> None:
     w.set_defaults(func=_world)
 
     v = sub.add_parser("preview", help="ground frame beside the satellite patch at a pose (PNG)")
-    v.add_argument("--world", required=True, help="world directory")
+    v.add_argument("--world", type=existing_dir, required=True, help="world directory")
     v.add_argument("--at", type=float_list(3), required=True, metavar="X,Y,YAW_DEG",
                    help="ENU east and north (m) and yaw (deg, counter-clockwise from east)")
     v.add_argument("--size", type=_size_wh, default=(1024, 256), metavar="WxH", help="ground image size")
@@ -117,7 +117,7 @@ def register(subparsers) -> None:
     v.set_defaults(func=_preview)
 
     r = sub.add_parser("pairs", help="cross-view training pairs (KITTI protocol) from worlds")
-    r.add_argument("--worlds", nargs="+", required=True, metavar="DIR", help="world directories")
+    r.add_argument("--worlds", nargs="+", type=existing_dir, required=True, metavar="DIR", help="world directories")
     r.add_argument("--n", type=positive_int, default=20000, help="number of pairs in all splits")
     r.add_argument("--ground-size", type=_size_wh, default=(512, 128), metavar="WxH")
     r.add_argument("--sat-px", type=positive_int, default=256, help="satellite patch side (px)")
