@@ -213,6 +213,21 @@ def test_missing_inputs_and_the_wrong_kind_of_path_are_refused(neutral, words, p
         one_line(*parse(words, [*base, flag, str(neutral / "file.bin")]), flag)
 
 
+POSITIONAL_INPUTS = [pytest.param(w, p, a, id=f"{' '.join(w)} {a.dest}") for w, p in COMMANDS for a in p._actions
+                     if not a.option_strings and not a.choices and a.nargs != "?"
+                     and not isinstance(a, argparse._SubParsersAction)]
+
+
+@pytest.mark.parametrize("words, parser, action", POSITIONAL_INPUTS)
+def test_a_missing_positional_input_is_one_line(tmp_path, monkeypatch, neutral, words, parser, action):
+    monkeypatch.chdir(tmp_path)
+    argv = [*base_argv(parser, neutral, skip=action), "/nonexistent/cvgl/input"]
+    if any(a.dest == "out" for a in options(parser)) and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "o.mbtiles")]
+    one_line(*cvgl(*words, *argv), "/nonexistent/cvgl/input")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_negative_comma_lists_named_in_the_issue():
     args = PARSER.parse_args(["tiles", "prefetch", "--url", "http://127.0.0.1:1/{z}/{x}/{y}.png",
                               "--bbox", "-122.5,37.7,-122.4,37.8", "--out", "x.mbtiles"])
