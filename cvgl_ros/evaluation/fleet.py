@@ -16,8 +16,8 @@ Pipeline (`run_fleet`):
    a hash of its definition (for drives also the camera size and rates) and of the
    simulator's source code, and reused when present; `--no-motion-sensors` replays filtered copies without /imu/data and /odom/wheel;
 2. each drive is replayed in lockstep (one frame at a time: reproducible) through
-   `cross_view_node` and `particle_filter_node` (`cvgl_ros.replay.replay_bag`), each replay
-   in a fresh process with a private ROS_DOMAIN_ID (`workers` replays at once);
+   `cross_view_node` and `particle_filter_node` (`cvgl_ros.replay.replay_bag`, which leases a
+   ROS domain of its own), in fresh processes, `workers` replays at once;
 3. each drive is scored (`score_drive`) with the trajectories of `cvgl_ros.evaluation.track`:
    fused `/cvgl/pose`, raw GNSS, the GNSS-only particle filter and the constant-velocity
    Kalman filter;
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -483,24 +482,11 @@ def without_motion_sensors(bag: Path) -> Path:
     return out
 
 
-def _replay_worker_init(domains) -> None:
-    """Each replay process takes a ROS domain of its own for its whole life (no cross-talk)."""
-    os.environ["ROS_DOMAIN_ID"] = str(domains.get())
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-
-
 def _replay_one(bag: str, out: str, tiles: str, model: str, log_dir: str, progress: bool) -> dict:
     from cvgl_ros.replay import replay_bag
 
     summary = replay_bag(bag, out, tiles=tiles, model=model, lockstep=True, log_dir=log_dir, progress=progress)
     return summary.to_dict()
-
-
-def _private_domains(n: int) -> list[int]:
-    """ROS domains 201-214, different for each of this run's workers: above the test suite's
-    1-200 and below 215-232, which replays lease for themselves (`cvgl_ros.replay.domain`)."""
-    base = os.getpid() % 14
-    return [201 + (base + k) % 14 for k in range(min(n, 14))]
 
 
 def _git_commit() -> str:
@@ -609,12 +595,8 @@ def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensor
     run_dir = out_dir / "runs"
     run_dir.mkdir(exist_ok=True)
     summaries = {}
-    ctx = mp.get_context("spawn")
-    domains = ctx.Queue()
-    for domain in _private_domains(workers):
-        domains.put(domain)
-    with ProcessPoolExecutor(max_workers=min(workers, 14), mp_context=ctx, initializer=_replay_worker_init,
-                             initargs=(domains,)) as pool:
+    # fresh processes; each replay leases a ROS domain of its own (cvgl_ros.replay.domain)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = {}
         for d in drives:
             estimate = run_dir / d.name / "estimate"
