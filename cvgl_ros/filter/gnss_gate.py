@@ -27,8 +27,8 @@ Decisions (GnssDecision), in the order they are tried
 3. A rejected fix goes to the integrity monitor (below): RELOCKED_INTEGRITY re-seeds around
    it at once, with the yaw of the GNSS course over ground.
 4. Otherwise, after relock_after_s of rejected fixes (relock_after_confirmed_s while recent
-   cross-view updates strongly confirm the estimate and its yaw agrees with the course over
-   ground): RELOCKED, re-seeded around the fix, so the filter never locks itself out.
+   cross-view updates confirm the estimate: evidence >= integrity_min_evidence): RELOCKED,
+   re-seeded around the fix, so the filter never locks itself out.
 5. A used fix whose circle holds no weight (W < gate_min_weight): RESEEDED around it, unless
    it lies within gate_suspicious_min_m of the estimate: then ACCEPTED without the circle's
    cut (the Gaussian alone pulls a too-tight cloud toward it).
@@ -36,24 +36,30 @@ Decisions (GnssDecision), in the order they are tried
 
 Integrity monitor: the sequence test
 ------------------------------------
-The fixes of the last integrity_window_s (T) are kept with the estimate at their epochs.
-The estimate is declared wrong when, together,
+The fixes of the last integrity_window_s (T) are kept with the estimate (its weighted mean)
+at their epochs. Over the window, D_gnss is the displacement of a quadratic in time fitted
+to the fixes' E and N (first to last stamp), D_est the estimate's displacement, and the
+course over ground the direction of the fit's velocity at the last stamp. The estimate is
+declared wrong when, together,
   a. every fix of the window was rejected, the rejections began at least T ago, and the
      window holds at least integrity_min_fixes fixes;
-  b. the fixes agree with one another: a quadratic in time fitted to E and N leaves an RMS
-     residual below integrity_consistency_sigmas * median(sigma_gps) (floored at 1 m);
-  c. they agree with the measured motion: where wheel odometry covers the window, the
-     speed of the fit (its derivative at t) is within max(1.5 m/s, 25 %) of the measured
-     speed;
+  b. the fixes agree with one another: the fit leaves an RMS residual below
+     integrity_consistency_sigmas * median(sigma_gps) (floored at 1 m);
+  c. the recent cross-view evidence for the estimate is weak (below integrity_min_evidence;
+     see ParticleFilter.update_cross_view): the estimate is wrong (no further test); else
+  c'. where wheel odometry covers the window, they agree with the measured motion: GNSS
+     moved as far as the wheels did, | |D_gnss| - d | <= max(3 m, 30 % of d);
   d. and the estimate disagrees with them in a way a GNSS error cannot explain: the
-     vehicle moves (fit speed >= integrity_min_speed_mps) and the estimate's yaw differs
-     from the course over ground (the direction of the fit's velocity) by more than
-     integrity_yaw_tolerance_deg, or the recent cross-view evidence for the estimate is
-     weak (below integrity_min_evidence; see ParticleFilter.update_cross_view).
-A multipath episode, whose fixes move with the car while being offset, passes a-c but not
-d: the estimate then keeps its yaw and its cross-view support, and the fixes stay rejected.
-A filter that ran off along the wrong road at a turn fails d on its yaw: it re-locks after T
-instead of relock_after_s.
+     vehicle moves (|D_gnss| >= integrity_min_speed_mps * T) and both D_est's direction and
+     the estimate's yaw differ from D_gnss's direction and the course over ground by more
+     than integrity_yaw_tolerance_deg; without wheel odometry, for a second window in a row
+     (a multipath ramp lasts one window: after it, the offset cancels in D_gnss).
+A multipath episode offsets the fixes: once it has ramped in, D_gnss equals the vehicle's
+displacement (the offset cancels) and d fails; while it ramps in, D_gnss is longer or
+shorter than the vehicle's motion and c' fails; and cross-view still confirms the estimate.
+Only an integrity re-lock seeds the yaw from the course over ground (a timed re-lock may
+come at the end of a multipath episode, whose ramp-out reverses the apparent course). A filter that ran off along the wrong road at
+a turn fails d on its direction: it re-locks after T instead of relock_after_s.
 """
 from __future__ import annotations
 
@@ -111,6 +117,8 @@ class Epoch:
     north_m: float
     sigma_m: float
     rejected: bool
+    estimate_e: float = math.nan
+    estimate_n: float = math.nan
 
 
 @dataclass
@@ -123,6 +131,7 @@ class GateState:
     gnss_jumped: bool = False              # GNSS jumped away and has not come back yet
     recent: tuple = ()                     # Epochs of the integrity window, oldest first
     last_alarm: str = ""                   # why the integrity monitor last re-locked
+    direction_alarm_since_s: float | None = None  # the sequence test's direction disagreement began
 
     def copy(self) -> "GateState":
         return replace(self)
@@ -134,12 +143,14 @@ class EstimateView:
 
     weight_inside: float                   # W
     distance_m: float                      # from the fix to the estimate's weighted mean
+    east_m: float                          # the estimate's weighted mean
+    north_m: float
     yaw_enu_rad: float                     # circular mean
     speed_mps: float                       # weighted mean
     cross_view_holds: bool
     cross_view_evidence: float | None      # recent mean log-evidence, None without cross-view
     in_warmup: bool
-    measured_speed_mps: float | None = None  # wheel odometry over the integrity window
+    measured_speed_mps: float | None = None  # wheel odometry, mean over the integrity window
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,8 @@ class TrackFit:
     velocity_e: float
     velocity_n: float
     rms_m: float
+    displacement_e: float = 0.0            # fitted position at the last stamp minus at the first
+    displacement_n: float = 0.0
 
     @property
     def speed_mps(self) -> float:
@@ -183,7 +196,9 @@ def fit_track(epochs) -> TrackFit | None:
     residual = xy - design @ coef
     rms = float(math.sqrt(np.mean(np.sum(residual ** 2, axis=1))))
     velocity = coef[-2]
-    return TrackFit(float(coef[-1][0]), float(coef[-1][1]), float(velocity[0]), float(velocity[1]), rms)
+    moved = coef[-1] - design[0] @ coef
+    return TrackFit(float(coef[-1][0]), float(coef[-1][1]), float(velocity[0]), float(velocity[1]), rms,
+                    float(moved[0]), float(moved[1]))
 
 
 class GnssGate:
@@ -202,7 +217,7 @@ class GnssGate:
         jumped = self._jumped_from_previous_fix(state, fix)
         state.last_fix = (fix.stamp_s, fix.east_m, fix.north_m)
         rejected = suspicious and not view.in_warmup and (jumped or state.gnss_jumped or view.cross_view_holds)
-        self._remember(state, fix, rejected)
+        self._remember(state, fix, rejected, view)
         if rejected:
             return self._rejected(state, fix, view, jumped or state.gnss_jumped)
         state.gnss_jumped = False
@@ -224,12 +239,11 @@ class GnssGate:
         if alarm:
             state.last_alarm = alarm
             return self._relock(state, GnssDecision.RELOCKED_INTEGRITY, alarm, fit)
-        confirmed = (view.cross_view_evidence is not None and view.cross_view_evidence >= cfg.integrity_min_evidence
-                     and not self._yaw_disagrees(view, fit))
+        confirmed = view.cross_view_evidence is not None and view.cross_view_evidence >= cfg.integrity_min_evidence
         limit = cfg.relock_after_confirmed_s if confirmed else cfg.relock_after_s
-        if rejecting_s >= limit:
+        if rejecting_s >= limit:  # no course: the fixes were not checked against the motion
             return self._relock(state, GnssDecision.RELOCKED,
-                                f"GNSS fixes rejected for {rejecting_s:.1f} s: re-seeded around GNSS", fit)
+                                f"GNSS fixes rejected for {rejecting_s:.1f} s: re-seeded around GNSS", None)
         return Verdict(GnssDecision.REJECTED_OUTLIER if jumped else GnssDecision.REJECTED_GATE)
 
     @staticmethod
@@ -241,10 +255,11 @@ class GnssGate:
             return Verdict(decision, reason)
         return Verdict(decision, reason, fit.course_rad, fit.speed_mps, fit.rms_m)
 
-    def _remember(self, state: GateState, fix: GnssFix, rejected: bool) -> None:
+    def _remember(self, state: GateState, fix: GnssFix, rejected: bool, view: EstimateView) -> None:
         horizon = fix.stamp_s - self.config.integrity_window_s - 1e-9
         kept = tuple(e for e in state.recent if horizon <= e.stamp_s < fix.stamp_s)
-        state.recent = kept + (Epoch(fix.stamp_s, fix.east_m, fix.north_m, fix.sigma_m, rejected),)
+        state.recent = kept + (Epoch(fix.stamp_s, fix.east_m, fix.north_m, fix.sigma_m, rejected,
+                                     view.east_m, view.north_m),)
 
     def _sequence_test(self, state: GateState, fix: GnssFix, view: EstimateView) -> tuple[str, TrackFit | None]:
         """('' or the alarm's reason, the fit of the window's fixes); see the module docstring."""
@@ -257,19 +272,32 @@ class GnssGate:
         sigma = max(float(np.median([e.sigma_m for e in window])), 1.0)
         if fit.rms_m > cfg.integrity_consistency_sigmas * sigma:
             return "", fit  # the fixes disagree with one another: GNSS itself is unreliable
-        if view.measured_speed_mps is not None and abs(fit.speed_mps - view.measured_speed_mps) > max(
-                1.5, 0.25 * view.measured_speed_mps):
-            return "", fit  # the GNSS track moves unlike the wheels: a ramping GNSS error
-        gap = math.hypot(fix.east_m - state.reference[1], fix.north_m - state.reference[2]) if state.reference else 0.0
-        if self._yaw_disagrees(view, fit):
-            off = math.degrees(abs(angle_diff(view.yaw_enu_rad, fit.course_rad)))
-            return (f"integrity: {len(window)} consistent GNSS fixes over {cfg.integrity_window_s:g} s, {gap:.0f} m "
-                    f"from the estimate, whose yaw is {off:.0f} deg off their course over ground: re-locked"), fit
+        span = window[-1].stamp_s - window[0].stamp_s
+        gap = math.hypot(fix.east_m - view.east_m, fix.north_m - view.north_m)
         if view.cross_view_evidence is not None and view.cross_view_evidence < cfg.integrity_min_evidence:
-            return (f"integrity: {len(window)} consistent GNSS fixes over {cfg.integrity_window_s:g} s, {gap:.0f} m "
+            return (f"integrity: {len(window)} consistent GNSS fixes over {span:.1f} s, {gap:.0f} m "
                     f"from an estimate that cross-view no longer confirms (evidence "
                     f"{view.cross_view_evidence:.2f}): re-locked"), fit
-        return "", fit
+        d_gnss = math.hypot(fit.displacement_e, fit.displacement_n)
+        d_est_e, d_est_n = window[-1].estimate_e - window[0].estimate_e, window[-1].estimate_n - window[0].estimate_n
+        d_est = math.hypot(d_est_e, d_est_n)
+        if view.measured_speed_mps is not None:
+            moved = view.measured_speed_mps * span
+            if abs(d_gnss - moved) > max(3.0, 0.3 * moved):
+                state.direction_alarm_since_s = None
+                return "", fit  # GNSS moved unlike the wheels: a ramping GNSS error
+        off = math.degrees(abs(angle_diff(math.atan2(d_est_n, d_est_e), math.atan2(fit.displacement_n,
+                                                                                   fit.displacement_e))))
+        if not (d_gnss >= cfg.integrity_min_speed_mps * span and d_est > 0 and self._yaw_disagrees(view, fit)
+                and off > cfg.integrity_yaw_tolerance_deg):
+            state.direction_alarm_since_s = None
+            return "", fit
+        if state.direction_alarm_since_s is None:
+            state.direction_alarm_since_s = fix.stamp_s
+        if view.measured_speed_mps is None and fix.stamp_s - state.direction_alarm_since_s < cfg.integrity_window_s:
+            return "", fit  # without wheels, the disagreement must outlast a multipath ramp (one more window)
+        return (f"integrity: {len(window)} consistent GNSS fixes over {span:.1f} s, {gap:.0f} m from the "
+                f"estimate, which moves {off:.0f} deg off their course over ground: re-locked"), fit
 
     def _yaw_disagrees(self, view: EstimateView, fit: TrackFit | None) -> bool:
         cfg = self.config

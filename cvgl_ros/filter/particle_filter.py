@@ -360,9 +360,10 @@ class ParticleFilter:
         recent = [e for t, e in s.evidence if stamp_s - t <= cfg.evidence_window_s]
         speed = self.motion_inputs.speed.average(stamp_s - cfg.integrity_window_s, stamp_s, cfg.motion_timeout_s) \
             if len(self.motion_inputs.speed) else None
-        distance = math.hypot(fix.east_m - _wsum(p[E], w), fix.north_m - _wsum(p[N], w))
+        mean_e, mean_n = _wsum(p[E], w), _wsum(p[N], w)
         return EstimateView(
-            weight_inside=weight_inside, distance_m=distance, yaw_enu_rad=yaw, speed_mps=_wsum(p[V], w), cross_view_holds=held,
+            weight_inside=weight_inside, distance_m=math.hypot(fix.east_m - mean_e, fix.north_m - mean_n),
+            east_m=mean_e, north_m=mean_n, yaw_enu_rad=yaw, speed_mps=_wsum(p[V], w), cross_view_holds=held,
             cross_view_evidence=float(np.mean(recent)) if recent else None,
             in_warmup=stamp_s - s.seeded_at_s < cfg.outlier_warmup_s,
             measured_speed_mps=None if speed is None else speed[0])

@@ -24,6 +24,7 @@ import numpy as np
 
 from cvgl_ros.filter.particle_filter import ParticleFilter
 from cvgl_ros.geo.yaw import angle_diff
+from cvgl_ros.localization.prior import PriorPolicy, PriorSelector
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView
 
 
@@ -143,12 +144,15 @@ def camera_frames(t0_s: float, t1_s: float, rate_hz: float = 10.0, latency_s: fl
 
 
 def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCrossView | None = None,
-               output_times_s=None, yaw_prior_max_std_deg: float = 20.0) -> FilterRun:
+               output_times_s=None, prior_policy: PriorPolicy | None = None) -> FilterRun:
     """Feed `events` to `pf` in arrival order; sample its estimate at `output_times_s`.
 
-    The filter's yaw is the cross-view node's yaw prior when its 1-sigma is below
-    `yaw_prior_max_std_deg` (as the node's `prior_yaw_max_std_deg`); otherwise the prior has
-    no yaw, and a windowed cross-view searches the whole circle."""
+    Each camera frame's prior is chosen as the cross-view node chooses it
+    (`cvgl_ros.localization.prior.PriorSelector` with `prior_policy`, default its defaults):
+    the filter's estimate at the frame's stamp, its yaw when certain enough, the yaw search
+    widened by the yaw's uncertainty and the turn rate (the filter's, or the IMU's when
+    there are yaw-rate samples), or a full-circle search when the yaw is unknown (on every
+    n-th frame only, as the node does)."""
     if output_times_s is None:
         output_times_s = sorted({e.stamp_s for e in events if isinstance(e, GnssMessage)})
     t_min, t_max = float(trajectory.t_s[0]), float(trajectory.t_s[-1])
@@ -166,6 +170,8 @@ def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCros
     truth_at = {e.stamp_s: (float(camera_truth.east_m[i]), float(camera_truth.north_m[i]),
                             float(camera_truth.yaw_enu_rad[i])) for i, e in enumerate(cameras)}
     out = {k: [] for k in ("t", "e", "n", "yaw", "init", "pl", "cov")}
+    reach = math.radians(cross_view.config.yaw_window_deg) if cross_view is not None else 0.0
+    selector = PriorSelector(prior_policy or PriorPolicy(), reach if reach > 0 else math.pi)
     decisions = []
     while queue:
         now, kind, _, event = heapq.heappop(queue)
@@ -184,13 +190,20 @@ def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCros
         elif isinstance(event, MotionSample):
             add = pf.add_yaw_rate if event.kind == "yaw_rate" else pf.add_wheel_speed
             add(event.stamp_s, event.value, event.variance)
+            if event.kind == "yaw_rate":
+                selector.add_yaw_rate(int(round(event.stamp_s * 1e9)), event.value)
         elif isinstance(event, CameraFrame) and kind == 1:
             if cross_view is None or not pf.initialized or not t_min <= event.stamp_s <= t_max:
                 continue
-            prior = pf.estimate(event.stamp_s)
-            yaw_known = math.sqrt(max(prior.covariance_3x3[2, 2], 0.0)) <= math.radians(yaw_prior_max_std_deg)
+            est = pf.estimate(event.stamp_s)
+            stamp_ns = int(round(event.stamp_s * 1e9))
+            selector.add_filter_pose(stamp_ns, est.east_m, est.north_m, est.yaw_enu_rad,
+                                     math.sqrt(max(est.covariance_3x3[2, 2], 0.0)))
+            prior = selector.select(stamp_ns).prior
+            if prior is None:
+                continue  # waiting for the yaw: the node skips this frame
             volume = cross_view.volume(event.stamp_s, *truth_at[event.stamp_s], prior.east_m, prior.north_m,
-                                       prior.yaw_enu_rad if yaw_known else None)
+                                       prior.yaw_enu_rad, prior.yaw_half_width_rad)
             heapq.heappush(queue, (event.stamp_s + event.latency_s, 2, order, (event.stamp_s, volume)))
             order += 1
         elif kind == 2:

@@ -326,13 +326,17 @@ def _finite_or_none(value: float) -> float | None:
 
 def imu_yaw_rate(msg) -> tuple[int, float, float | None]:
     """sensor_msgs/Imu -> (stamp_ns, yaw rate about the body z axis in rad/s, its variance or
-    None when the message says it is unknown). REP-103: z up, counter-clockwise positive;
-    the IMU is assumed mounted with its z axis along base_link's."""
+    None when unknown). REP-103: z up, counter-clockwise positive; the IMU is assumed
+    mounted with its z axis along base_link's. Per the message definition, covariance[0] =
+    -1 means the angular velocity is not provided (InputError), an all-zero covariance that
+    its covariance is unknown (None, not a perfect gyro)."""
+    cov = msg.angular_velocity_covariance
+    if cov[0] == -1.0:
+        raise InputError("IMU message provides no angular velocity (angular_velocity_covariance[0] = -1)")
     rate = float(msg.angular_velocity.z)
     if not math.isfinite(rate):
         raise InputError(f"IMU yaw rate is not finite: {rate}")
-    cov = msg.angular_velocity_covariance
-    variance = None if cov[0] == -1.0 else _finite_or_none(float(cov[8]))
+    variance = None if not any(cov) else _finite_or_none(float(cov[8]))
     return stamp_ns(msg.header.stamp), rate, variance
 
 

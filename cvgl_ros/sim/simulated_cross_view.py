@@ -27,7 +27,8 @@ outside the grid too: the volume is just the Gaussian's tail, as a network would
 weak, flat answer.
 
 Yaw window (`yaw_window_deg` > 0, the real node's narrow search): the bins then span
-prior_yaw +- yaw_window_deg only. When the true yaw lies outside that window, the network
+prior_yaw +- yaw_window_deg only (or a wider half-width that the prior asks for, at the same
+bin width: `cvgl_ros.localization.prior`'s widened search). When the true yaw lies outside that window, the network
 cannot see the right heading; the model is the worst case seen on real drives: the volume
 *confirms the prior* (a Gaussian around the prior position, at the prior yaw), as a
 network does that matches the straight road it is told to look along.
@@ -87,7 +88,8 @@ class SimulatedCrossView:
         self.frames = 0
 
     def volume(self, stamp_s: float, true_east_m: float, true_north_m: float, true_yaw_enu_rad: float,
-               prior_east_m: float, prior_north_m: float, prior_yaw_enu_rad: float | None = None) -> LikelihoodVolume:
+               prior_east_m: float, prior_north_m: float, prior_yaw_enu_rad: float | None = None,
+               yaw_half_width_rad: float | None = None) -> LikelihoodVolume:
         """One volume for the camera frame at `stamp_s`, on a grid centred at the prior (and,
         with a yaw window, around the prior yaw)."""
         values = (stamp_s, true_east_m, true_north_m, true_yaw_enu_rad, prior_east_m, prior_north_m)
@@ -98,13 +100,16 @@ class SimulatedCrossView:
         self.frames += 1
         yaw_bins = c.yaw_bins_rad
         windowed = c.yaw_window_deg > 0 and prior_yaw_enu_rad is not None and math.isfinite(prior_yaw_enu_rad)
-        if windowed:
-            half = math.radians(c.yaw_window_deg)
-            yaw_bins = float(wrap_angle(prior_yaw_enu_rad)) + np.linspace(-half, half, c.num_yaw_bins)
+        half = math.radians(c.yaw_window_deg)
+        if windowed:  # a widened search keeps the bin width: more bins
+            step = 2.0 * half / max(c.num_yaw_bins - 1, 1)
+            if yaw_half_width_rad is not None and yaw_half_width_rad > half:
+                half = step * math.ceil(yaw_half_width_rad / step)
+            yaw_bins = float(wrap_angle(prior_yaw_enu_rad)) + np.arange(-half, half + 0.5 * step, step)
         elif c.yaw_window_deg > 0:  # no yaw prior: the whole circle in windows of the same bin width
             step = 2.0 * math.radians(c.yaw_window_deg) / max(c.num_yaw_bins - 1, 1)
             yaw_bins = -math.pi + np.arange(int(math.ceil(2 * math.pi / step))) * step
-        if windowed and abs(float(wrap_angle(true_yaw_enu_rad - prior_yaw_enu_rad))) > math.radians(c.yaw_window_deg):
+        if windowed and abs(float(wrap_angle(true_yaw_enu_rad - prior_yaw_enu_rad))) > half:
             self.blind_frames += 1  # the right heading is outside the window: the prior is confirmed
             peak_e = prior_east_m + c.sigma_xy_m * self.rng.standard_normal()
             peak_n = prior_north_m + c.sigma_xy_m * self.rng.standard_normal()
