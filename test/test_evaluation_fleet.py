@@ -272,3 +272,22 @@ def test_worlds_and_drives_are_made_once_and_reused(tmp_path, monkeypatch):
     (world_dir / "fleet_item.json").unlink()
     with pytest.raises(InputError, match="not a finished fleet world"):
         F.ensure_world(tiny, tmp_path)
+
+
+def test_a_tiny_fleet_end_to_end_through_the_real_nodes(tmp_path, monkeypatch):
+    """One 3 s drive generated, replayed in lockstep through both nodes, scored and reported."""
+    import json
+
+    tiny = F.FleetWorld("tiny", 5, "urban", 200.0, trained_on=False)
+    monkeypatch.setattr(F, "WORLDS", (tiny,))
+    monkeypatch.setattr(F, "DRIVES", (F.FleetDrive("tiny-multipath-1", "tiny", 1, "multipath", 3.0, quick=True),))
+    result = F.run_fleet(tmp_path / "out", tmp_path / "cache", quick=True, progress=False)
+    row = result["drives"][0]
+    assert row["replay"]["frames"] == 16 and row["replay"]["lockstep_timeouts"] == 0
+    assert row["methods"]["fused"]["n"] > 0 and row["methods"]["gnss_raw"]["n"] > 0
+    assert set(result["fleet"]) == set(F.METHOD_ORDER)
+    on_disk = json.loads((tmp_path / "out" / "fleet.json").read_text())
+    assert on_disk["drives"][0]["gnss"] == "multipath" and len(on_disk["acceptance"]) == 7
+    assert "| tiny-multipath-1 |" in (tmp_path / "out" / "fleet.md").read_text()
+    for png in (tmp_path / "out" / "fleet.png", tmp_path / "out" / "runs" / "tiny-multipath-1" / "error_vs_time.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG"
