@@ -291,3 +291,11 @@ def test_a_tiny_fleet_end_to_end_through_the_real_nodes(tmp_path, monkeypatch):
     assert "| tiny-multipath-1 |" in (tmp_path / "out" / "fleet.md").read_text()
     for png in (tmp_path / "out" / "fleet.png", tmp_path / "out" / "runs" / "tiny-multipath-1" / "error_vs_time.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_failed_replay_is_reported_and_the_rest_still_count():
+    good = _drive_row("a", np.full(10, 1.0), np.full(10, 4.0), np.full(10, 3.0), coverage=1.0)
+    checks = F.acceptance([good], F.pool_methods([good]), failed={"b": "InputError: the nodes did not come up"})
+    assert checks[0] == {"check": "every drive replayed", "passed": False,
+                         "detail": "b: InputError: the nodes did not come up"}
+    assert all(c["passed"] for c in checks[1:])

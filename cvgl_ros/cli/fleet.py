@@ -21,7 +21,7 @@ def _evaluate_fleet(args) -> int:
     for check in result["acceptance"]:
         print(f"  [{'x' if check['passed'] else ' '}] {check['check']}: {check['detail']}")
     print(f"wrote {args.out}/fleet.json, fleet.md, fleet.png ({result['timing_s']['total']:.0f} s)")
-    return 0
+    return 1 if result.get("failed") else 0
 
 
 def register(subparsers) -> None:

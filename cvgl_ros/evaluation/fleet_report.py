@@ -66,7 +66,11 @@ def markdown_report(result: dict) -> str:
             f"{_fmt(f.get('yaw_p99_deg'), 1)} | {_fmt(f.get('nees_mean'), 1)} | "
             f"{'–' if cov is None else f'{100 * cov:.1f} %'} |")
     lines += ["", "*diverged*: the longest stretch with the fused error over 10 m while raw GNSS was valid and "
-              "within 10 m.", "", "## Acceptance (issue 13)", ""]
+              "within 10 m."]
+    if result.get("failed"):
+        lines += ["", "**Replays that failed** (not in the tables):", ""]
+        lines += [f"- {name}: {why}" for name, why in result["failed"].items()]
+    lines += ["", "## Acceptance (issue 13)", ""]
     for a in result["acceptance"]:
         lines.append(f"- [{'x' if a['passed'] else ' '}] {a['check']}: {a['detail']}")
     t = result["timing_s"]
