@@ -28,4 +28,5 @@ def accuracy_benchmark() -> dict:
             cases[f"{d['name']}_{name}"] = {k: v for k, v in d["methods"][name].items() if k in KEYS and v is not None}
     cases["acceptance"] = {a["check"]: float(a["passed"]) for a in result["acceptance"]}
     cases["timing"] = dict(result["timing_s"])
+    cases["replays"] = {"drives": len(result["drives"]), "failed": len(result.get("failed") or {})}
     return cases
