@@ -132,6 +132,7 @@ class GateState:
     recent: tuple = ()                     # Epochs of the integrity window, oldest first
     last_alarm: str = ""                   # why the integrity monitor last re-locked
     direction_alarm_since_s: float | None = None  # the sequence test's direction disagreement began
+    disagreement: tuple | None = None      # (valid until, m): GNSS and the estimate disagree by this
 
     def copy(self) -> "GateState":
         return replace(self)
@@ -232,16 +233,19 @@ class GnssGate:
     def _rejected(self, state: GateState, fix: GnssFix, view: EstimateView, jumped: bool) -> Verdict:
         cfg = self.config
         state.gnss_jumped = jumped
+        state.disagreement = (fix.stamp_s, view.distance_m)
         if state.rejecting_since_s is None:
             state.rejecting_since_s = fix.stamp_s
         rejecting_s = fix.stamp_s - state.rejecting_since_s
         alarm, fit = self._sequence_test(state, fix, view)
         if alarm:
             state.last_alarm = alarm
+            state.disagreement = None  # the estimate was found wrong: GNSS is trusted again
             return self._relock(state, GnssDecision.RELOCKED_INTEGRITY, alarm, fit)
         confirmed = view.cross_view_evidence is not None and view.cross_view_evidence >= cfg.integrity_min_evidence
         limit = cfg.relock_after_confirmed_s if confirmed else cfg.relock_after_s
         if rejecting_s >= limit:  # no course: the fixes were not checked against the motion
+            state.disagreement = (fix.stamp_s + cfg.relock_memory_s, view.distance_m)  # either may be wrong
             return self._relock(state, GnssDecision.RELOCKED,
                                 f"GNSS fixes rejected for {rejecting_s:.1f} s: re-seeded around GNSS", None)
         return Verdict(GnssDecision.REJECTED_OUTLIER if jumped else GnssDecision.REJECTED_GATE)

@@ -62,8 +62,10 @@ Beyond the paper (each a documented choice)
 Protection level
 ----------------
 With P the weighted 2x2 covariance of (E, N) about the weighted mean mu, the published
-median p and the weighted distances d_m = |pi(m) - p|,
-    HPL = max( |p - mu| + k_PL sqrt(lambda_max(P)),  the (1 - 1/M_eff)-quantile of d_m ) * c_PL
+median p, the weighted distances d_m = |pi(m) - p| and g the unresolved GNSS disagreement
+(the distance of the latest rejected fix from the estimate, for integrity_window_s; after a
+timed re-lock, the gap it closed, for relock_memory_s: either side may be the wrong one),
+    HPL = max( |p - mu| + k_PL sqrt(lambda_max(P)),  the (1 - 1/M_eff)-quantile of d_m,  g ) * c_PL
 with k_PL = `protection_level_sigmas` (3.72: the 2-D Gaussian radius holding 1 - 1e-3)
 and c_PL = `protection_level_scale`. It is an overbound of the horizontal error for the
 stated risk as long as the particles represent the error: the fleet benchmark measures
@@ -128,7 +130,8 @@ class ParticleFilterConfig:
     jump_test_max_gap_s: float = 1.0         # no jump test across a longer gap between valid fixes
     outlier_warmup_s: float = 3.0            # no outlier test this long after a (re)initialization
     relock_after_s: float = 10.0             # re-seed around GNSS after rejecting fixes this long
-    relock_after_confirmed_s: float = 30.0   # ... while cross-view confirms the estimate and its yaw
+    relock_after_confirmed_s: float = 30.0   # ... while cross-view confirms the estimate
+    relock_memory_s: float = 30.0            # after a timed re-lock the protection level keeps the gap this long
     integrity_window_s: float = 2.0          # T of the sequence test
     integrity_min_fixes: int = 5             # fixes in the window needed for the sequence test
     integrity_consistency_sigmas: float = 3.0  # fit residual below this * sigma_gps: consistent fixes
@@ -307,7 +310,7 @@ class ParticleFilter:
         else:
             p[V:, : len(keep)] = old[V:, keep]
         s.gate = GateState(reference=s.gate.reference, last_fix=gate.last_fix, recent=gate.recent,
-                           last_alarm=gate.last_alarm)
+                           last_alarm=gate.last_alarm, disagreement=gate.disagreement)
         self._last_reseed_reason = verdict.reason
 
     # -- predict -------------------------------------------------------------------------
@@ -497,9 +500,21 @@ class ParticleFilter:
             yaw_enu_rad=median_yaw, speed_mps=_weighted_median(p[V], w),
             covariance_3x3=cov, mean_east_m=mean_e, mean_north_m=mean_n,
             mean_yaw_enu_rad=mean_yaw, ess=ess, initialized=True,
-            protection_level_m=cfg.protection_level_scale * max(gaussian, tail),
+            protection_level_m=cfg.protection_level_scale * max(gaussian, tail, self._disagreement(state, stamp_s)),
             speed_variance=max(_wsum((p[V] - mean_v) ** 2, weights), 0.0),
         )
+
+    def _disagreement(self, state: _State, stamp_s: float) -> float:
+        """The unresolved gap between GNSS and the estimate: the latest rejected fix's distance
+        (for integrity_window_s after it), or the gap at a timed re-lock (for relock_memory_s),
+        when one of the two is wrong and the filter cannot tell which."""
+        held = state.gate.disagreement if state.gate is not None else None
+        if held is None:
+            return 0.0
+        until, gap = held
+        if until < stamp_s - self.config.integrity_window_s:
+            return 0.0
+        return float(gap)
 
     # -- measurement intake: validation, stamp order, history --------------------------
 

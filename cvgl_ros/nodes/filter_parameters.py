@@ -37,6 +37,8 @@ FILTER_PARAMS = {
     "outlier_warmup_s": ("no outlier test this long after (re)initialization, s", 0.0, 600.0),
     "relock_after_s": ("re-seed around GNSS after rejecting fixes this long, s", 0.0, 3600.0),
     "relock_after_confirmed_s": ("... this long while cross-view confirms the estimate and its yaw, s", 0.0, 3600.0),
+    "relock_memory_s": ("after a timed re-lock the protection level holds the gap it closed this long, s",
+                        0.0, 3600.0),
     "integrity_window_s": ("integrity monitor: consistent fixes disagreeing with the estimate this long "
                            "re-lock it at once, s", 0.1, 600.0),
     "integrity_min_fixes": ("integrity monitor: fixes needed in the window", 3, 10_000),
