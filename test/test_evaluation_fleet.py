@@ -299,3 +299,16 @@ def test_a_failed_replay_is_reported_and_the_rest_still_count():
     assert checks[0] == {"check": "every drive replayed", "passed": False,
                          "detail": "b: InputError: the nodes did not come up"}
     assert all(c["passed"] for c in checks[1:])
+
+
+def test_values_are_found_at_their_stamps_although_seconds_lose_the_nanoseconds():
+    from cvgl_ros.sim.drive import SIM_EPOCH_NS
+
+    stamps = [SIM_EPOCH_NS + k * 100_000_000 for k in range(1800)]  # 10 Hz for 3 min, as a drive
+    t_s = np.array(stamps, dtype=np.int64) * 1e-9
+    assert np.count_nonzero(np.rint(t_s * 1e9).astype(np.int64) != np.array(stamps)) > 100  # the trap
+    hpl = {s: float(i) for i, s in enumerate(stamps) if i % 3}
+    got = F.at_stamps(t_s, hpl, np.nan)
+    expected = np.array([float(i) if i % 3 else np.nan for i in range(1800)])
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.isnan(F.at_stamps(t_s[:1] + 0.01, hpl, np.nan)[0])  # 10 ms off: not that pose's

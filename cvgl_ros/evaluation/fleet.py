@@ -295,6 +295,23 @@ def _protection_levels(estimate_bag) -> dict[int, float] | None:
             for _, _, _, msg in read_messages(estimate_bag, [TOPIC_PROTECTION_LEVEL])}
 
 
+def at_stamps(t_s: np.ndarray, by_stamp_ns: dict, missing) -> np.ndarray:
+    """The values of `by_stamp_ns` (integer ns -> value) at float-second stamps `t_s`, matched
+    to the nearest within 1 us (seconds since 1970 in a float64 keep only ~0.2 us: exact ns
+    are lost on the way), `missing` where none is that close."""
+    t = np.asarray(t_s, dtype=float)
+    out = [missing] * len(t)
+    if by_stamp_ns and len(t):
+        keys = np.array(sorted(by_stamp_ns), dtype=np.int64)
+        key_s = keys * 1e-9
+        right = np.clip(np.searchsorted(key_s, t), 0, len(keys) - 1)
+        left = np.clip(right - 1, 0, len(keys) - 1)
+        nearest = np.where(np.abs(key_s[left] - t) < np.abs(key_s[right] - t), left, right)
+        for i in np.flatnonzero(np.abs(key_s[nearest] - t) <= 1e-6):
+            out[i] = by_stamp_ns[int(keys[nearest[i]])]
+    return np.array(out)
+
+
 def _signed_errors(poses, truth):
     from cvgl_ros.evaluation.track import truth_at
 
@@ -336,9 +353,8 @@ def score_drive(estimate_bag, truth_bag, seed: int = 0) -> dict:
 
     # NEES: the fused covariance (x, y block) and the receiver's reported sigma
     covs = _fused_covariances(estimate_bag)
-    stamps_ns = np.rint(f.poses.t_s * 1e9).astype(np.int64)
     _, de_f, dn_f = _signed_errors(f.poses, truth)
-    cov = np.array([covs.get(int(s), np.full((2, 2), np.nan)) for s in stamps_ns]).reshape(-1, 2, 2)
+    cov = at_stamps(f.poses.t_s, covs, np.full((2, 2), np.nan)).reshape(-1, 2, 2)
     methods["fused"]["nees_mean"] = _finite_mean(nees_2d(de_f, dn_f, cov))
     sigma = gnss.sigma_m[gnss.valid][inside_raw]
     raw_cov = (sigma**2)[:, None, None] * np.eye(2)[None]
@@ -346,7 +362,7 @@ def score_drive(estimate_bag, truth_bag, seed: int = 0) -> dict:
 
     hpl = _protection_levels(estimate_bag)
     if hpl is not None:
-        levels = np.array([hpl.get(int(s), np.nan) for s in stamps_ns])
+        levels = at_stamps(f.poses.t_s, hpl, np.nan).astype(float)
         have = np.isfinite(levels)
         methods["fused"]["hpl_poses"] = int(have.sum())
         methods["fused"]["hpl_coverage"] = float(np.mean(f.error_m[have] <= levels[have])) if have.any() else None
