@@ -41,7 +41,8 @@ Metrics of a trajectory with position errors e_i at stamps t_i (`track_metrics`)
 * mean 2-D NEES of the (x, y) covariance: NEES_i = d_i^T P_i^-1 d_i with d_i the (east, north)
   error; 2 on average when the covariance is consistent. For the fused pose P_i is the
   x, y block of /cvgl/pose's covariance; for raw GNSS it is sigma_i^2 I with the receiver's
-  reported sigma; the filters run here publish none;
+  reported sigma; not computed for the two GNSS-only filters (`evaluation.track`
+  returns their poses only);
 * protection-level coverage: the fraction of poses whose error is within the horizontal
   protection level published on /cvgl/protection_level (geometry_msgs/Vector3Stamped, header
   stamp = the pose's stamp, vector.x = HPL in metres), matched by stamp; absent (None) when
