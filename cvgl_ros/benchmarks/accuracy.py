@@ -16,7 +16,8 @@ KEYS = ("mean_m", "p50_m", "p95_m", "p99_m", "max_m", "seconds_over_5m", "second
 
 
 @benchmark("accuracy", "fleet accuracy: 16 simulated 3-min drives (5 worlds, every GNSS profile incl. multipath) "
-                       "replayed through the nodes; fused vs raw GNSS vs GNSS-only PF vs Kalman")
+                       "replayed through the nodes; fused vs raw GNSS vs GNSS-only PF vs Kalman (only with "
+                       "--only accuracy: it takes ~25 min)", by_default=False)
 def accuracy_benchmark() -> dict:
     from cvgl_ros.evaluation.fleet import run_fleet
 

@@ -34,16 +34,18 @@ class Benchmark:
     name: str
     description: str
     func: Callable[[], dict]
+    by_default: bool = True  # False: run only when named (`--only NAME`), e.g. the 25-min fleet
 
 
 _REGISTRY: dict[str, Benchmark] = {}
 
 
-def benchmark(name: str, description: str = ""):
-    """Register `func() -> {case: {metric: number}}` under `name`."""
+def benchmark(name: str, description: str = "", by_default: bool = True):
+    """Register `func() -> {case: {metric: number}}` under `name` (`by_default=False`: only
+    when asked for by name)."""
 
     def decorate(func):
-        _REGISTRY[name] = Benchmark(name, description or (func.__doc__ or "").strip(), func)
+        _REGISTRY[name] = Benchmark(name, description or (func.__doc__ or "").strip(), func, by_default)
         return func
 
     return decorate
@@ -133,9 +135,10 @@ def machine_info() -> dict:
 
 
 def run_benchmarks(only: list[str] | None = None, progress=print) -> dict:
-    """Run the named benchmarks (all when `only` is empty), each in a fresh process."""
+    """Run the named benchmarks (when `only` is empty: all but those registered with
+    by_default=False), each in a fresh process."""
     available = registry()
-    names = list(available) if not only else only
+    names = [n for n, b in available.items() if b.by_default] if not only else only
     unknown = [n for n in names if n not in available]
     if unknown:
         raise InputError(f"unknown benchmark {', '.join(unknown)}; available: {', '.join(sorted(available))}")
