@@ -184,7 +184,7 @@ def test_too_late_is_dropped_and_time_going_back_resets():
 
 
 def test_yaw_statistics_wrap_around_pi():
-    pf = ParticleFilter(ParticleFilterConfig(num_particles=1000), seed=9)
+    pf = ParticleFilter(ParticleFilterConfig(num_particles=1000, covariance_scale=1.0, covariance_floor_yaw_deg=0.0), seed=9)
     pf.add_gnss(0.0, 0.0, 0.0, 3.0, True)
     rng = np.random.default_rng(0)
     view = pf.particles

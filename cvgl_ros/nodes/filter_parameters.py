@@ -57,6 +57,8 @@ FILTER_PARAMS = {
     "resample_ess_fraction": ("resample when ESS < this * M", 0.01, 1.0),
     "history_s": ("late measurements within this are applied at their stamp, s", 0.0, 10.0),
     "backwards_reset_s": ("a GNSS stamp this far in the past resets the filter, s", 0.0, 3600.0),
+    "covariance_scale": ("c_P: the published covariance is this times the particles' spread (calibrated by the "
+                         "fleet benchmark's NEES)", 0.1, 100.0),
     "covariance_floor_m": ("the published position 1-sigma is at least this, m", 0.0, 100.0),
     "covariance_floor_yaw_deg": ("the published yaw 1-sigma is at least this, deg", 0.0, 180.0),
     "protection_level_sigmas": ("k_PL: Gaussian multiplier of the protection level", 0.1, 100.0),
