@@ -7,7 +7,7 @@ import pytest
 
 from cvgl_ros.datasets import bag as B
 from cvgl_ros.nodes.conversions import cloud_points, pose_msg_to_xy_yaw
-from test_nodes_support import LiveNodes, shipped_model, write_tiles
+from test_nodes_support import LiveNodes, camera, shipped_model, write_tiles
 
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000
@@ -68,7 +68,6 @@ def _image(encoding="rgb8", h=8, w=8, step=None, data=None, stamp=T0):
     ("unknown encoding", lambda t: _image("yuv422", stamp=t), "unknown image encoding 'yuv422'"),
     ("step mismatch", lambda t: _image(step=20, stamp=t), "step 20 is shorter"),
     ("size mismatch", lambda t: _image(h=9, data=b"\0" * 192, stamp=t), "expected step*height"),
-    ("corrupt jpeg", lambda t: B.compressed_image_msg(b"\xff\xd8\xff\xe0" + b"\0" * 50, t), "could not be decoded"),
 ])
 def test_bad_camera_frames_are_skipped_and_reported(nodes, case, make, expect):
     nodes.fix(T0)
@@ -118,3 +117,38 @@ def test_frames_without_camera_info_or_with_bad_intrinsics_are_reported(nodes):
     nodes.publish("info", bad)
     assert _diag_says(nodes, "cross_view_node", "unusable intrinsics")
     _still_works(nodes, T0 + S)
+
+
+def _both_transports(live, stamp_ns):
+    """The same good frame on camera/image_raw and camera/image_raw/compressed; its statuses."""
+    import cv2
+
+    h, w = live.image_hw
+    rgb = np.random.default_rng(3).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    k, _, _ = camera((h, w))
+    live.fix(stamp_ns - S // 10)
+    live.publish("info", B.camera_info_msg(k, w, h, stamp_ns))
+    live.publish("image", B.image_msg(rgb, stamp_ns))
+    live.publish("compressed", B.compressed_image_msg(jpeg.tobytes(), stamp_ns))
+    assert live.wait(lambda: live.status_for(stamp_ns) is not None, 30)
+    live.wait(lambda: False, 1.5)  # a second copy would have its status by now
+    stamps = [m for m in live.got["/cvgl/cross_view/frame_status"]
+              if m.header.stamp.sec * S + m.header.stamp.nanosec == stamp_ns]
+    return [m.status[0].message for m in stamps]
+
+
+def test_one_image_transport_each_frame_once_raw(nodes):
+    assert _both_transports(nodes, T0 + S) == ["processed"]
+
+
+def test_one_image_transport_each_frame_once_compressed_and_a_corrupt_jpeg_is_reported(tiles):
+    live = LiveNodes(tiles, shipped_model(), image_transport="compressed")
+    try:
+        live.fix(T0)
+        status = live.frame(T0 + S // 10, B.compressed_image_msg(b"\xff\xd8\xff\xe0" + b"\0" * 50, T0 + S // 10))
+        assert _warn(status) and "could not be decoded" in status.message, status.message
+        assert _both_transports(live, T0 + 2 * S) == ["processed"]
+    finally:
+        live.close()

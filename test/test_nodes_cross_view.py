@@ -452,3 +452,46 @@ def test_a_turn_on_imu_data_widens_the_yaw_search_to_adjacent_windows(tiles):
     finally:
         cross_view.close()
         sensors.close()
+
+
+def _bare_cross_view_node(**params):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from cvgl_ros.nodes.cross_view_node import CrossViewNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = CrossViewNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    return context, node
+
+
+def _close_bare(context, node):
+    import rclpy
+
+    node.close()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+def test_every_fatal_reason_is_reported_at_once_and_a_model_outside_the_pin_is_refused(tiles):
+    """An unpinned model and no tile cache: both reasons, the later never hiding the earlier;
+    the shipped model's own sha256 in the pin loads it."""
+    import json
+
+    model = shipped_model()
+    sha = json.loads(model.with_suffix(".json").read_text())["sha256"]
+    context, node = _bare_cross_view_node(model=str(model), tiles="", providers=["cpu"],
+                                          allowed_model_sha256="00" * 32)
+    try:
+        reason = node.health.fatal_reason
+        assert "not in allowed_model_sha256" in reason and "no tile cache" in reason, reason
+        assert node.estimator is None
+    finally:
+        _close_bare(context, node)
+    context, node = _bare_cross_view_node(model=str(model), tiles=str(tiles), providers=["cpu"],
+                                          allowed_model_sha256=f"{'11' * 32}, {sha.upper()}")
+    try:
+        assert node.health.fatal_reason == "" and node.estimator is not None
+    finally:
+        _close_bare(context, node)

@@ -67,6 +67,11 @@ PARAMS = [
           "when given here, [lat_deg, lon_deg, alt_m] must agree with the filter's (a mismatch is reported)"),
     Param("model", "", "exported pose network (.onnx, its card .json beside it); empty: the shipped model in models/"),
     Param("tiles", "", "satellite tile cache: an MBTiles file or an XYZ directory"),
+    Param("allowed_model_sha256", "", "comma-separated sha256 (as in the model card) of the models this vehicle may "
+          "load; empty: any. The card's sha256 alone proves integrity, not origin: whoever supplies model and card "
+          "passes it; this pin is what a fleet controls"),
+    Param("image_transport", "raw", "camera transport subscribed to: raw (camera/image_raw) or compressed "
+          "(camera/image_raw/compressed), never both", choices=("raw", "compressed")),
     Param("providers", ["tensorrt", "cuda", "cpu"], "ONNX Runtime execution providers, in order of preference"),
     Param("trt_cache_dir", "", "TensorRT engine cache directory (empty: none)"),
     Param("intra_op_threads", 2, "ONNX Runtime intra-op threads", 1, 256),
@@ -177,7 +182,10 @@ class CrossViewNode(Node):
             self.create_subscription(PoseWithCovarianceStamped, "cvgl/pose", self.on_filter_pose, RESULT_QOS),
             self.create_subscription(NavSatFix, "gnss/fix", self.on_gnss, SENSOR_QOS),
             self.create_subscription(Imu, "imu/data", self.on_imu, SENSOR_QOS),
-            self.create_subscription(Image, "camera/image_raw", self.on_image, SENSOR_QOS),
+            # One image transport (a camera driver with image_transport publishes both: each
+            # frame would come in twice).
+            self.create_subscription(Image, "camera/image_raw", self.on_image, SENSOR_QOS)
+            if self.p["image_transport"] == "raw" else
             self.create_subscription(CompressedImage, "camera/image_raw/compressed", self.on_image, SENSOR_QOS),
         ]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
@@ -205,6 +213,12 @@ class CrossViewNode(Node):
             self.health.fatal(f"model {path}: {exc}")
             return
         card = self.estimator.card
+        allowed = [h.strip().lower() for h in self.p["allowed_model_sha256"].split(",") if h.strip()]
+        if allowed and str(card.get("sha256", "")).lower() not in allowed:
+            self.health.fatal(f"model {path}: sha256 {str(card.get('sha256', ''))[:16]}... is not in "
+                              f"allowed_model_sha256 (this vehicle may load only the pinned models)")
+            self.estimator = None
+            return
         self.patch_px = int(card["patch_px"])
         self.patch_mpp = float(card["patch_mpp"])
         self.camera_height_m = float(getattr(self.estimator, "camera_height_m", None) or self.p["camera_height_m"])

@@ -47,7 +47,7 @@ class NodeHealth:
         self.last_problem = ""
         self._last_problem_t = -1e18
         self._recent: deque = deque(maxlen=5)  # (monotonic time, message), newest last
-        self.fatal_reason = ""
+        self.fatal_reasons: list[str] = []
 
     def tick(self, stream: str) -> None:
         with self._lock:
@@ -81,7 +81,15 @@ class NodeHealth:
                 self.counters[counter] = self.counters.get(counter, 0) + 1
 
     def fatal(self, reason: str) -> None:
-        self.fatal_reason = reason
+        """A reason the node cannot work; every one is kept and reported (a later one never
+        hides an earlier one: a missing tile cache does not hide a missing model)."""
+        if reason not in self.fatal_reasons:
+            self.fatal_reasons.append(reason)
+
+    @property
+    def fatal_reason(self) -> str:
+        """Every fatal reason, in the order they were found ('' when the node works)."""
+        return "; ".join(self.fatal_reasons)
 
     def rate_hz(self, stream: str) -> float:
         now = time.monotonic()

@@ -270,6 +270,13 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             node_params[name] = str(Path(path).resolve())
     if frames_in_flight > 1:
         node_params.update(inference_workers=frames_in_flight, intra_op_threads=1)
+    # one image transport: raw when the bag has it, else compressed; the other camera topic is not played
+    transport = str((overrides or {}).get("image_transport") or ("raw" if TOPIC_IMAGE in topics else "compressed"))
+    camera_topic = TOPIC_IMAGE if transport == "raw" else TOPIC_IMAGE_COMPRESSED
+    if camera_topic not in topics:
+        raise InputError(f"image_transport {transport}: bag {bag} has no {camera_topic}")
+    node_params["image_transport"] = transport
+    topics = {t: v for t, v in topics.items() if t not in CAMERA_TOPICS or t == camera_topic}
     node_params.update(overrides or {})
     total = sum(count for t, (_, count) in topics.items())
     summary = ReplaySummary(out_bag=str(out), lockstep=lockstep, rate=rate, frames_in_flight=frames_in_flight)
@@ -316,6 +323,9 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
             writer.set_custom_data(SOURCE_BAG_KEY, str(bag.resolve()))
             writer.set_custom_data(SOURCE_FINGERPRINT_KEY, source_fingerprint)
             player = BagPlayer(node, bag)
+            for other in CAMERA_TOPICS:
+                if other != camera_topic:
+                    player.publishers.pop(other, None)
             summary.topics_not_played = dict(player.unplayable)
             recorder = Recorder(node, writer, lambda: player.now_ns, RESULT_QOS)
             recorder.listeners.append(tracker)
