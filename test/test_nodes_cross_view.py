@@ -495,3 +495,20 @@ def test_every_fatal_reason_is_reported_at_once_and_a_model_outside_the_pin_is_r
         assert node.health.fatal_reason == "" and node.estimator is not None
     finally:
         _close_bare(context, node)
+
+
+def test_prior_and_yaw_search_parameters_are_live_the_model_is_not(tiles):
+    from rclpy.parameter import Parameter
+
+    context, node = _bare_cross_view_node(model=str(shipped_model()), tiles=str(tiles), providers=["cpu"])
+    try:
+        results = node.set_parameters([Parameter("yaw_search_sigmas", value=2.0),
+                                       Parameter("prior_max_age_s", value=1.0)])
+        assert all(r.successful for r in results), [r.reason for r in results]
+        assert node.priors.policy.yaw_search_sigmas == 2.0 and node.priors.policy.max_age_s == 1.0
+        for name, value in (("model", "/elsewhere.onnx"), ("image_transport", "compressed"),
+                            ("yaw_search_sigmas", -1.0)):
+            assert not node.set_parameters([Parameter(name, value=value)])[0].successful, name
+        assert node.priors.policy.yaw_search_sigmas == 2.0
+    finally:
+        _close_bare(context, node)

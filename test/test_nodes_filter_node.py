@@ -313,3 +313,19 @@ def test_imu_and_wheel_odometry_are_taken_in(harness):
                         and int(h.diag().get("motion_invalid", 0)) >= 1)
     speed = h.got["/cvgl/odometry"][-1].twist.twist.linear.x
     assert abs(speed - 5.0) < 0.5
+
+
+def test_tuning_parameters_are_live_and_structural_ones_read_only(harness):
+    from rclpy.parameter import Parameter
+
+    node = harness.node
+    ok = node.set_parameters([Parameter("filter.relock_after_s", value=4.0),
+                              Parameter("filter.integrity_window_s", value=3.0)])
+    assert all(r.successful for r in ok), [r.reason for r in ok]
+    assert node.pf.config.relock_after_s == 4.0 and node.pf.gate.config.integrity_window_s == 3.0
+    for name, value, why in (("filter.num_particles", 500, "read-only"), ("map_frame", "odom", "read-only"),
+                             ("filter.relock_after_s", -1.0, ""), ("filter.cross_view_outlier_prob", 1.0, "")):
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and why in result.reason, (name, result.reason)
+    assert node.pf.config.relock_after_s == 4.0 and node.pf.config.num_particles == 2000
+    harness.drive(5)  # still runs

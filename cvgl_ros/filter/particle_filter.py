@@ -277,6 +277,17 @@ class ParticleFilter:
         self._last_gnss_stamp_s: float | None = None
         self._log_uniform = -math.log(self.config.num_particles)
 
+    def reconfigure(self, config: ParticleFilterConfig) -> None:
+        """New tuning parameters for a running filter (the particles stay); the particle count
+        and the mode cannot change."""
+        if (config.num_particles, config.use_cross_view) != (self.config.num_particles, self.config.use_cross_view):
+            raise InputError("num_particles and use_cross_view are fixed for a filter's life")
+        self.config = config
+        self.gate = GnssGate(config)
+        self.motion_noise = config.motion_noise
+        self.motion_inputs.timeout_s = config.motion_timeout_s
+        self._history.window_s = config.history_s
+
     # -- initialize ----------------------------------------------------------------------
 
     def initialize(self, stamp_s: float, east_m: float, north_m: float, sigma_m: float) -> None:

@@ -56,7 +56,7 @@ from cvgl_ros.localization.prior import PriorPolicy, PriorSelector
 from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, msg_to_datum
 from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
-from cvgl_ros.nodes.parameters import Param, declare_params, parse_datum
+from cvgl_ros.nodes.parameters import Param, accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 
 NODE_NAME = "cross_view_node"
@@ -82,27 +82,32 @@ PARAMS = [
     Param("intra_op_spin_wait", False, "let ONNX Runtime's idle intra-op threads spin (slightly lower latency when "
           "the inference has cores to itself; burns CPU the other nodes need when it does not)"),
     Param("tile_cache_mb", 256.0, "memory cap of the decoded-tile LRU, MB", 1.0, 65536.0),
-    Param("prior_max_age_s", 2.0, "a prior (filter pose or GNSS fix) older than this is not used, s", 0.0, 3600.0),
+    Param("prior_max_age_s", 2.0, "a prior (filter pose or GNSS fix) older than this is not used, s", 0.0, 3600.0,
+          live=True),
     Param("prior_yaw_max_std_deg", 20.0, "the filter's yaw is the yaw prior when its 1-sigma is below this, deg",
-          0.0, 360.0),
+          0.0, 360.0, live=True),
     Param("widen_yaw_search", True, "search the yaw within +-(k sigma_yaw + |yaw rate| tau + margin) of the filter's "
-          "yaw, in adjacent windows (one network batch row each); false: always the one window"),
-    Param("yaw_search_sigmas", 3.0, "k: the yaw search reaches this many of the filter's yaw 1-sigma", 0.0, 100.0),
-    Param("yaw_search_margin_deg", 1.5, "margin added to the yaw search half-width, deg", 0.0, 180.0),
+          "yaw, in adjacent windows (one network batch row each); false: always the one window", live=True),
+    Param("yaw_search_sigmas", 3.0, "k: the yaw search reaches this many of the filter's yaw 1-sigma", 0.0, 100.0,
+          live=True),
+    Param("yaw_search_margin_deg", 1.5, "margin added to the yaw search half-width, deg", 0.0, 180.0, live=True),
     Param("yaw_search_latency_s", 0.1, "processing latency added to the prior's age in tau (the yaw rate term), s",
-          0.0, 10.0),
+          0.0, 10.0, live=True),
     Param("yaw_search_max_half_width_deg", 90.0, "a wider yaw search than this counts as an unknown yaw "
-          "(full circle, every unknown_yaw_search_every_n-th frame), deg", 0.0, 180.0),
+          "(full circle, every unknown_yaw_search_every_n-th frame), deg", 0.0, 180.0, live=True),
     Param("prior_gnss_gate_m", 0.0,
           "when the filter's pose is farther than this from a current GNSS fix, centre the patch on the fix "
-          "with the yaw unknown (so a diverged filter cannot feed on its own prior); 0: off", 0.0, 1e6),
+          "with the yaw unknown (so a diverged filter cannot feed on its own prior); 0: off", 0.0, 1e6, live=True),
     Param("unknown_yaw_search_every_n", 10,
           "while the filter's yaw is unknown, search the full circle (one network pass per yaw window) on every "
-          "n-th frame only and skip the others (0: never, 1: every frame)", 0, 1_000_000),
-    Param("min_patch_valid_fraction", 0.5, "skip a frame when less of its satellite patch has tiles", 0.0, 1.0),
-    Param("likelihood_threshold_nats", 12.0, "/cvgl/likelihood carries cells within this of the maximum", 0.0, 1e6),
-    Param("likelihood_max_points", 20000, "and at most this many cells", 2, 10_000_000),
-    Param("overlay_every_n", 5, "publish /cvgl/debug/overlay every n-th processed frame (0: never)", 0, 1_000_000),
+          "n-th frame only and skip the others (0: never, 1: every frame)", 0, 1_000_000, live=True),
+    Param("min_patch_valid_fraction", 0.5, "skip a frame when less of its satellite patch has tiles", 0.0, 1.0,
+          live=True),
+    Param("likelihood_threshold_nats", 12.0, "/cvgl/likelihood carries cells within this of the maximum", 0.0, 1e6,
+          live=True),
+    Param("likelihood_max_points", 20000, "and at most this many cells", 2, 10_000_000, live=True),
+    Param("overlay_every_n", 5, "publish /cvgl/debug/overlay every n-th processed frame (0: never)", 0, 1_000_000,
+          live=True),
     Param("camera_height_m", 1.65, "camera height for the overlay when the model card gives none, m", 0.1, 20.0),
     Param("default_gnss_sigma_m", 5.0, "1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
     Param("map_frame", "map", "frame of the published likelihood and pose (ENU at the datum)"),
@@ -120,6 +125,15 @@ def default_model_path() -> Path | None:
 
 class _Waiting(Exception):
     """A frame skipped by design (not bad input): reported in its status, not as a problem."""
+
+
+def _prior_policy(p: dict) -> PriorPolicy:
+    return PriorPolicy(
+        max_age_s=p["prior_max_age_s"], yaw_max_std_deg=p["prior_yaw_max_std_deg"],
+        gnss_gate_m=p["prior_gnss_gate_m"], unknown_yaw_search_every_n=p["unknown_yaw_search_every_n"],
+        widen_yaw_search=p["widen_yaw_search"], yaw_search_sigmas=p["yaw_search_sigmas"],
+        yaw_search_margin_deg=p["yaw_search_margin_deg"], yaw_search_latency_s=p["yaw_search_latency_s"],
+        yaw_search_max_half_width_deg=p["yaw_search_max_half_width_deg"])
 
 
 class CrossViewNode(Node):
@@ -140,12 +154,8 @@ class CrossViewNode(Node):
         self.sampler = None
         self._load_estimator()
         self._open_tiles()
-        self.priors = PriorSelector(PriorPolicy(
-            max_age_s=self.p["prior_max_age_s"], yaw_max_std_deg=self.p["prior_yaw_max_std_deg"],
-            gnss_gate_m=self.p["prior_gnss_gate_m"], unknown_yaw_search_every_n=self.p["unknown_yaw_search_every_n"],
-            widen_yaw_search=self.p["widen_yaw_search"], yaw_search_sigmas=self.p["yaw_search_sigmas"],
-            yaw_search_margin_deg=self.p["yaw_search_margin_deg"], yaw_search_latency_s=self.p["yaw_search_latency_s"],
-            yaw_search_max_half_width_deg=self.p["yaw_search_max_half_width_deg"]), self._window_reach_rad())
+        self.priors = PriorSelector(_prior_policy(self.p), self._window_reach_rad())
+        accept_live_changes(self, PARAMS, self._retune)
 
         self.k = None  # (K, width, height) from camera_info
         self._have_info = threading.Event()
@@ -191,6 +201,13 @@ class CrossViewNode(Node):
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: model {self.health.values.get('model', '-')}, tiles {self.p['tiles'] or '-'}"
                                + (f"; NOT WORKING: {self.health.fatal_reason}" if self.health.fatal_reason else ""))
+
+    def _retune(self, values: dict) -> None:
+        """`ros2 param set` of a live parameter (InputError: refused, nothing changed)."""
+        p = dict(self.p, **values)
+        self.priors.policy = _prior_policy(p)
+        self.p.update(values)
+        self.get_logger().info(f"retuned: {values}")
 
     # -- set-up ---------------------------------------------------------------------------
 

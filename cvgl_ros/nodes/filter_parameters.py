@@ -66,10 +66,15 @@ FILTER_PARAMS = {
 }
 
 
+# Fixed for a node's life: the particle array's size and the filter's mode.
+STRUCTURAL = ("num_particles", "use_cross_view")
+
+
 def filter_params() -> list[Param]:
     defaults = ParticleFilterConfig()
     out = []
     for f in fields(ParticleFilterConfig):
         desc, lo, hi = FILTER_PARAMS[f.name]  # every field is described (a test checks it)
-        out.append(Param(f"filter.{f.name}", getattr(defaults, f.name), desc, lo, hi))
+        out.append(Param(f"filter.{f.name}", getattr(defaults, f.name), desc, lo, hi,
+                         live=f.name not in STRUCTURAL))
     return out

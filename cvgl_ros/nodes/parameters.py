@@ -1,8 +1,11 @@
 """Declared, described and range-checked node parameters.
 
 Each node lists its parameters as `Param`s; `declare_params` declares them on the node with
-a `ParameterDescriptor` (description, numeric range, read-only: they are read once at
-start-up) and returns their values, checked. A value of the wrong type or outside its
+a `ParameterDescriptor` (description, numeric range, read-only unless the `Param` is `live`)
+and returns their values, checked. Structural parameters (the model, the tiles, the
+particle count, frames, topics) are read once at start-up; tuning parameters marked `live`
+can be changed on a running node (`ros2 param set`): `accept_live_changes` checks each new
+value like a start-up one and hands it to the node, or refuses it with the reason. A value of the wrong type or outside its
 range raises `InputError` with one line naming the parameter, which the node's `main`
 prints before exiting with status 2. Values come from `config/cvgl.yaml`
 (`/**: ros__parameters:`), from `-p name:=value`, or from the defaults here.
@@ -29,6 +32,7 @@ class Param:
     min: float | None = None
     max: float | None = None
     choices: tuple[str, ...] | None = None
+    live: bool = False  # safe to change on a running node
 
     @property
     def kind(self) -> type:
@@ -44,7 +48,8 @@ class Param:
         text = self.description
         if self.choices:
             text += f" (one of: {', '.join(self.choices)})"
-        d = ParameterDescriptor(description=text, read_only=True, dynamic_typing=True)
+        d = ParameterDescriptor(description=text + ("" if self.live else " [read-only: set at start-up]"),
+                                read_only=not self.live, dynamic_typing=True)
         if self.kind is float and self.min is not None and self.max is not None:
             d.floating_point_range = [FloatingPointRange(from_value=float(self.min), to_value=float(self.max), step=0.0)]
         if self.kind is int and self.min is not None and self.max is not None:
@@ -95,6 +100,34 @@ def declare_params(node, params: Sequence[Param]) -> dict[str, Any]:
             raise InputError(f"parameter {p.name}: {str(exc).splitlines()[0]}") from None
         values[p.name] = p.check(p.default if value is None and p.default is not None else value)
     return values
+
+
+def accept_live_changes(node, params: Sequence[Param], apply) -> None:
+    """Let `ros2 param set` change the `live` parameters: each new value is checked (type,
+    range, choices), then `apply({name: value})` takes them all at once (and may refuse them
+    with InputError);
+    anything else is refused with its reason, and nothing of a refused request is applied."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    by_name = {p.name: p for p in params}
+
+    def on_set(changes):
+        checked = {}
+        for change in changes:
+            p = by_name.get(change.name)
+            if p is None or not p.live:
+                return SetParametersResult(successful=False, reason=f"{change.name} is read-only (set at start-up)")
+            try:
+                checked[p.name] = p.check(change.value)
+            except InputError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        try:
+            apply(checked)
+        except InputError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
 
 
 DATUM_PARAM = Param(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -37,7 +37,7 @@ from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, datum_msg
 from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
 from cvgl_ros.nodes.filter_parameters import filter_params
-from cvgl_ros.nodes.parameters import DATUM_PARAM, Param, declare_params, parse_datum
+from cvgl_ros.nodes.parameters import DATUM_PARAM, Param, accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 
 NODE_NAME = "particle_filter_node"
@@ -67,6 +67,7 @@ class ParticleFilterNode(Node):
         self.p = declare_params(self, PARAMS)
         config = ParticleFilterConfig(**{f.name: self.p[f"filter.{f.name}"] for f in fields(ParticleFilterConfig)})
         self.pf = ParticleFilter(config, seed=self.p["seed"])
+        accept_live_changes(self, PARAMS, self._retune)
         self.datum_owner = DatumOwner(parse_datum(self.p["datum"]))
         self.datum: Datum | None = self.datum_owner.datum
         self.pub_datum = self.create_publisher(NavSatFix, DATUM_TOPIC.lstrip("/"), DATUM_QOS)
@@ -103,6 +104,12 @@ class ParticleFilterNode(Node):
                        self.create_subscription(Odometry, "odom/wheel", self.on_wheel_odometry, SENSOR_QOS)]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: {config.num_particles} particles, datum {self.health.values['datum']}")
+
+    def _retune(self, values: dict) -> None:
+        """`ros2 param set` of filter.* tuning parameters (InputError: refused, nothing changed)."""
+        changes = {name.removeprefix("filter."): value for name, value in values.items()}
+        self.pf.reconfigure(replace(self.pf.config, **changes))
+        self.get_logger().info(f"filter retuned: {changes}")
 
     # -- inputs ---------------------------------------------------------------------------
 
