@@ -267,3 +267,30 @@ def test_protection_level_bounds_the_error_through_the_turn(turn_after_gap):
     covered = np.mean(run.error_m[keep] <= run.protection_level_m[keep])
     assert covered >= 0.99, f"protection level held on {100 * covered:.1f} % of poses"
     assert np.all(np.isfinite(run.protection_level_m[keep]))
+
+
+# -- sensor mounting ---------------------------------------------------------------------
+
+def test_a_camera_ahead_and_an_antenna_behind_base_link_give_base_links_pose():
+    """Camera 1.5 m ahead of base_link, antenna 1 m behind: with the mounting in the config the
+    pose is base_link's within the error of an origin-mounted rig; ignoring it is biased."""
+    from cvgl_ros.filter.simulated_run import city_block_route, gnss_messages, mounted
+    from cvgl_ros.sim.gnss import GnssModel
+
+    route, stops = city_block_route()
+    trajectory = simulate_drive(route, stops, seed=4, duration_s=30.0, rate_hz=50.0)
+    cv_config = SimulatedCrossViewConfig(num_yaw_bins=36, size_cells=80, cell_m=0.6, sigma_xy_m=0.5)
+
+    def mean_error(camera, antenna, config_mounting):
+        gnss = GnssModel.from_name("open_sky", seed=4).simulate(mounted(trajectory, *antenna), 5.0)
+        events = gnss_messages(gnss) + camera_frames(0.0, 30.0, 5.0, 0.1) + motion_samples(trajectory, seed=4)
+        mount = dict(camera_x_m=camera[0], antenna_x_m=antenna[0]) if config_mounting else {}
+        pf = ParticleFilter(ParticleFilterConfig(num_particles=500, **mount), seed=1)
+        run = run_filter(pf, trajectory, events, SimulatedCrossView(cv_config, seed=2), camera_offset_m=camera)
+        return float(run.window(8.0, 30.0).mean())
+
+    origin = mean_error((0.0, 0.0), (0.0, 0.0), True)
+    mounted_right = mean_error((1.5, 0.0), (-1.0, 0.0), True)
+    ignored = mean_error((1.5, 0.0), (-1.0, 0.0), False)
+    assert mounted_right < origin + 0.15, (origin, mounted_right)
+    assert ignored > mounted_right + 0.7, (ignored, mounted_right)

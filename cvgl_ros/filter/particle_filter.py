@@ -44,6 +44,11 @@ protection level (below).
 
 Beyond the paper (each a documented choice)
 -------------------------------------------
+* Sensor mounting: the particles are base_link poses (REP-105). A sensor mounted at (x, y)
+  in base_link is at pi_s(m) = pi(m) + R(psi_m) (x, y): the cross-view volume (the camera's
+  pose) is read at the camera's position, and GNSS fixes (the antenna's) are compared with
+  the antenna's; an initialization or re-seed around a fix puts base_link at the fix minus
+  R(psi) times the lever arm, for each particle's yaw.
 * Asynchronous sensors: GNSS (~5 Hz) and cross-view results (~10 Hz) update the particles
   separately at their own stamps (the two factors of Eq. 5 multiply over time). The
   cross-view factor is a mixture with a uniform component of weight
@@ -102,6 +107,7 @@ from cvgl_ros.likelihood import LikelihoodVolume
 
 UNINITIALIZED_VARIANCE = 1.0e12  # covariance diagonal of an estimate before initialization
 INTEGER_FIELDS = ("num_particles", "integrity_min_fixes")
+SIGNED_FIELDS = ("integrity_min_evidence", "camera_x_m", "camera_y_m", "antenna_x_m", "antenna_y_m")
 
 __all__ = ["ParticleFilter", "ParticleFilterConfig", "PoseEstimate", "GnssDecision", "GnssFix"]
 
@@ -111,6 +117,10 @@ class ParticleFilterConfig:
     """Parameters; the defaults follow the paper where it gives a value."""
 
     num_particles: int = 2000                # M
+    camera_x_m: float = 0.0                  # the camera in base_link (REP-103: x forward, y left), m
+    camera_y_m: float = 0.0
+    antenna_x_m: float = 0.0                 # the GNSS antenna in base_link (its lever arm), m
+    antenna_y_m: float = 0.0
     init_speed_max_mps: float = 5.0          # v ~ U[0, 5] m/s at initialization
     accel_noise_mps2: float = 2.0            # sigma_a, m/s^2 per sqrt(s)
     yaw_rate_noise_radps: float = 0.5        # sigma_omega, rad/s per sqrt(s)
@@ -165,8 +175,8 @@ class ParticleFilterConfig:
             value = getattr(self, f.name)
             if f.name in INTEGER_FIELDS or f.name == "use_cross_view":
                 continue
-            if f.name == "integrity_min_evidence" and isinstance(value, (int, float)) and math.isfinite(value):
-                continue  # a log-evidence: any finite value
+            if f.name in SIGNED_FIELDS and isinstance(value, (int, float)) and math.isfinite(value):
+                continue  # a log-evidence or a mounting offset: any finite value
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise InputError(f"particle filter {f.name} must be a finite number >= 0, got {value!r}")
         if not 0.0 < self.cross_view_outlier_prob < 1.0:
@@ -288,6 +298,29 @@ class ParticleFilter:
         self.motion_inputs.timeout_s = config.motion_timeout_s
         self._history.window_s = config.history_s
 
+    # -- sensor mounting -----------------------------------------------------------------
+
+    @staticmethod
+    def _mounted(p: np.ndarray, x_m: float, y_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """Where a sensor mounted at (x, y) in base_link is, for every particle:
+        pi_s(m) = pi(m) + R(psi_m) (x, y)."""
+        if x_m == 0.0 and y_m == 0.0:
+            return p[E], p[N]
+        c, s = np.cos(p[YAW]), np.sin(p[YAW])
+        return p[E] + c * x_m - s * y_m, p[N] + s * x_m + c * y_m
+
+    def _antenna(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._mounted(p, self.config.antenna_x_m, self.config.antenna_y_m)
+
+    def _shift_base_for_yaw(self, p: np.ndarray, old_yaw: np.ndarray) -> None:
+        """Keep each particle's antenna where it was while its yaw changed from old_yaw."""
+        ax, ay = self.config.antenna_x_m, self.config.antenna_y_m
+        if ax == 0.0 and ay == 0.0:
+            return
+        dc, ds = np.cos(old_yaw) - np.cos(p[YAW]), np.sin(old_yaw) - np.sin(p[YAW])
+        p[E] += dc * ax - ds * ay
+        p[N] += ds * ax + dc * ay
+
     # -- initialize ----------------------------------------------------------------------
 
     def initialize(self, stamp_s: float, east_m: float, north_m: float, sigma_m: float) -> None:
@@ -300,6 +333,9 @@ class ParticleFilter:
         p[V] = self.rng.uniform(0.0, cfg.init_speed_max_mps, m)
         p[YAW] = self.rng.uniform(-math.pi, math.pi, m)
         p[BIAS] = cfg.gyro_bias_init_radps * self.rng.standard_normal(m)
+        self._shift_base_for_yaw(p, np.zeros(m))  # the fix is the antenna's: base_link = fix - R(psi) lever
+        p[E] -= cfg.antenna_x_m
+        p[N] -= cfg.antenna_y_m
         s = self._state
         s.particles, s.log_weights, s.uniform = p, np.full(m, self._log_uniform), True
         s.time_s = s.seeded_at_s = float(stamp_s)
@@ -317,6 +353,7 @@ class ParticleFilter:
         keep = self.rng.choice(m, m // 2, p=w_old)
         self.initialize(fix.stamp_s, fix.east_m, fix.north_m, math.hypot(fix.sigma_m, verdict.spread_m))
         p = s.particles
+        yaw_drawn = p[YAW].copy()
         if verdict.course_rad is not None:
             every = self.rng.choice(m, m, p=w_old)
             p[YAW] = wrap_angle(verdict.course_rad + math.radians(self.config.relock_yaw_sigma_deg)
@@ -325,6 +362,7 @@ class ParticleFilter:
             p[BIAS] = old[BIAS, every]
         else:
             p[V:, : len(keep)] = old[V:, keep]
+        self._shift_base_for_yaw(p, yaw_drawn)
         s.gate = GateState(reference=s.gate.reference, last_fix=gate.last_fix, recent=gate.recent,
                            last_alarm=gate.last_alarm, disagreement=gate.disagreement)
         self._last_reseed_reason = verdict.reason
@@ -354,11 +392,11 @@ class ParticleFilter:
         """The gate's verdict on the fix (see `cvgl_ros.filter.gnss_gate`), then the GNSS
         factor of Eq. 5 with the 3-sigma circle, or a re-seed around the fix."""
         cfg, s = self.config, self._state
-        p = s.particles
-        d2 = (p[E] - fix.east_m) ** 2 + (p[N] - fix.north_m) ** 2
+        ant_e, ant_n = self._antenna(s.particles)  # the fix is the antenna's position
+        d2 = (ant_e - fix.east_m) ** 2 + (ant_n - fix.north_m) ** 2
         inside = d2 <= (cfg.gate_sigmas * fix.sigma_m) ** 2
         w = self._weights()
-        verdict = self.gate.assess(s.gate, fix, self._view(fix, float(np.sum(w[inside])), w))
+        verdict = self.gate.assess(s.gate, fix, self._view(fix, float(np.sum(w[inside])), w, ant_e, ant_n))
         decision = verdict.decision
         if decision in (GnssDecision.RESEEDED, GnssDecision.RELOCKED, GnssDecision.RELOCKED_INTEGRITY):
             self._reseed(fix, verdict)
@@ -370,8 +408,8 @@ class ParticleFilter:
         self._set_reference(fix.stamp_s)
         return decision
 
-    def _view(self, fix: GnssFix, weight_inside: float, w: np.ndarray) -> EstimateView:
-        """What the gate needs to know of the particles."""
+    def _view(self, fix: GnssFix, weight_inside: float, w: np.ndarray, ant_e, ant_n) -> EstimateView:
+        """What the gate needs to know of the particles (positions: the antenna's)."""
         cfg, s = self.config, self._state
         p, stamp_s = s.particles, fix.stamp_s
         yaw = math.atan2(_wsum(np.sin(p[YAW]), w), _wsum(np.cos(p[YAW]), w))
@@ -379,7 +417,7 @@ class ParticleFilter:
         recent = [e for t, e in s.evidence if stamp_s - t <= cfg.evidence_window_s]
         speed = self.motion_inputs.speed.average(stamp_s - cfg.integrity_window_s, stamp_s, cfg.motion_timeout_s) \
             if len(self.motion_inputs.speed) else None
-        mean_e, mean_n = _wsum(p[E], w), _wsum(p[N], w)
+        mean_e, mean_n = _wsum(ant_e, w), _wsum(ant_n, w)
         return EstimateView(
             weight_inside=weight_inside, distance_m=math.hypot(fix.east_m - mean_e, fix.north_m - mean_n),
             east_m=mean_e, north_m=mean_n, yaw_enu_rad=yaw, speed_mps=_wsum(p[V], w), cross_view_holds=held,
@@ -388,14 +426,15 @@ class ParticleFilter:
             measured_speed_mps=None if speed is None else speed[0])
 
     def _set_reference(self, stamp_s: float) -> None:
-        """Remember the estimate at this GNSS epoch for the next outlier test.
+        """Remember the estimate (its antenna) at this GNSS epoch for the next outlier test.
 
         Weighted means (O(M), no sorting) stand in for the medians here; `spread` is the
         RMS of the east and north standard deviations.
         """
         p, w = self._state.particles, self._weights()
-        mean_e, mean_n, mean_v = _wsum(p[E], w), _wsum(p[N], w), _wsum(p[V], w)
-        var = _wsum((p[E] - mean_e) ** 2 + (p[N] - mean_n) ** 2, w)
+        ant_e, ant_n = self._antenna(p)
+        mean_e, mean_n, mean_v = _wsum(ant_e, w), _wsum(ant_n, w), _wsum(p[V], w)
+        var = _wsum((ant_e - mean_e) ** 2 + (ant_n - mean_n) ** 2, w)
         self._state.gate.reference = (stamp_s, float(mean_e), float(mean_n), float(mean_v),
                                       math.sqrt(0.5 * max(var, 0.0)))
 
@@ -406,7 +445,8 @@ class ParticleFilter:
         p = s.particles
         if log_normalizer is None:
             log_normalizer = volume.log_normalizer
-        ll = volume.interpolate(p[E], p[N], p[YAW])
+        cam_e, cam_n = self._mounted(p, cfg.camera_x_m, cfg.camera_y_m)  # the volume is over the camera's pose
+        ll = volume.interpolate(cam_e, cam_n, p[YAW])
         # log((1 - alpha) * p_cell * K*H*W + alpha), p_cell = exp(ll - log_normalizer)
         ll += math.log1p(-cfg.cross_view_outlier_prob) - log_normalizer + math.log(volume.log_likelihood.size)
         return self._reweight(np.logaddexp(ll, math.log(cfg.cross_view_outlier_prob), out=ll))
@@ -452,7 +492,8 @@ class ParticleFilter:
         """Median pose (and weighted mean, covariance) at `stamp_s` (default: the filter time).
 
         A stamp after the filter time is reached by moving a copy of the particles with the
-        noise-free motion model (with the measured yaw rate and speed when there are some). An earlier stamp gives the posterior as it stood at that
+        noise-free motion model (with the measured yaw rate and speed when there are some).
+        An earlier stamp gives the posterior as it stood at that
         stamp (after the measurements up to it), from the snapshots kept for late
         measurements, moved on to the stamp the same way; once that time has left the
         history, the estimate at the filter time.
@@ -500,14 +541,16 @@ class ParticleFilter:
         dev = np.stack([p[E] - mean_e, p[N] - mean_n, wrap_angle(p[YAW] - mean_yaw)])
         weighted = dev * weights
         cov = np.array([[_wsum(weighted[i], dev[j]) for j in range(3)] for i in range(3)])
-        cov = cfg.covariance_scale * 0.5 * (cov + cov.T) + np.diag([cfg.covariance_floor_m ** 2, cfg.covariance_floor_m ** 2,
+        floor_m = cfg.covariance_floor_m
+        cov = cfg.covariance_scale * 0.5 * (cov + cov.T) + np.diag([floor_m ** 2, floor_m ** 2,
                                              math.radians(cfg.covariance_floor_yaw_deg) ** 2])
         median_e, median_n = _weighted_median(p[E], w), _weighted_median(p[N], w)
         median_yaw = float(wrap_angle(mean_yaw + _weighted_median(dev[2], w)))
         ess = effective_sample_size(weights)
         # protection level: the Gaussian bound and the particles' own tail, the larger
         offset = math.hypot(median_e - mean_e, median_n - mean_n)
-        gaussian = offset + cfg.protection_level_sigmas * math.sqrt(max(float(np.linalg.eigvalsh(cov[:2, :2])[-1]), 0.0))
+        major_var = max(float(np.linalg.eigvalsh(cov[:2, :2])[-1]), 0.0)
+        gaussian = offset + cfg.protection_level_sigmas * math.sqrt(major_var)
         distance = np.hypot(p[E] - median_e, p[N] - median_n)
         tail = _weighted_quantile(distance, weights, 1.0 - 1.0 / max(ess, 2.0))
         mean_v = _wsum(p[V], weights)
@@ -577,7 +620,8 @@ class ParticleFilter:
         if self._history.has(stamp_s, _CrossView):
             self._count("cross_view_duplicates")
             return False
-        return self._ingest(Entry(float(stamp_s), _CrossView(float(stamp_s), volume, volume.log_normalizer))) is not None
+        entry = Entry(float(stamp_s), _CrossView(float(stamp_s), volume, volume.log_normalizer))
+        return self._ingest(entry) is not None
 
     def add_yaw_rate(self, stamp_s: float, yaw_rate_radps: float, variance: float | None = None) -> bool:
         """Feed one IMU yaw-rate sample (rad/s, counter-clockwise; its white-noise variance)."""

@@ -16,6 +16,7 @@ particle-filter node would publish it, and compared with the ground truth there.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -143,8 +144,16 @@ def camera_frames(t0_s: float, t1_s: float, rate_hz: float = 10.0, latency_s: fl
     return [CameraFrame(t0_s + i / rate_hz, latency_s) for i in range(n)]
 
 
+def mounted(trajectory, x_m: float, y_m: float):
+    """The trajectory of a sensor mounted at (x, y) in base_link (e.g. the GNSS antenna)."""
+    c, s = np.cos(trajectory.yaw_enu_rad), np.sin(trajectory.yaw_enu_rad)
+    return dataclasses.replace(trajectory, east_m=trajectory.east_m + c * x_m - s * y_m,
+                               north_m=trajectory.north_m + s * x_m + c * y_m)
+
+
 def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCrossView | None = None,
-               output_times_s=None, prior_policy: PriorPolicy | None = None) -> FilterRun:
+               output_times_s=None, prior_policy: PriorPolicy | None = None,
+               camera_offset_m: tuple[float, float] = (0.0, 0.0)) -> FilterRun:
     """Feed `events` to `pf` in arrival order; sample its estimate at `output_times_s`.
 
     Each camera frame's prior is chosen as the cross-view node chooses it
@@ -152,7 +161,8 @@ def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCros
     the filter's estimate at the frame's stamp, its yaw when certain enough, the yaw search
     widened by the yaw's uncertainty and the turn rate (the filter's, or the IMU's when
     there are yaw-rate samples), or a full-circle search when the yaw is unknown (on every
-    n-th frame only, as the node does)."""
+    n-th frame only, as the node does). The volumes peak at the camera's pose: mounted at
+    `camera_offset_m` (x forward, y left) in base_link; `trajectory` is base_link's."""
     if output_times_s is None:
         output_times_s = sorted({e.stamp_s for e in events if isinstance(e, GnssMessage)})
     t_min, t_max = float(trajectory.t_s[0]), float(trajectory.t_s[-1])
@@ -166,7 +176,8 @@ def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCros
         heapq.heappush(queue, (float(t), 3, order, None))
         order += 1
     cameras = [e for e in events if isinstance(e, CameraFrame) and t_min <= e.stamp_s <= t_max]
-    camera_truth = trajectory.sample(np.asarray([e.stamp_s for e in cameras], dtype=float))
+    camera_truth = mounted(trajectory.sample(np.asarray([e.stamp_s for e in cameras], dtype=float)),
+                           *camera_offset_m)
     truth_at = {e.stamp_s: (float(camera_truth.east_m[i]), float(camera_truth.north_m[i]),
                             float(camera_truth.yaw_enu_rad[i])) for i, e in enumerate(cameras)}
     out = {k: [] for k in ("t", "e", "n", "yaw", "init", "pl", "cov")}

@@ -10,6 +10,11 @@ from cvgl_ros.nodes.parameters import Param
 # Descriptions and ranges of the filter's parameters (ParticleFilterConfig), as `filter.<name>`.
 FILTER_PARAMS = {
     "num_particles": ("particles M (seed 001: 2000)", 10, 1_000_000),
+    "camera_x_m": ("the camera's position in base_link, forward (REP-103 x), m: the likelihood is the camera's",
+                   -50.0, 50.0),
+    "camera_y_m": ("the camera's position in base_link, left (y), m", -50.0, 50.0),
+    "antenna_x_m": ("the GNSS antenna's lever arm in base_link, forward (x), m", -50.0, 50.0),
+    "antenna_y_m": ("the GNSS antenna's lever arm in base_link, left (y), m", -50.0, 50.0),
     "init_speed_max_mps": ("initial speeds ~ U[0, this] m/s", 0.0, 100.0),
     "accel_noise_mps2": ("acceleration noise density, m/s^2 per sqrt(s)", 0.0, 50.0),
     "yaw_rate_noise_radps": ("yaw-rate noise density, rad/s per sqrt(s)", 0.0, 10.0),
