@@ -512,3 +512,14 @@ def test_prior_and_yaw_search_parameters_are_live_the_model_is_not(tiles):
         assert node.priors.policy.yaw_search_sigmas == 2.0
     finally:
         _close_bare(context, node)
+
+
+def test_a_pitched_camera_at_its_mounted_height_is_levelled_and_processed(tiles):
+    live = LiveNodes(tiles, shipped_model(), camera_pitch_deg=3.0, camera_roll_deg=-1.0, camera_mount_height_m=1.5)
+    try:
+        assert live.cross_view.estimator.camera_height_m == 1.5  # the network's BEV projection input
+        live.fix(T0)
+        assert live.frame(T0 + S // 10).message == "processed"
+        assert live.wait(lambda: live.got["/cvgl/likelihood"], 10)
+    finally:
+        live.close()

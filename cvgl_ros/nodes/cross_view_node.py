@@ -58,6 +58,7 @@ from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, msg_to_datum
 from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
 from cvgl_ros.nodes.parameters import Param, accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
+from cvgl_ros.runtime.preprocess import level_ground_image
 
 NODE_NAME = "cross_view_node"
 FRAME_STATUS_TOPIC = "/cvgl/cross_view/frame_status"
@@ -109,6 +110,11 @@ PARAMS = [
     Param("overlay_every_n", 5, "publish /cvgl/debug/overlay every n-th processed frame (0: never)", 0, 1_000_000,
           live=True),
     Param("camera_height_m", 1.65, "camera height for the overlay when the model card gives none, m", 0.1, 20.0),
+    Param("camera_mount_height_m", 0.0, "the camera's height above the ground as mounted, m, fed to the network's "
+          "ground-to-BEV projection; 0: the card's training height", 0.0, 20.0),
+    Param("camera_pitch_deg", 0.0, "the camera's pitch in base_link (REP-103: > 0 looks down), deg: frames are "
+          "warped to a level camera before the network (cvgl_ros/geo/frames.py)", -45.0, 45.0),
+    Param("camera_roll_deg", 0.0, "the camera's roll in base_link (REP-103), deg, levelled the same way", -45.0, 45.0),
     Param("default_gnss_sigma_m", 5.0, "1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
     Param("map_frame", "map", "frame of the published likelihood and pose (ENU at the datum)"),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics, s (wall clock)", 0.05, 60.0),
@@ -238,6 +244,8 @@ class CrossViewNode(Node):
             return
         self.patch_px = int(card["patch_px"])
         self.patch_mpp = float(card["patch_mpp"])
+        if self.p["camera_mount_height_m"] > 0:  # the network's ground-to-BEV projection takes it as an input
+            self.estimator.camera_height_m = self.p["camera_mount_height_m"]
         self.camera_height_m = float(getattr(self.estimator, "camera_height_m", None) or self.p["camera_height_m"])
         self.health.set_value("providers", ",".join(getattr(self.estimator, "providers", []) or []))
 
@@ -405,6 +413,8 @@ class CrossViewNode(Node):
         k, width, height = camera
         if (rgb.shape[1], rgb.shape[0]) != (width, height) and width and height:
             raise InputError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says {width}x{height}")
+        rgb = level_ground_image(rgb, k, math.radians(self.p["camera_roll_deg"]),
+                                 math.radians(self.p["camera_pitch_deg"]))  # what a level camera would see
         if self.health.fatal_reason:
             return DiagnosticStatus.ERROR, f"skipped: {self.health.fatal_reason}", timings, []
         if datum is None:

@@ -64,3 +64,17 @@ def to_nchw_float(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise InputError(f"images must be uint8, got {arr.dtype}")
     return np.ascontiguousarray(arr.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
+def level_ground_image(image: np.ndarray, k: np.ndarray, roll_rad: float, pitch_rad: float) -> np.ndarray:
+    """The image a level camera with the same K would see (`cvgl_ros.geo.frames`); the
+    camera as mounted has roll and pitch (REP-103). Pixels from outside the view are black."""
+    import cv2
+
+    from cvgl_ros.geo.frames import level_camera_homography
+
+    if roll_rad == 0.0 and pitch_rad == 0.0:
+        return image
+    h, w = image.shape[:2]
+    homography = level_camera_homography(k, roll_rad, pitch_rad)
+    return cv2.warpPerspective(image, homography, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
