@@ -46,7 +46,8 @@ declared wrong when, together,
   b. the fixes agree with one another: the fit leaves an RMS residual below
      integrity_consistency_sigmas * median(sigma_gps) (floored at 1 m);
   c. the recent cross-view evidence for the estimate is weak (below integrity_min_evidence;
-     see ParticleFilter.update_cross_view): the estimate is wrong (no further test); else
+     see ParticleFilter.update_cross_view) and no GNSS fault was seen in this streak of
+     rejections (below): the estimate is wrong (no further test); else
   c'. where wheel odometry covers the window, they agree with the measured motion: GNSS
      moved as far as the wheels did, | |D_gnss| - d | <= max(3 m, 30 % of d);
   d. and the estimate disagrees with them in a way a GNSS error cannot explain: the
@@ -57,9 +58,15 @@ declared wrong when, together,
 A multipath episode offsets the fixes: once it has ramped in, D_gnss equals the vehicle's
 displacement (the offset cancels) and d fails; while it ramps in, D_gnss is longer or
 shorter than the vehicle's motion and c' fails; and cross-view still confirms the estimate.
+A filter that ran off along the wrong road at a turn fails d on its direction: it re-locks
+after T (2 T without wheels) instead of relock_after_s.
+A GNSS fault seen: the streak of rejections began with a jump, or with fixes that moved
+unlike the wheels (c' failed once). GNSS is then the suspect: the evidence test (c) is off
+(a real network's evidence dips on plain roads while the estimate is right), the direction
+test (d) needs two windows in a row even with wheels, and the timed re-lock waits
+relock_after_confirmed_s. The flag clears with the streak (a fix used again, or a re-lock).
 Only an integrity re-lock seeds the yaw from the course over ground (a timed re-lock may
-come at the end of a multipath episode, whose ramp-out reverses the apparent course). A filter that ran off along the wrong road at
-a turn fails d on its direction: it re-locks after T instead of relock_after_s.
+come at the end of a multipath episode, whose ramp-out reverses the apparent course).
 """
 from __future__ import annotations
 
@@ -133,6 +140,7 @@ class GateState:
     last_alarm: str = ""                   # why the integrity monitor last re-locked
     direction_alarm_since_s: float | None = None  # the sequence test's direction disagreement began
     disagreement: tuple | None = None      # (valid until, m): GNSS and the estimate disagree by this
+    gnss_fault_seen: bool = False          # this rejection streak began with a GNSS fault (jump, or unlike the wheels)
 
     def copy(self) -> "GateState":
         return replace(self)
@@ -221,7 +229,7 @@ class GnssGate:
         self._remember(state, fix, rejected, view)
         if rejected:
             return self._rejected(state, fix, view, jumped or state.gnss_jumped)
-        state.gnss_jumped = False
+        state.gnss_jumped = state.gnss_fault_seen = False
         state.rejecting_since_s = None
         if empty and view.distance_m <= cfg.gate_suspicious_min_m:
             return Verdict(GnssDecision.ACCEPTED, "soft")  # near but outside a tight cloud: no cut, no re-seed
@@ -233,6 +241,7 @@ class GnssGate:
     def _rejected(self, state: GateState, fix: GnssFix, view: EstimateView, jumped: bool) -> Verdict:
         cfg = self.config
         state.gnss_jumped = jumped
+        state.gnss_fault_seen = state.gnss_fault_seen or jumped
         state.disagreement = (fix.stamp_s, view.distance_m)
         if state.rejecting_since_s is None:
             state.rejecting_since_s = fix.stamp_s
@@ -242,7 +251,8 @@ class GnssGate:
             state.last_alarm = alarm
             state.disagreement = None  # the estimate was found wrong: GNSS is trusted again
             return self._relock(state, GnssDecision.RELOCKED_INTEGRITY, alarm, fit)
-        confirmed = view.cross_view_evidence is not None and view.cross_view_evidence >= cfg.integrity_min_evidence
+        confirmed = state.gnss_fault_seen or (view.cross_view_evidence is not None
+                                              and view.cross_view_evidence >= cfg.integrity_min_evidence)
         limit = cfg.relock_after_confirmed_s if confirmed else cfg.relock_after_s
         if rejecting_s >= limit:  # no course: the fixes were not checked against the motion
             state.disagreement = (fix.stamp_s + cfg.relock_memory_s, view.distance_m)  # either may be wrong
@@ -253,7 +263,7 @@ class GnssGate:
     @staticmethod
     def _relock(state: GateState, decision: GnssDecision, reason: str, fit: TrackFit | None) -> Verdict:
         state.rejecting_since_s = None
-        state.gnss_jumped = False
+        state.gnss_jumped = state.gnss_fault_seen = False
         state.recent = tuple(replace(e, rejected=False) for e in state.recent)
         if fit is None or fit.speed_mps < 0.5:
             return Verdict(decision, reason)
@@ -278,7 +288,8 @@ class GnssGate:
             return "", fit  # the fixes disagree with one another: GNSS itself is unreliable
         span = window[-1].stamp_s - window[0].stamp_s
         gap = math.hypot(fix.east_m - view.east_m, fix.north_m - view.north_m)
-        if view.cross_view_evidence is not None and view.cross_view_evidence < cfg.integrity_min_evidence:
+        if (not state.gnss_fault_seen and view.cross_view_evidence is not None
+                and view.cross_view_evidence < cfg.integrity_min_evidence):
             return (f"integrity: {len(window)} consistent GNSS fixes over {span:.1f} s, {gap:.0f} m "
                     f"from an estimate that cross-view no longer confirms (evidence "
                     f"{view.cross_view_evidence:.2f}): re-locked"), fit
@@ -289,6 +300,7 @@ class GnssGate:
             moved = view.measured_speed_mps * span
             if abs(d_gnss - moved) > max(3.0, 0.3 * moved):
                 state.direction_alarm_since_s = None
+                state.gnss_fault_seen = True
                 return "", fit  # GNSS moved unlike the wheels: a ramping GNSS error
         off = math.degrees(abs(angle_diff(math.atan2(d_est_n, d_est_e), math.atan2(fit.displacement_n,
                                                                                    fit.displacement_e))))
@@ -298,14 +310,16 @@ class GnssGate:
             return "", fit
         if state.direction_alarm_since_s is None:
             state.direction_alarm_since_s = fix.stamp_s
-        if view.measured_speed_mps is None and fix.stamp_s - state.direction_alarm_since_s < cfg.integrity_window_s:
-            return "", fit  # without wheels, the disagreement must outlast a multipath ramp (one more window)
+        if ((view.measured_speed_mps is None or state.gnss_fault_seen)
+                and fix.stamp_s - state.direction_alarm_since_s < cfg.integrity_window_s):
+            return "", fit  # the disagreement must outlast a multipath ramp (one more window)
         return (f"integrity: {len(window)} consistent GNSS fixes over {span:.1f} s, {gap:.0f} m from the "
                 f"estimate, which moves {off:.0f} deg off their course over ground: re-locked"), fit
 
     def _yaw_disagrees(self, view: EstimateView, fit: TrackFit | None) -> bool:
         cfg = self.config
-        if fit is None or fit.speed_mps < cfg.integrity_min_speed_mps or view.speed_mps < 0.5 * cfg.integrity_min_speed_mps:
+        if (fit is None or fit.speed_mps < cfg.integrity_min_speed_mps
+                or view.speed_mps < 0.5 * cfg.integrity_min_speed_mps):
             return False
         return abs(angle_diff(view.yaw_enu_rad, fit.course_rad)) > math.radians(cfg.integrity_yaw_tolerance_deg)
 

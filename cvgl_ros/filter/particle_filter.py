@@ -134,7 +134,8 @@ class ParticleFilterConfig:
     motion_timeout_s: float = 0.2            # IMU / odometry samples farther apart than this: a gap
     use_cross_view: bool = True              # False: the paper's GNSS-only baseline
     cross_view_outlier_prob: float = 0.05    # alpha of the cross-view mixture
-    cross_view_timeout_s: float = 2.0        # a cross-view update this recent "holds" the estimate
+    cross_view_timeout_s: float = 5.0        # a cross-view update this recent "holds" the estimate (> the 2 s
+    #                                          between full-circle searches while the yaw is unknown)
     evidence_window_s: float = 2.0           # cross-view evidence is averaged over this
     gate_sigmas: float = 3.0                 # particles outside gate_sigmas * sigma_gps are discarded
     gate_min_weight: float = 1e-3            # less weight than this inside the circle: "none"
