@@ -218,6 +218,7 @@ class BagWriter:
         self._writer: Writer | None = None
         self._connections: dict[str, object] = {}
         self.counts: dict[str, int] = {}
+        self.before_close: list = []  # called first on close (e.g. a recorder detaching, under its lock)
 
     def __enter__(self) -> "BagWriter":
         self._dir_ctx = atomic_dir(self.path)
@@ -251,6 +252,8 @@ class BagWriter:
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def __exit__(self, exc_type, exc, tb):
+        for detach in self.before_close:  # no other thread writes once these return
+            detach()
         try:
             self._writer.close()
             inner = self._tmp / self.path.name

@@ -328,6 +328,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
                     player.publishers.pop(other, None)
             summary.topics_not_played = dict(player.unplayable)
             recorder = Recorder(node, writer, lambda: player.now_ns, RESULT_QOS)
+            writer.before_close.append(recorder.close)  # a late message never hits a closed bag
             recorder.listeners.append(tracker)
             executor.add_node(node)
             spinner = threading.Thread(target=_spin, args=(executor, stop_spin), name="cvgl_replay_spin", daemon=True)
