@@ -169,6 +169,7 @@ class Verdict:
     course_rad: float | None = None        # GNSS course over ground, for a re-lock
     speed_mps: float | None = None         # GNSS speed, for a re-lock
     spread_m: float = 0.0                  # residual of the GNSS track fit
+    circle_cut: bool = True                # ACCEPTED: discard particles outside the 3-sigma circle
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class GnssGate:
         state.gnss_jumped = state.gnss_fault_seen = False
         state.rejecting_since_s = None
         if empty and view.distance_m <= cfg.gate_suspicious_min_m:
-            return Verdict(GnssDecision.ACCEPTED, "soft")  # near but outside a tight cloud: no cut, no re-seed
+            return Verdict(GnssDecision.ACCEPTED, circle_cut=False)  # near a too-tight cloud: no cut, no re-seed
         if empty:
             return Verdict(GnssDecision.RESEEDED, f"no particle weight within {cfg.gate_sigmas:g} sigma of the GNSS "
                                                   f"fix at t={fix.stamp_s:.3f} s: re-seeded around it")

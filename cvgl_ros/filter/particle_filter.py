@@ -403,7 +403,7 @@ class ParticleFilter:
             self._reseed(fix, verdict)
         elif decision is GnssDecision.ACCEPTED:
             log_factor = d2 * (-0.5 / fix.sigma_m**2)
-            if verdict.reason != "soft":
+            if verdict.circle_cut:
                 log_factor[~inside] = -np.inf
             self._reweight(log_factor)
         self._set_reference(fix.stamp_s)
