@@ -13,7 +13,7 @@ Rules
   it (or the current state), for estimates at the stamp of a late camera frame.
 
 The cost of a late measurement is one re-application of everything newer: at 15 Hz of
-measurements and a 0.5 s window, about 8 updates.
+measurements and a 1 s window, about 15 updates.
 """
 from __future__ import annotations
 

@@ -157,8 +157,9 @@ class ParticleFilterConfig:
     default_gnss_sigma_m: float = 5.0        # used when a fix reports no (finite, positive) sigma
     min_gnss_sigma_m: float = 0.5            # reported sigmas are floored to this
     resample_ess_fraction: float = 0.5       # resample when ESS < fraction * M
-    history_s: float = 0.5                   # late measurements within this are applied at their stamp
-    backwards_reset_s: float = 1.0           # a GNSS stamp this far behind resets the filter
+    history_s: float = 1.0                   # late measurements within this are applied at their stamp (a
+    #                                          full-circle search takes ~1 s of CPU: its result comes late)
+    backwards_reset_s: float = 1.5           # a GNSS stamp this far behind resets the filter
     covariance_scale: float = 1.5            # c_P: the published covariance is c_P times the particles' (+ floor)
     covariance_floor_m: float = 0.25         # sigma_0: published position covariance >= sigma_0^2 I
     covariance_floor_yaw_deg: float = 0.5    # ... and yaw variance >= this^2
