@@ -759,10 +759,7 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray | None) -> float:
     """Median of `values`; weighted when `weights` (normalized) is given."""
     if weights is None:
         return float(np.median(values))
-    order = np.argsort(values)
-    cdf = np.cumsum(weights[order])
-    i = int(np.searchsorted(cdf, 0.5 * cdf[-1]))
-    return float(values[order[min(i, len(order) - 1)]])
+    return _weighted_quantile(values, weights, 0.5)
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
     """The q-quantile of `values` under normalized `weights`."""
