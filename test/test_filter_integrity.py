@@ -270,6 +270,50 @@ def test_protection_level_bounds_the_error_through_the_turn(turn_after_gap):
     assert np.all(np.isfinite(run.protection_level_m[keep]))
 
 
+# -- an estimate that rests on GNSS alone -------------------------------------------------
+
+def start_on(offset, seconds, sigma=2.0):
+    """A filter that starts on GNSS offset by `offset` from the truth; cross-view (10 Hz,
+    a volume cut around the estimate as the node cuts its patch) peaks at the truth."""
+    pf = ParticleFilter(ParticleFilterConfig(num_particles=1000), seed=3)
+    covered, sigmas = [], []
+    for k, t in enumerate(np.arange(0.0, seconds, 0.1)):
+        t = float(round(t, 6))
+        e, n = 10.0 * t, 0.0
+        if k % 2 == 0:
+            pf.add_gnss(t, e + offset[0], n + offset[1], sigma, True)
+        if pf.initialized:
+            est = pf.estimate(t)
+            pf.add_cross_view(t, volume_at(e, n, 0.0, est.east_m, est.north_m))
+            est = pf.estimate(t)
+            sigmas.append(math.sqrt(max(np.linalg.eigvalsh(est.covariance_3x3[:2, :2]))))
+            covered.append(math.hypot(est.east_m - e, est.north_m - n) <= est.protection_level_m)
+    return pf, np.array(sigmas), np.array(covered)
+
+
+def test_a_start_on_a_multipath_fix_is_not_claimed_to_be_precise():
+    """The first fixes are 40 m off (a multipath episode reporting 2 m): the camera sees no
+    match around them, so the estimate stays unverified, its sigma >= unverified_sigma_m and
+    its protection level bounds the 40 m; a start on good fixes is confirmed at once."""
+    pf, sigmas, covered = start_on((0.0, 40.0), 3.0)
+    assert not pf.estimate().verified and pf.diagnostics["estimate_verified"] is False
+    assert sigmas.min() >= ParticleFilterConfig().unverified_sigma_m and covered.all()
+    good, sigmas, covered = start_on((0.0, 0.0), 3.0)
+    assert good.estimate().verified and sigmas[-1] < 2.0 and covered.all()
+    off = ParticleFilter(ParticleFilterConfig(num_particles=1000, unverified_sigma_m=0.0), seed=3)
+    off.add_gnss(0.0, 0.0, 40.0, 2.0, True)
+    assert math.sqrt(off.estimate().covariance_3x3[0, 0]) < 5.0  # 0: the receiver's word alone
+
+
+def test_a_reseed_makes_the_estimate_unverified_again():
+    pf = settled_filter(relock_after_s=4.0, relock_after_confirmed_s=4.0)
+    assert pf.estimate().verified
+    decisions = straight_run(pf, 8.1, 12.3, offset=(30.0, 0.0), cross_view=False)
+    assert GnssDecision.RELOCKED in [d for _, d in decisions]
+    est = pf.estimate()
+    assert not est.verified and est.covariance_3x3[0, 0] >= ParticleFilterConfig().unverified_sigma_m ** 2
+
+
 # -- sensor mounting ---------------------------------------------------------------------
 
 def test_a_camera_ahead_and_an_antenna_behind_base_link_give_base_links_pose():

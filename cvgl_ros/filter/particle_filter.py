@@ -37,10 +37,16 @@ weighted covariance of (E, N, psi) plus a floor diag(sigma_0^2, sigma_0^2, sigma
 c_P > 1 because the particles understate the error: the filter fuses 5-10 camera frames a
 second as independent measurements, but their errors are correlated (the same scene, the
 same aliasing), as the 2-D NEES on the fleet benchmark shows (c_P = 1.5 brings it to about
-2 on its hardest drive; calibrate it there, like the network's temperature). The floor (right after
+2 on its hardest drive; calibrate it there, like the network's temperature). The floor: right after
 a resampling that kept copies of a few particles, their spread understates what the set
-can resolve; the next prediction's diffusion separates them again), and a horizontal
-protection level (below).
+can resolve (the next prediction's diffusion separates them again). While the particles
+rest on GNSS alone (after the initialization or a re-seed, until the mean cross-view
+evidence over the evidence window first reaches integrity_min_evidence) the position floor
+becomes sqrt(sigma_0^2 + sigma_u^2), sigma_u = `unverified_sigma_m`: a city receiver can be
+tens of metres off while it reports a few (a fix in a multipath episode; the fleet's
+`multipath` profile: 20-60 m), and a start on such a fix is indistinguishable from a good one
+until the camera confirms it (`PoseEstimate.verified`; `estimate_verified` in the
+diagnostics). Then a horizontal protection level (below).
 
 Beyond the paper (each a documented choice)
 -------------------------------------------
@@ -163,6 +169,7 @@ class ParticleFilterConfig:
     covariance_scale: float = 1.5            # c_P: the published covariance is c_P times the particles' (+ floor)
     covariance_floor_m: float = 0.25         # sigma_0: published position covariance >= sigma_0^2 I
     covariance_floor_yaw_deg: float = 0.5    # ... and yaw variance >= this^2
+    unverified_sigma_m: float = 25.0         # sigma_u: added while no cross-view confirmed a GNSS (re)seed (0: off)
     protection_level_sigmas: float = 3.72    # k_PL
     protection_level_scale: float = 1.0      # c_PL
 
@@ -220,6 +227,7 @@ class PoseEstimate:
     initialized: bool
     protection_level_m: float = math.sqrt(UNINITIALIZED_VARIANCE)
     speed_variance: float = 0.0
+    verified: bool = False  # cross-view has confirmed the particles since GNSS last (re)seeded them
 
 
 @dataclass
@@ -240,6 +248,7 @@ class _State:
     seeded_at_s: float | None = None       # last (re)initialization
     last_cross_view_s: float | None = None
     evidence: tuple = ()                   # (stamp, cross-view log-evidence) of the evidence window
+    verified: bool = False                 # cross-view confirmed the particles since they were seeded
     gate: GateState | None = None
 
     @property
@@ -342,6 +351,7 @@ class ParticleFilter:
         s.particles, s.log_weights, s.uniform = p, np.full(m, self._log_uniform), True
         s.time_s = s.seeded_at_s = float(stamp_s)
         s.evidence = ()
+        s.verified = False
         s.gate = GateState(reference=(float(stamp_s), float(east_m), float(north_m), 0.5 * cfg.init_speed_max_mps,
                                       sigma_m))
 
@@ -544,6 +554,8 @@ class ParticleFilter:
         weighted = dev * weights
         cov = np.array([[_wsum(weighted[i], dev[j]) for j in range(3)] for i in range(3)])
         floor_m = cfg.covariance_floor_m
+        if cfg.use_cross_view and not state.verified:
+            floor_m = math.hypot(floor_m, cfg.unverified_sigma_m)
         cov = cfg.covariance_scale * 0.5 * (cov + cov.T) + np.diag([floor_m ** 2, floor_m ** 2,
                                              math.radians(cfg.covariance_floor_yaw_deg) ** 2])
         median_e, median_n = _weighted_median(p[E], w), _weighted_median(p[N], w)
@@ -563,6 +575,7 @@ class ParticleFilter:
             mean_yaw_enu_rad=mean_yaw, ess=ess, initialized=True,
             protection_level_m=cfg.protection_level_scale * max(gaussian, tail, self._disagreement(state, stamp_s)),
             speed_variance=max(_wsum((p[V] - mean_v) ** 2, weights), 0.0),
+            verified=state.verified or not cfg.use_cross_view,
         )
 
     def _disagreement(self, state: _State, stamp_s: float) -> float:
@@ -694,6 +707,7 @@ class ParticleFilter:
         evidence = self.update_cross_view(m.volume, m.log_normalizer)
         horizon = m.stamp_s - self.config.evidence_window_s
         s.evidence = tuple(x for x in s.evidence if x[0] >= horizon) + ((m.stamp_s, evidence),)
+        s.verified = s.verified or bool(np.mean([e for _, e in s.evidence]) >= self.config.integrity_min_evidence)
         s.last_cross_view_s = m.stamp_s
         self._count("cross_view_applied")
         return True
@@ -737,6 +751,7 @@ class ParticleFilter:
         return dict(self._counters, last_reset_reason=self._last_reset_reason,
                     last_reseed_reason=self._last_reseed_reason,
                     last_integrity_alarm=s.gate.last_alarm if s.gate else "",
+                    estimate_verified=s.verified,
                     cross_view_evidence=f"{np.mean(evidence):.2f}" if evidence else "none")
 
     def _count(self, name: str | None) -> None:

@@ -66,6 +66,8 @@ FILTER_PARAMS = {
                          "fleet benchmark's NEES)", 0.1, 100.0),
     "covariance_floor_m": ("the published position 1-sigma is at least this, m", 0.0, 100.0),
     "covariance_floor_yaw_deg": ("the published yaw 1-sigma is at least this, deg", 0.0, 180.0),
+    "unverified_sigma_m": ("added (in quadrature) to the position 1-sigma while the estimate rests on GNSS alone: "
+                           "after a (re)seed, until cross-view first confirms it; 0: off, m", 0.0, 1000.0),
     "protection_level_sigmas": ("k_PL: Gaussian multiplier of the protection level", 0.1, 100.0),
     "protection_level_scale": ("c_PL: overall scale of the protection level", 0.01, 100.0),
 }
