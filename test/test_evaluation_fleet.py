@@ -3,6 +3,7 @@ constructed tracks (the replays themselves are the benchmark, not a test)."""
 import numpy as np
 import pytest
 
+from cvgl_ros.errors import InputError
 from cvgl_ros.evaluation import fleet as F
 from cvgl_ros.sim.gnss import MODEL_NAMES
 
@@ -19,10 +20,16 @@ def test_fleet_definition_covers_what_the_issue_asks():
     held_out = [w for w in F.WORLDS if w.seed not in F.MODEL_WORLD_SEEDS]
     assert held_out and all(not w.trained_on for w in held_out)
     assert all(w.trained_on == (w.seed in F.MODEL_WORLD_SEEDS) for w in F.WORLDS)
-    assert {d.gnss for d in F.DRIVES} == set(MODEL_NAMES) and "multipath" in MODEL_NAMES
+    # every receiver model; `clean` is the truth itself (no estimate can be below error 0)
+    assert {d.gnss for d in F.DRIVES} == set(F.RECEIVER_PROFILES) == set(MODEL_NAMES) - {"clean"}
+    assert "multipath" in F.RECEIVER_PROFILES
     assert all(d.duration_s >= 180.0 for d in F.DRIVES)
     quick = F.fleet_drives(quick=True)
     assert len(quick) == 3 and any(d.gnss == "multipath" for d in quick)
+    named = F.fleet_drives(names=[F.DRIVES[3].name, F.DRIVES[1].name])
+    assert named == (F.DRIVES[1], F.DRIVES[3])
+    with pytest.raises(InputError, match="no drive nowhere-1"):
+        F.fleet_drives(names=["nowhere-1"])
     # the cache keys follow the definition and the camera size, not the quick flag
     d = F.DRIVES[0]
     assert F.drive_key(d, (256, 64)) != F.drive_key(d, (512, 128))

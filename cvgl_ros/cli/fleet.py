@@ -1,6 +1,7 @@
 """`cvgl evaluate-fleet`: the fleet accuracy benchmark (`cvgl_ros.evaluation.fleet`).
 
-    cvgl evaluate-fleet --out DIR [--cache data/fleet] [--model M] [--quick] [--no-motion-sensors] [--workers N]
+    cvgl evaluate-fleet --out DIR [--cache data/fleet] [--model M] [--quick | --drives NAME ...] [--no-motion-sensors]
+                       [--workers N]
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def _evaluate_fleet(args) -> int:
     from cvgl_ros.evaluation.fleet import run_fleet
 
     claim_out(args, "evaluate-fleet", "dir", inputs=[args.model, args.cache], names=FLEET_NAMES, in_place=True)
-    result = run_fleet(args.out, args.cache, model=args.model, quick=args.quick,
+    result = run_fleet(args.out, args.cache, model=args.model, quick=args.quick, drive_names=args.drives,
                        motion_sensors=not args.no_motion_sensors, workers=args.workers, progress=not args.quiet)
     f, r = result["fleet"]["fused"], result["fleet"]["gnss_raw"]
     print(f"fleet of {len(result['drives'])} drives: fused mean {f['mean_m']:.2f} m, p99 {f['p99_m']:.2f} m, "
@@ -35,7 +36,10 @@ def register(subparsers) -> None:
     p.add_argument("--cache", default="data/fleet", metavar="DIR",
                    help="where the generated worlds and drives are kept and reused (default data/fleet)")
     p.add_argument("--model", help="exported model .onnx (default: the shipped models/*.onnx)")
-    p.add_argument("--quick", action="store_true", help="three drives only (one of them multipath)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true", help="three drives only (one of them multipath)")
+    which.add_argument("--drives", nargs="+", metavar="NAME",
+                       help="only these drives of the fleet (names as in fleet.md), e.g. to try a change on the worst")
     p.add_argument("--no-motion-sensors", action="store_true",
                    help="replay without /imu/data and /odom/wheel (camera and GNSS only)")
     p.add_argument("--workers", type=positive_int, default=1,

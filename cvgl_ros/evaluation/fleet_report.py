@@ -23,10 +23,15 @@ def _fmt(v, digits=2, unit=""):
     return f"{v:.{digits}f}{unit}"
 
 
+def _which(result: dict) -> str:
+    """'quick, ' or 'named, ' (`--drives`) before the drive count: not the whole fleet."""
+    return "quick, " if result["quick"] else "named, " if result.get("drives_named") else ""
+
+
 def markdown_report(result: dict) -> str:
     labels = {"fused": "fused (cross-view + GNSS)", "gnss_raw": "raw GNSS",
               "gnss_particle_filter": "GNSS-only particle filter", "kalman_cv": "GNSS constant-velocity Kalman"}
-    lines = [f"# Fleet accuracy ({'quick, ' if result['quick'] else ''}{len(result['drives'])} drives, "
+    lines = [f"# Fleet accuracy ({_which(result)}{len(result['drives'])} drives, "
              f"{'with' if result['motion_sensors'] else 'without'} IMU/wheel odometry)", "",
              f"Model `{result['model']}`; {result['camera_hz']:g} Hz camera {result['image_wh'][0]}x"
              f"{result['image_wh'][1]}, {result['gnss_hz']:g} Hz GNSS, lockstep replay; commit {result['git_commit']}.",
@@ -121,7 +126,7 @@ def plot_fleet(path: Path, result: dict) -> None:
     axes[1].set_xticks(x)
     axes[1].set_xticklabels(names, rotation=40, ha="right", fontsize=8)
     f, r = result["fleet"]["fused"], result["fleet"]["gnss_raw"]
-    fig.suptitle(f"Fleet accuracy, {len(drives)} drives{' (quick)' if result['quick'] else ''}: fused mean "
+    fig.suptitle(f"Fleet accuracy, {_which(result)}{len(drives)} drives: fused mean "
                  f"{f['mean_m']:.2f} m / p99 {f['p99_m']:.1f} m vs raw GNSS {r['mean_m']:.2f} m / {r['p99_m']:.1f} m "
                  "(dashed: 10 m)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
