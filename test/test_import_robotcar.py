@@ -140,7 +140,8 @@ def test_robotcar_run_to_bag(tmp_path):
         rgb = np.asarray(img.data).reshape(H, W, 3)
         assert np.abs(rgb[4:-4, 4:-4].astype(int) - COLOUR).max() <= 1
     k = msgs[TOPIC_CAMERA_INFO][0][1].k.reshape(3, 3)
-    assert k[0, 0] == pytest.approx(983.044006 * W / 1280) and k[1, 2] == pytest.approx(493.378998 * H / 960)
+    assert k[0, 0] == pytest.approx(983.044006 * W / 1280)
+    assert k[1, 2] == pytest.approx((493.378998 + 0.5) * H / 960 - 0.5)  # pixel centres (geo.pinhole)
 
 
 def test_motion_from_the_ins(tmp_path):
@@ -211,6 +212,7 @@ def test_models_dir_intrinsics_and_undistortion(tmp_path):
     assert b[row, 26, 0] > 180
     k = next(read_messages(undist, [TOPIC_CAMERA_INFO]))[3].k.reshape(3, 3)
     assert k[0, 0] == pytest.approx(50.0 * W / 1280) and k[1, 1] == pytest.approx(51.0 * H / 960)
+    assert k[0, 2] == pytest.approx((32.5 + 0.5) * W / 1280 - 0.5)
 
 
 def test_frames_without_png_are_skipped_and_counted(tmp_path):

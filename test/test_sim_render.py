@@ -34,8 +34,8 @@ def test_default_camera_scales_kitti_intrinsics():
     cam = default_camera(512, 128)
     assert cam.k[0, 0] == pytest.approx(KITTI_K[0, 0] * 512 / 1242)
     assert cam.k[1, 1] == pytest.approx(KITTI_K[1, 1] * 128 / 375)
-    assert cam.k[0, 2] == pytest.approx(KITTI_K[0, 2] * 512 / 1242)
-    assert cam.k[1, 2] == pytest.approx(KITTI_K[1, 2] * 128 / 375)
+    assert cam.k[0, 2] == pytest.approx((KITTI_K[0, 2] + 0.5) * 512 / 1242 - 0.5)  # pixel centres (geo.pinhole)
+    assert cam.k[1, 2] == pytest.approx((KITTI_K[1, 2] + 0.5) * 128 / 375 - 0.5)
     assert cam.height_m == 1.65
     info = cam.camera_info_fields()
     assert info["width"] == 512 and info["height"] == 128 and len(info["k"]) == 9

@@ -22,6 +22,7 @@ def shipped_model() -> Path:
 @benchmark("model", "pose network per frame on CPU ONNX Runtime, 2 threads: estimate() at the sim camera "
                     "size (128x512, resized by the runtime), raw session.run, and the no-yaw-prior mode")
 def model_benchmark() -> dict:
+    from cvgl_ros.geo.pinhole import scale_intrinsics
     from cvgl_ros.runtime import PoseEstimator, Prior
     from cvgl_ros.runtime.preprocess import to_nchw_float
 
@@ -33,8 +34,9 @@ def model_benchmark() -> dict:
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     patch = rng.integers(0, 256, (est.patch_px, est.patch_px, 3), dtype=np.uint8)
     prior = Prior(10.0, -5.0, 0.3)
+    k_model = scale_intrinsics(k, est.image_hw[1] / w, est.image_hw[0] / h)  # what estimate() feeds
     feeds = {"ground": to_nchw_float(np.zeros((*est.image_hw, 3), np.uint8)),
-             "satellite": to_nchw_float(patch), "intrinsics": k[None].astype(np.float32) / 2,
+             "satellite": to_nchw_float(patch), "intrinsics": k_model[None].astype(np.float32),
              "camera_height_m": np.array([1.6], np.float32), "yaw_prior_rad": np.array([0.3], np.float32)}
     cases = {"estimate_128x512": measure(lambda: est.estimate(image, k, patch, prior), repeats=50, warmup=3)}
     cases["estimate_128x512"]["peak_rss_mb"] = peak_rss_mb()          # the node's steady state

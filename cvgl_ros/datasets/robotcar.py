@@ -20,7 +20,7 @@ Output bag:
   `/camera/image_raw/compressed`), undistorted with the SDK model's look-up table
   `models/stereo_narrow_left_distortion_lut.bin` (`--models DIR`), and `/camera/camera_info`
   at the image stamps: the pinhole intrinsics of that model's `stereo_narrow_left.txt`
-  (scaled if the images were resized), D = 0, which is then true. The centre camera's lens
+  (scaled if the images were resized, `cvgl_ros.geo.pinhole`), D = 0, which is then true. The centre camera's lens
   distorts noticeably and the SDK describes it only by that table, so without `--models`,
   or with a models folder that has no table, the import is refused (InputError) unless
   `allow_distorted`: then the images stay distorted and NO CameraInfo is written (a pinhole
@@ -60,6 +60,7 @@ import numpy as np
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
+from cvgl_ros.geo.pinhole import scale_intrinsics
 from cvgl_ros.geo.yaw import heading_deg_to_yaw_enu
 
 GPS_COLUMNS = ("timestamp", "num_satellites", "latitude", "longitude", "altitude", "latitude_sigma",
@@ -169,8 +170,8 @@ def undistortion_maps(lut: np.ndarray, width: int, height: int, where: str):
 def intrinsics_matrix(fx_fy_cx_cy, width: int, height: int) -> np.ndarray:
     """K for the run's image size: the model's 1280 x 960 intrinsics scaled if the images were resized."""
     fx, fy, cx, cy = fx_fy_cx_cy
-    sx, sy = width / DEFAULT_SIZE[0], height / DEFAULT_SIZE[1]
-    return np.array([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]])
+    k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    return scale_intrinsics(k, width / DEFAULT_SIZE[0], height / DEFAULT_SIZE[1])
 
 
 def load_bayer_rgb(path: Path, maps=None) -> np.ndarray:

@@ -1,8 +1,7 @@
 """Bring a camera image and a satellite patch to the sizes a model card promises (numpy/OpenCV).
 
 Shared by the runtime and the training data pipeline so both see identical inputs.
-Pixel centres are at integer coordinates (OpenCV); resizing an image by (sx, sy) maps
-u -> (u + 0.5) * sx - 0.5, so the intrinsics become fx*sx, fy*sy, (cx + 0.5)*sx - 0.5, ...
+A resized image's intrinsics follow the pixel-centre convention of `cvgl_ros.geo.pinhole`.
 """
 from __future__ import annotations
 
@@ -10,15 +9,7 @@ import cv2
 import numpy as np
 
 from cvgl_ros.errors import InputError
-
-
-def scale_intrinsics(k: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Intrinsics of an image resized by (sx, sy) (new size / old size per axis)."""
-    k = np.asarray(k, dtype=np.float64)
-    out = k.copy()
-    out[0, 0], out[0, 1], out[0, 2] = k[0, 0] * sx, k[0, 1] * sx, (k[0, 2] + 0.5) * sx - 0.5
-    out[1, 1], out[1, 2] = k[1, 1] * sy, (k[1, 2] + 0.5) * sy - 0.5
-    return out
+from cvgl_ros.geo.pinhole import scale_intrinsics
 
 
 def resize_ground(image: np.ndarray, k: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from cvgl_ros.errors import InputError
+from cvgl_ros.geo.pinhole import scale_intrinsics
 from cvgl_ros.sim.world_cars import TrafficModel, parked_cars
 from cvgl_ros.sim.world_mesh import (
     MAT_CAR, MAT_CROWN, MAT_GROUND, MAT_ROOF, MAT_TRUNK, MAT_WALL, Mesh, building_mesh, car_mesh, car_mesh_arrays,
@@ -99,17 +100,12 @@ class CameraModel:
 
 
 def default_camera(width: int = 512, height: int = 128, height_m: float = KITTI_CAMERA_HEIGHT_M) -> CameraModel:
-    """KITTI's colour camera intrinsics scaled to width x height (each axis by its own factor)."""
+    """KITTI's colour camera intrinsics scaled to width x height (each axis by its own factor,
+    pixel centres as `cvgl_ros.geo.pinhole` says)."""
     if not (isinstance(width, (int, np.integer)) and isinstance(height, (int, np.integer)) and width > 0
             and height > 0):
         raise InputError(f"camera size must be positive integers, got {width}x{height}")
-    sx = width / KITTI_IMAGE_SIZE[0]
-    sy = height / KITTI_IMAGE_SIZE[1]
-    k = KITTI_K.copy()
-    k[0, 0] *= sx
-    k[0, 2] *= sx
-    k[1, 1] *= sy
-    k[1, 2] *= sy
+    k = scale_intrinsics(KITTI_K, width / KITTI_IMAGE_SIZE[0], height / KITTI_IMAGE_SIZE[1])
     return CameraModel(k, int(width), int(height), float(height_m))
 
 
