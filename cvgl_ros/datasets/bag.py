@@ -3,7 +3,8 @@
 Bags are written as MCAP (rosbag2 format version 9, with metadata.yaml) into a temporary
 directory beside the target and renamed into place when closed, so an interrupted writer
 never leaves a half bag under the final name. Message builders here construct the standard
-messages of the Kilted typestore; stamps are integer nanoseconds of ROS time.
+messages of the Kilted typestore; stamps are integer nanoseconds of ROS time, converted to and
+from a header's (sec, nanosec) by `cvgl_ros.stamps` (its `stamp_to_ns` is importable from here too).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cvgl_ros.atomic import atomic_dir
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
 from cvgl_ros.geo.yaw import yaw_to_quaternion
+from cvgl_ros.stamps import ns_to_sec_nanosec, stamp_to_ns  # noqa: F401 (stamp_to_ns: for bag readers)
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types  # message classes by type name
@@ -67,13 +69,9 @@ UNKNOWN_VARIANCE = 1e6  # a diagonal entry of an Odometry covariance that the se
 # -- message builders -------------------------------------------------------------------
 
 def header(stamp_ns: int, frame_id: str):
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    """A std_msgs/Header (InputError: a stamp a ROS time cannot hold, `cvgl_ros.stamps`)."""
+    sec, nanosec = ns_to_sec_nanosec(stamp_ns)
     return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id)
-
-
-def stamp_to_ns(stamp) -> int:
-    """builtin_interfaces/Time (rosbags or rclpy message) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera", encoding: str = "rgb8"):

@@ -31,16 +31,16 @@ from cvgl_ros.errors import InputError
 from cvgl_ros.geo.yaw import quaternion_to_yaw, yaw_to_quaternion
 from cvgl_ros.imaging import decode_compressed, decode_image
 from cvgl_ros.likelihood import LikelihoodVolume
+from cvgl_ros.stamps import ns_to_sec_nanosec, stamp_to_ns
 
-# -- time -------------------------------------------------------------------------------
+# -- time (the conversion itself is cvgl_ros.stamps) -----------------------------------
 
-
-def stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+stamp_ns = stamp_to_ns  # a message's header.stamp -> integer nanoseconds, as the nodes call it
 
 
 def to_stamp(ns: int) -> Time:
-    sec, nanosec = divmod(int(ns), 1_000_000_000)
+    """Integer nanoseconds -> builtin_interfaces/Time (InputError: a stamp a ROS time cannot hold)."""
+    sec, nanosec = ns_to_sec_nanosec(ns)
     return Time(sec=sec, nanosec=nanosec)
 
 
@@ -99,7 +99,7 @@ def navsatfix_to_enu(msg, datum, default_sigma_m: float) -> GnssFix:
     """A valid NavSatFix -> GnssFix in the `map` frame of `datum` (InputError if invalid)."""
     check_navsatfix(msg)
     e, n, u = datum.to_enu(msg.latitude, msg.longitude, msg.altitude)
-    return GnssFix(stamp_ns(msg.header.stamp), float(e), float(n), float(u),
+    return GnssFix(stamp_to_ns(msg.header.stamp), float(e), float(n), float(u),
                    navsatfix_sigma_m(msg, default_sigma_m), True)
 
 
@@ -314,7 +314,7 @@ def cloud_to_volume(msg) -> LikelihoodVolume:
     volume = np.full(shape, fill, dtype=np.float32)
     volume[k, r, c] = ll
     return LikelihoodVolume(volume, center_e_m=0.5 * (x[0] + x[last]), center_n_m=0.5 * (y[0] + y[last]),
-                            cell_m=float(cell_m), yaw_bins_rad=yaws, stamp_ns=stamp_ns(msg.header.stamp))
+                            cell_m=float(cell_m), yaw_bins_rad=yaws, stamp_ns=stamp_to_ns(msg.header.stamp))
 
 
 # -- motion sensors and integrity ------------------------------------------------------
@@ -337,7 +337,7 @@ def imu_yaw_rate(msg) -> tuple[int, float, float | None]:
     if not math.isfinite(rate):
         raise InputError(f"IMU yaw rate is not finite: {rate}")
     variance = None if not any(cov) else _finite_or_none(float(cov[8]))
-    return stamp_ns(msg.header.stamp), rate, variance
+    return stamp_to_ns(msg.header.stamp), rate, variance
 
 
 def odometry_speed(msg) -> tuple[int, float, float | None]:
@@ -347,7 +347,7 @@ def odometry_speed(msg) -> tuple[int, float, float | None]:
     if not math.isfinite(speed):
         raise InputError(f"wheel speed is not finite: {speed}")
     variance = _finite_or_none(float(msg.twist.covariance[0]))
-    return stamp_ns(msg.header.stamp), speed, variance if variance else None
+    return stamp_to_ns(msg.header.stamp), speed, variance if variance else None
 
 
 def protection_level_msg(stamp: int, frame_id: str, horizontal_m: float) -> Vector3Stamped:

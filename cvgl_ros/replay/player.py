@@ -20,6 +20,7 @@ from rosgraph_msgs.msg import Clock
 
 from cvgl_ros.datasets.bag import TOPIC_CLOCK, bag_topics, read_messages
 from cvgl_ros.replay.recorder import message_class
+from cvgl_ros.stamps import ns_to_sec_nanosec
 
 PLAYER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
@@ -44,7 +45,7 @@ class BagPlayer:
     def publish_clock(self, stamp_ns: int) -> None:
         self.now_ns = max(self.now_ns, int(stamp_ns))
         msg = Clock()
-        msg.clock.sec, msg.clock.nanosec = divmod(self.now_ns, 1_000_000_000)
+        msg.clock.sec, msg.clock.nanosec = ns_to_sec_nanosec(self.now_ns)
         self.clock_pub.publish(msg)
 
     def publish(self, topic: str, stamp_ns: int, cdr: bytes) -> None:

@@ -8,11 +8,11 @@ Topics other than the known outputs that appear under `/cvgl/` are picked up by 
 from __future__ import annotations
 
 import importlib
-import struct
 import threading
 from typing import Callable
 
 from cvgl_ros.datasets.bag import BagWriter
+from cvgl_ros.stamps import header_stamp_ns  # noqa: F401 (the listeners' stamp reader, imported from here)
 
 # The outputs of the two nodes (README "Topics").
 OUTPUT_TOPICS = {
@@ -35,13 +35,6 @@ def message_class(msgtype: str):
     """'pkg/msg/Name' -> the rclpy message class."""
     pkg, _, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{pkg}.msg"), name)
-
-
-def header_stamp_ns(cdr: bytes) -> int:
-    """Stamp of a message that starts with std_msgs/Header, read from its CDR bytes."""
-    endian = "<" if cdr[1] == 1 else ">"
-    sec, nanosec = struct.unpack_from(f"{endian}iI", cdr, 4)
-    return sec * 1_000_000_000 + nanosec
 
 
 class Recorder:
