@@ -225,11 +225,14 @@ def test_the_follower_waits_uses_the_owners_datum_and_reports_a_mismatch():
     follower = DatumFollower(None)
     assert follower.datum is None and follower.describe() == "waiting for the filter's datum"
     first = follower.receive(Datum(49.0, 8.4, 110.0))
-    assert first.changed and first.mismatch is None and follower.datum == Datum(49.0, 8.4, 110.0)
+    assert first.changed and not first.replaced and first.mismatch is None
+    assert follower.datum == Datum(49.0, 8.4, 110.0)
     again = follower.receive(Datum(49.0, 8.4, 110.0))              # the latched message again
-    assert not again.changed
+    assert not again.changed and not again.replaced
+    near = follower.receive(Datum(49.0, 8.4, 110.005))             # 5 mm: within the tolerance, the same frame
+    assert not near.replaced and follower.datum == Datum(49.0, 8.4, 110.0)
     moved = follower.receive(Datum(49.0, 8.4001, 110.0))           # the filter restarted elsewhere: 7 m
-    assert moved.changed and follower.datum == Datum(49.0, 8.4001, 110.0)
+    assert moved.changed and moved.replaced and follower.datum == Datum(49.0, 8.4001, 110.0)
 
     checked = DatumFollower(Datum(49.0, 8.4, 110.0))
     assert checked.datum is None                                    # the parameter alone is not used

@@ -337,7 +337,7 @@ def test_nodes_started_3_s_apart_without_a_datum_share_the_filters_map_frame(til
         d = sensors.last_diag("cross_view_node")
         assert d["datum"].split(" ")[0] == sensors.last_diag("particle_filter_node")["datum"].split(" ")[0]
         assert "using the filter's" in d["datum_mismatch"]
-        assert cross_view.node.datum == filter_datum
+        assert cross_view.node.datum_follower.datum == filter_datum
 
         frames = []
         infos = {stamp: cdr for topic, _, stamp, cdr in late if topic == B.TOPIC_CAMERA_INFO}

@@ -11,7 +11,8 @@ when the owner's differs from it by more than `tolerance_m` (the distance betwee
 origins), `receive` says so and the owner's datum is still the one used (the filter fuses in
 its own frame, so a likelihood in any other frame would be wrong). A different datum from
 the owner later (the filter node restarted without a datum parameter and anchored at a new
-fix) replaces the old one; the follower then clears what it held in the old frame.
+fix) replaces the old one; the follower then clears what it held in the old frame. The nodes
+hold no datum of their own: they read the owner's or the follower's `datum`.
 """
 from __future__ import annotations
 
@@ -57,11 +58,13 @@ class DatumOwner:
 
 @dataclass(frozen=True)
 class DatumUpdate:
-    """What a received datum changed: `changed` (a different datum than before: drop what was
-    held in the old frame) and `mismatch` (text when it disagrees with the parameter)."""
+    """What a received datum changed: `changed` (the first datum, or a different one than before),
+    `replaced` (a different one than before: drop what was held in the old frame) and `mismatch`
+    (text when it disagrees with the parameter)."""
 
     changed: bool
     mismatch: str | None = None
+    replaced: bool = False
 
 
 class DatumFollower:
@@ -73,15 +76,18 @@ class DatumFollower:
         self.datum: Datum | None = None
 
     def receive(self, datum: Datum) -> DatumUpdate:
-        previous, self.datum = self.datum, datum
+        """The owner's datum arrived; one within `tolerance_m` of the held one leaves it as it is."""
+        previous = self.datum
         changed = previous is None or datum_offset_m(previous, datum) > self.tolerance_m
+        if changed:
+            self.datum = datum
         mismatch = None
         if self.parameter is not None:
             offset = datum_offset_m(self.parameter, datum)
             if offset > self.tolerance_m:
                 mismatch = (f"the filter's datum {datum_text(datum)} differs from this node's datum parameter "
                             f"{datum_text(self.parameter)} by {offset:.2f} m; using the filter's")
-        return DatumUpdate(changed, mismatch)
+        return DatumUpdate(changed, mismatch, replaced=changed and previous is not None)
 
     def describe(self) -> str:
         if self.datum is None:

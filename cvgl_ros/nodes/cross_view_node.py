@@ -49,7 +49,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, NavSatFix, PointCloud2
 
 from cvgl_ros.errors import InputError
-from cvgl_ros.geo.datum import Datum
 from cvgl_ros.imaging import encode_rgb
 from cvgl_ros.localization.datum import DatumFollower
 from cvgl_ros.localization.prior import PriorPolicy, PriorSelector
@@ -148,8 +147,7 @@ class CrossViewNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self.p = declare_params(self, PARAMS)
-        self.datum_follower = DatumFollower(parse_datum(self.p["datum"]))
-        self.datum: Datum | None = None  # the filter's, once /cvgl/datum arrived
+        self.datum_follower = DatumFollower(parse_datum(self.p["datum"]))  # the filter's datum, once it arrived
         self.health = NodeHealth(health_name(NODE_NAME, self.get_namespace()))
         for counter in ("frames_processed", "frames_skipped", "frames_dropped_stale", "tile_misses",
                         "frames_without_tiles", "stamp_backwards", "frames_waiting_for_datum",
@@ -285,12 +283,10 @@ class CrossViewNode(Node):
             return
         with self._lock:
             update = self.datum_follower.receive(datum)
-            if update.changed:
-                if self.datum is not None:  # a new map frame: what was held is in the old one
-                    self.priors.clear()
-                    self.health.problem(f"the filter's datum changed to {self.datum_follower.describe()}",
-                                        "datum_changes")
-                self.datum = datum
+            if update.replaced:  # a new map frame: what was held is in the old one
+                self.priors.clear()
+                self.health.problem(f"the filter's datum changed to {self.datum_follower.describe()}",
+                                    "datum_changes")
             pending, self.pending_fix = self.pending_fix, None
         self.health.set_value("datum", self.datum_follower.describe())
         if update.mismatch:
@@ -315,7 +311,7 @@ class CrossViewNode(Node):
             self.health.problem(f"GNSS fix not used as prior: {exc}", "gnss_prior_rejected")
             return
         with self._lock:
-            datum = self.datum
+            datum = self.datum_follower.datum
             if datum is None:
                 self.pending_fix = msg
                 return
@@ -407,7 +403,7 @@ class CrossViewNode(Node):
         self._have_info.wait(timeout=0.5)  # the frame's camera_info may be a moment behind it
         self._have_datum.wait(timeout=0.5)  # and the filter's datum (latched) a moment behind the start
         with self._lock:
-            camera, datum = self.k, self.datum
+            camera, datum = self.k, self.datum_follower.datum
         if camera is None:
             raise InputError("no camera_info received yet")
         k, width, height = camera

@@ -31,7 +31,6 @@ from sensor_msgs.msg import Imu, NavSatFix, PointCloud2
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter, ParticleFilterConfig
-from cvgl_ros.geo.datum import Datum
 from cvgl_ros.localization.datum import DatumOwner
 from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, datum_msg
@@ -69,10 +68,10 @@ class ParticleFilterNode(Node):
         self.pf = ParticleFilter(config, seed=self.p["seed"])
         accept_live_changes(self, PARAMS, self._retune)
         self.datum_owner = DatumOwner(parse_datum(self.p["datum"]))
-        self.datum: Datum | None = self.datum_owner.datum
         self.pub_datum = self.create_publisher(NavSatFix, DATUM_TOPIC.lstrip("/"), DATUM_QOS)
-        if self.datum is not None:
-            self.pub_datum.publish(datum_msg(self.datum, self.get_clock().now().nanoseconds, self.p["map_frame"]))
+        if self.datum_owner.datum is not None:
+            self.pub_datum.publish(datum_msg(self.datum_owner.datum, self.get_clock().now().nanoseconds,
+                                             self.p["map_frame"]))
         self.health = NodeHealth(health_name(NODE_NAME, self.get_namespace()))
         for counter in ("gnss_rejected", "gnss_invalid", "stamp_backwards", "likelihood_rejected", "filter_resets"):
             self.health.count(counter, 0)  # always listed in /diagnostics
@@ -125,12 +124,11 @@ class ParticleFilterNode(Node):
             self.pf.add_gnss(t_ns * 1e-9, math.nan, math.nan, None, status_ok=False)
             return
         if self.datum_owner.offer_fix(t_ns, msg.latitude, msg.longitude, msg.altitude):
-            self.datum = self.datum_owner.datum
-            self.pub_datum.publish(datum_msg(self.datum, t_ns, self.p["map_frame"]))
+            self.pub_datum.publish(datum_msg(self.datum_owner.datum, t_ns, self.p["map_frame"]))
             self.health.set_value("datum", self.datum_owner.describe())
             self.health.problem(f"datum unset: map frame anchored at the first valid fix {self.health.values['datum']}"
                                 f", published on {DATUM_TOPIC}")
-        fix = conv.navsatfix_to_enu(msg, self.datum, self.pf.config.default_gnss_sigma_m)
+        fix = conv.navsatfix_to_enu(msg, self.datum_owner.datum, self.pf.config.default_gnss_sigma_m)
         self.pub_gnss_pose.publish(conv.pose_with_covariance_msg(
             t_ns, self.p["map_frame"], fix.east_m, fix.north_m, 0.0, np.diag([fix.sigma_m**2, fix.sigma_m**2, math.pi**2])))
         t0 = time.perf_counter()
@@ -219,8 +217,8 @@ class ParticleFilterNode(Node):
         frame = self.p["map_frame"]
         cov = est.covariance_3x3
         self.pub_pose.publish(conv.pose_with_covariance_msg(t_ns, frame, est.east_m, est.north_m, est.yaw_enu_rad, cov))
-        self.pub_fix.publish(conv.fused_navsatfix_msg(t_ns, self.p["gnss_frame"], self.datum, est.east_m, est.north_m,
-                                                      self.last_up_m, cov, self.last_up_var))
+        self.pub_fix.publish(conv.fused_navsatfix_msg(t_ns, self.p["gnss_frame"], self.datum_owner.datum, est.east_m,
+                                                      est.north_m, self.last_up_m, cov, self.last_up_var))
         self.pub_pl.publish(conv.protection_level_msg(t_ns, frame, est.protection_level_m))
         if pose_only:
             return
