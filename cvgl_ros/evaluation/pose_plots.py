@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvgl_ros.atomic import atomic_path
+from cvgl_ros.evaluation.figures import pyplot, save_figure
 
 
 def _cdf(ax, values: np.ndarray, label: str, limit: float) -> None:
@@ -20,11 +20,7 @@ def plot_error_cdf(errors: dict[str, np.ndarray], path: str | Path, title: str, 
     `errors` is `pose_metrics.pose_errors(...)`; `extra` maps a label to more position errors
     (e.g. the volume's best cell) drawn dashed on the position panel.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax_m, ax_d) = plt.subplots(1, 2, figsize=(11, 4.2))
     limit_m = 10.0
     for key, label in (("position_m", "position"), ("lateral_m", "lateral"), ("longitudinal_m", "longitudinal")):
@@ -46,8 +42,4 @@ def plot_error_cdf(errors: dict[str, np.ndarray], path: str | Path, title: str, 
     ax_d.grid(alpha=0.3)
     fig.suptitle(f"{title} ({len(errors['position_m'])} pairs)")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

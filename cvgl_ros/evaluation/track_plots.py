@@ -6,15 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cvgl_ros.atomic import atomic_path
+from cvgl_ros.evaluation.figures import pyplot, save_figure
 
 COLORS = {"fused": "tab:green", "gnss_particle_filter": "tab:blue", "kalman_cv": "tab:purple", "gnss_raw": "tab:red"}
 MAX_BACKGROUND_PX = 2048
-
-
-def _save(fig, path: Path) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
 
 
 def _satellite_background(tiles, datum, east_m, north_m, margin_m: float = 30.0):
@@ -34,7 +29,7 @@ def _satellite_background(tiles, datum, east_m, north_m, margin_m: float = 30.0)
 
 
 def plot_trajectories(path: Path, truth, tracks: dict, datum=None, tiles=None) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(9, 8))
     background = None
@@ -60,8 +55,7 @@ def plot_trajectories(path: Path, truth, tracks: dict, datum=None, tiles=None) -
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _no_fix_spans(gnss):
@@ -80,7 +74,7 @@ def _no_fix_spans(gnss):
 
 
 def plot_error_vs_time(path: Path, tracks: dict, gnss, t0: float) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax, ax_yaw) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
     for i, (a, b) in enumerate(_no_fix_spans(gnss)):
@@ -107,12 +101,11 @@ def plot_error_vs_time(path: Path, tracks: dict, gnss, t0: float) -> None:
     ax_yaw.set_xlabel("time since start (s)")
     ax_yaw.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_error_cdf(path: Path, tracks: dict) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for name in ("fused", "gnss_particle_filter", "kalman_cv", "gnss_raw"):
@@ -132,8 +125,7 @@ def plot_error_cdf(path: Path, tracks: dict) -> None:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _label(name: str) -> str:
@@ -144,9 +136,6 @@ def _label(name: str) -> str:
 
 def write_plots(out_dir: Path, truth, tracks: dict, gnss, datum=None, tiles=None) -> list[str]:
     """Write the three PNGs into `out_dir`; returns their file names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     out_dir = Path(out_dir)
     plot_trajectories(out_dir / "trajectories.png", truth, tracks, datum=datum, tiles=tiles)
     plot_error_vs_time(out_dir / "error_vs_time.png", tracks, gnss, t0=float(truth.t_s[0]))

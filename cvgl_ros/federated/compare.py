@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cvgl_ros.atomic import atomic_path, write_json, write_text
+from cvgl_ros.atomic import write_json, write_text
+from cvgl_ros.evaluation.figures import pyplot, save_figure
 from cvgl_ros.federated.settings import FederationSettings
 
 SCENARIOS = ("single", "fedavg", "encoders", "centralized")
@@ -221,11 +222,7 @@ def render_markdown(c: dict) -> str:
 
 def plot_recall_vs_round(histories: dict, path: Path, settings: FederationSettings) -> Path:
     """Recall against round for each scenario (cf. seed 000 Fig. 3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     styles = {"single": ("tab:gray", "s", ":"), "fedavg": ("tab:blue", "o", "-"),
               "encoders": ("tab:orange", "^", "-"), "centralized": ("tab:green", "D", "--")}
     fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4.2 * len(PLOTTED), 3.8), constrained_layout=True)
@@ -244,8 +241,4 @@ def plot_recall_vs_round(histories: dict, path: Path, settings: FederationSettin
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle(f"{settings.vehicles} vehicles, {settings.rounds} rounds x {settings.local_epochs} local epoch(s), "
                  f"evaluated on {settings.eval_split}", fontsize=10)
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cvgl_ros.atomic import atomic_path
 from cvgl_ros.errors import InputError
+from cvgl_ros.evaluation.figures import pyplot, save_figure
 from cvgl_ros.geo.grid import en_to_grid
 
 
@@ -15,11 +15,6 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
                    width: int = 1024, height: int = 256, patch_px: int = 512, patch_mpp: float = 0.2,
                    appearance_seed: int = 0, time_s: float = 0.0) -> Path:
     """Write a PNG with the ground frame (left) and the satellite patch (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from cvgl_ros.sim.ground_camera import GroundRenderer, default_camera
     from cvgl_ros.sim.world_mesh import MAT_WALL
     from cvgl_ros.tiles import PatchSampler
@@ -35,7 +30,7 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
     with PatchSampler(world.tiles_path) as sampler:
         patch = sampler.patch_enu(world.datum, east_m, north_m, patch_px, patch_mpp)
 
-    fig = plt.figure(figsize=(16.0, 4.4), dpi=110)
+    fig = pyplot().figure(figsize=(16.0, 4.4), dpi=110)
     grid = fig.add_gridspec(1, 2, width_ratios=[width / height, 1.7], wspace=0.03)
     ax_g = fig.add_subplot(grid[0])
     ax_s = fig.add_subplot(grid[1])
@@ -68,13 +63,7 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
     ax_s.axis("off")
     fig.suptitle(f"{world.style} world seed {world.seed} at E {east_m:.1f} m, N {north_m:.1f} m, yaw "
                  f"{math.degrees(yaw_enu_rad):.1f} deg (ENU)", fontsize=10)
-    out_png = Path(out_png)
-    try:
-        with atomic_path(out_png, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, bbox_inches="tight")
 
 
 def pose_on_road(world, seed: int = 0, along_m: float = 60.0) -> tuple[float, float, float]:

@@ -3,16 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cvgl_ros.atomic import atomic_path
+from cvgl_ros.evaluation.figures import pyplot, save_figure
 
 
 def plot_training_curves(history: list[dict], path: str | Path, title: str = "training") -> Path:
     """Loss terms per epoch (train) and validation errors per epoch, one panel each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
@@ -59,8 +55,4 @@ def plot_training_curves(history: list[dict], path: str | Path, title: str = "tr
     ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
