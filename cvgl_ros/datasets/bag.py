@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import yaml
@@ -263,6 +264,29 @@ class BagWriter:
             raise
         self._dir_ctx.__exit__(exc_type, exc, tb)
         return False
+
+
+# -- importing: several sources merged into one bag -------------------------------------
+
+@dataclass(frozen=True)
+class MessageSource:
+    """One source of a recording an importer writes (camera frames, GNSS records, ...): its
+    stamps, and `messages(stamp_ns, i)`, the (topic, msgtype, message)s of its record i."""
+
+    stamps_ns: Sequence[int]
+    messages: Callable[[int, int], Iterable[tuple[str, str, object]]]
+
+
+def write_merged(bag: BagWriter, sources: Sequence[MessageSource], desc: str, progress: bool = True) -> None:
+    """Write every source's messages into `bag` in stamp order, each logged at its record's stamp;
+    records of one stamp in the order of `sources`, then in their own order."""
+    from tqdm import tqdm
+
+    records = sorted((int(t), order, i) for order, source in enumerate(sources)
+                     for i, t in enumerate(source.stamps_ns))
+    for stamp, order, i in tqdm(records, desc=desc, unit="msg", disable=not progress):
+        for topic, msgtype, msg in sources[order].messages(stamp, i):
+            bag.write(topic, msgtype, stamp, msg)
 
 
 # -- reading ----------------------------------------------------------------------------

@@ -329,6 +329,67 @@ def camera_frame_message(rgb: np.ndarray, stamp_ns: int, compressed: bool, jpeg_
     return B.TOPIC_IMAGE, B.MSG_IMAGE, B.image_msg(rgb, stamp_ns)
 
 
+def camera_source(drive: KittiDrive, compressed: bool, jpeg_quality: int):
+    """The bag's camera: each frame (raw or JPEG) and its CameraInfo, at the image stamps."""
+    from cvgl_ros.datasets import bag as B
+
+    def messages(stamp: int, i: int):
+        rgb = load_png_rgb(drive.image_paths[i], (drive.width, drive.height))
+        yield camera_frame_message(rgb, stamp, compressed, jpeg_quality)
+        yield B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, B.camera_info_msg(drive.k, drive.width, drive.height, stamp)
+
+    return B.MessageSource(drive.image_stamps_ns, messages)
+
+
+def oxts_source(drive: KittiDrive, oxts_fix: bool):
+    """What each OXTS record gives (module docstring): the ground truth, the motion sensors and,
+    with `oxts_fix`, /gnss/fix."""
+    from cvgl_ros.datasets import bag as B
+
+    e, n, u, yaw = drive.poses_enu()
+    lat, lon, alt = (drive.oxts[:, OXTS[k]] for k in ("lat", "lon", "alt"))
+    sigma = drive.oxts[:, OXTS["pos_accuracy"]]
+    vel_accuracy = drive.oxts[:, OXTS["vel_accuracy"]]
+
+    def messages(stamp: int, i: int):
+        s = float(sigma[i]) if np.isfinite(sigma[i]) and sigma[i] > 0 else None
+        if oxts_fix:
+            yield B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, B.navsatfix_msg(
+                lat[i], lon[i], alt[i], stamp, sigma_m=s, covariance_type=B.COVARIANCE_TYPE_APPROXIMATED)
+        o = drive.oxts[i]
+        rates = o[[OXTS["wx"], OXTS["wy"], OXTS["wz"]]]
+        accels = o[[OXTS["ax"], OXTS["ay"], OXTS["az"]]]
+        yield B.TOPIC_IMU, B.MSG_IMU, B.imu_msg(  # a non-finite vector is "not provided"
+            stamp, rates if np.all(np.isfinite(rates)) else None, accels if np.all(np.isfinite(accels)) else None,
+            angular_velocity_variance=None, linear_acceleration_variance=None)
+        v_acc = float(vel_accuracy[i])
+        if math.isfinite(o[OXTS["vf"]]):
+            yield B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, B.wheel_odometry_msg(
+                stamp, float(o[OXTS["vf"]]), v_acc**2 if math.isfinite(v_acc) and v_acc > 0 else None)
+        yield B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, B.navsatfix_msg(lat[i], lon[i], alt[i], stamp, sigma_m=s,
+                                                               frame_id="base_link")
+        yield B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, B.pose_stamped_msg(e[i], n[i], u[i], yaw[i], stamp)
+
+    return B.MessageSource(drive.oxts_stamps_ns, messages)
+
+
+def receiver_source(gnss):
+    """/gnss/fix of a simulated receiver (`simulated_gnss`): its fix, or NO_FIX with a NaN position."""
+    from cvgl_ros.datasets import bag as B
+
+    track, stamps, lat, lon, alt = gnss
+
+    def messages(stamp: int, i: int):
+        if track.valid[i]:
+            fix = B.navsatfix_msg(lat[i], lon[i], alt[i], stamp, sigma_m=float(track.reported_sigma_m[i]),
+                                  status=int(track.status[i]))
+        else:
+            fix = B.navsatfix_msg(math.nan, math.nan, math.nan, stamp, sigma_m=None, status=B.NAVSAT_STATUS_NO_FIX)
+        yield B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, fix
+
+    return B.MessageSource(stamps, messages)
+
+
 def write_kitti_satmap_tiles(drive: KittiDrive, satmap_dir: str | Path, tiles_out: str | Path,
                              mpp: float | None = None, spacing_m: float = SATMAP_SPACING_M, progress: bool = True):
     """Paint the benchmark's per-frame satellite images into an MBTiles file (not yet closed).
@@ -410,8 +471,6 @@ def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Pat
     """
     import json
 
-    from tqdm import tqdm
-
     from cvgl_ros.datasets import bag as B
 
     check_output_path(out_bag)
@@ -424,10 +483,6 @@ def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Pat
     # The first image decides the camera size check before anything is written.
     load_png_rgb(drive.image_paths[0], (drive.width, drive.height))
     datum = drive.datum
-    e, n, u, yaw = drive.poses_enu()
-    lat, lon, alt = (drive.oxts[:, OXTS[k]] for k in ("lat", "lon", "alt"))
-    sigma = drive.oxts[:, OXTS["pos_accuracy"]]
-    vel_accuracy = drive.oxts[:, OXTS["vel_accuracy"]]
     gnss = None
     if gnss_model is not None:
         gnss = simulated_gnss(drive, gnss_model, gnss_seed, gnss_hz)
@@ -437,12 +492,6 @@ def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Pat
     if satmap_dir is not None:
         store, n_painted = write_kitti_satmap_tiles(drive, satmap_dir, tiles_out, satmap_mpp_override, progress=progress)
     try:
-        # Every message in stamp order: (stamp, kind order, index, kind).
-        events = [(int(t), 0, i, "image") for i, t in enumerate(drive.image_stamps_ns)]
-        events += [(int(t), 1, i, "oxts") for i, t in enumerate(drive.oxts_stamps_ns)]
-        if gnss is not None:
-            events += [(int(t), 2, i, "gnss") for i, t in enumerate(gnss[1])]
-        events.sort()
         with B.BagWriter(out_bag) as bag:
             bag.set_datum(datum)
             bag.set_custom_data("cvgl.source", f"kitti_raw:{drive.name}")
@@ -450,43 +499,10 @@ def import_kitti(raw_dir: str | Path, out_bag: str | Path, satmap_dir: str | Pat
                 bag.set_custom_data(B.GNSS_MODEL_KEY, json.dumps(
                     {"profile": gnss_model, "seed": int(gnss_seed), "rate_hz": float(gnss_hz),
                      "model": "cvgl_ros.sim.gnss on the OXTS trajectory"}, sort_keys=True))
-            for stamp, _, i, kind in tqdm(events, desc="KITTI -> bag", unit="msg", disable=not progress):
-                if kind == "image":
-                    rgb = load_png_rgb(drive.image_paths[i], (drive.width, drive.height))
-                    topic, msgtype, msg = camera_frame_message(rgb, stamp, compressed, jpeg_quality)
-                    bag.write(topic, msgtype, stamp, msg)
-                    bag.write(B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, stamp,
-                              B.camera_info_msg(drive.k, drive.width, drive.height, stamp))
-                elif kind == "gnss":
-                    track, _, g_lat, g_lon, g_alt = gnss
-                    if track.valid[i]:
-                        fix = B.navsatfix_msg(g_lat[i], g_lon[i], g_alt[i], stamp,
-                                              sigma_m=float(track.reported_sigma_m[i]), status=int(track.status[i]))
-                    else:
-                        fix = B.navsatfix_msg(math.nan, math.nan, math.nan, stamp, sigma_m=None,
-                                              status=B.NAVSAT_STATUS_NO_FIX)
-                    bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp, fix)
-                else:
-                    s = float(sigma[i]) if np.isfinite(sigma[i]) and sigma[i] > 0 else None
-                    if gnss is None:
-                        bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp,
-                                  B.navsatfix_msg(lat[i], lon[i], alt[i], stamp, sigma_m=s,
-                                                  covariance_type=B.COVARIANCE_TYPE_APPROXIMATED))
-                    o = drive.oxts[i]
-                    rates = o[[OXTS["wx"], OXTS["wy"], OXTS["wz"]]]
-                    accels = o[[OXTS["ax"], OXTS["ay"], OXTS["az"]]]
-                    bag.write(B.TOPIC_IMU, B.MSG_IMU, stamp, B.imu_msg(  # a non-finite vector is "not provided"
-                        stamp, rates if np.all(np.isfinite(rates)) else None,
-                        accels if np.all(np.isfinite(accels)) else None,
-                        angular_velocity_variance=None, linear_acceleration_variance=None))
-                    v_acc = float(vel_accuracy[i])
-                    if math.isfinite(o[OXTS["vf"]]):
-                        bag.write(B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, stamp, B.wheel_odometry_msg(
-                            stamp, float(o[OXTS["vf"]]), v_acc**2 if math.isfinite(v_acc) and v_acc > 0 else None))
-                    bag.write(B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, stamp,
-                              B.navsatfix_msg(lat[i], lon[i], alt[i], stamp, sigma_m=s, frame_id="base_link"))
-                    bag.write(B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, stamp,
-                              B.pose_stamped_msg(e[i], n[i], u[i], yaw[i], stamp))
+            sources = [camera_source(drive, compressed, jpeg_quality), oxts_source(drive, oxts_fix=gnss is None)]
+            if gnss is not None:
+                sources.append(receiver_source(gnss))
+            B.write_merged(bag, sources, "KITTI -> bag", progress)
             counts = dict(bag.counts)
     except BaseException:
         if store is not None:

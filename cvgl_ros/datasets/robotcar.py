@@ -263,16 +263,72 @@ def distortion_refusal(models_dir) -> str:
             f"{CAMERA_MODEL}_distortion_lut.bin, or --allow-distorted to import them distorted without CameraInfo")
 
 
+def camera_source(run: RobotCarRun, first: np.ndarray, maps, k: np.ndarray | None, compressed: bool,
+                  jpeg_quality: int):
+    """The bag's camera: each frame (`first` is frame 0, already decoded) and, when `k` is given
+    (undistorted images only have a pinhole model), its CameraInfo."""
+    from cvgl_ros.datasets import bag as B
+    from cvgl_ros.datasets.kitti import camera_frame_message
+
+    height, width = first.shape[:2]
+
+    def messages(stamp: int, i: int):
+        rgb = first if i == 0 else load_bayer_rgb(run.image_paths[i], maps)
+        if rgb.shape[:2] != (height, width):
+            raise InputError(f"{run.image_paths[i]}: image is {rgb.shape[1]}x{rgb.shape[0]}, "
+                             f"the run's first image is {width}x{height}")
+        yield camera_frame_message(rgb, stamp, compressed, jpeg_quality)
+        if k is not None:
+            yield B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, B.camera_info_msg(k, width, height, stamp)
+
+    return B.MessageSource(run.image_stamps_us * 1000, messages)
+
+
+def gps_source(run: RobotCarRun):
+    """/gnss/fix from gps.csv with the per-axis sigmas as the ENU covariance (module docstring)."""
+    from cvgl_ros.datasets import bag as B
+
+    g = run.gps
+    sigmas = np.column_stack([g["longitude_sigma"], g["latitude_sigma"], g["altitude_sigma"]])
+    sigmas_known = np.all(np.isfinite(sigmas) & (sigmas > 0), axis=1)
+
+    def messages(stamp: int, i: int):
+        variances = tuple(float(v) for v in sigmas[i] ** 2) if sigmas_known[i] else None
+        yield B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, B.navsatfix_msg(
+            g["latitude"][i], g["longitude"][i], g["altitude"][i], stamp, sigma_m=None, variances_enu=variances)
+
+    return B.MessageSource(g["timestamp"] * 1000, messages)
+
+
+def ins_source(run: RobotCarRun):
+    """The ground truth and the motion sensors derived from ins.csv (module docstring)."""
+    from cvgl_ros.datasets import bag as B
+
+    r = run.ins
+    e, n, u, yaw = run.ins_poses_enu()
+    ins_speed, ins_rates = ins_motion(r)
+
+    def messages(stamp: int, i: int):
+        yield B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, B.navsatfix_msg(
+            r["latitude"][i], r["longitude"][i], r["altitude"][i], stamp, sigma_m=None, frame_id="base_link")
+        yield B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, B.pose_stamped_msg(e[i], n[i], u[i], yaw[i], stamp)
+        rates = ins_rates[i]
+        yield B.TOPIC_IMU, B.MSG_IMU, B.imu_msg(stamp, rates if np.all(np.isfinite(rates)) else None, None,
+                                                angular_velocity_variance=None, linear_acceleration_variance=None)
+        if math.isfinite(ins_speed[i]):
+            yield B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, B.wheel_odometry_msg(stamp, float(ins_speed[i]), None)
+
+    return B.MessageSource(r["timestamp"] * 1000, messages)
+
+
 def import_robotcar(run_dir: str | Path, out_bag: str | Path, compressed: bool = False, jpeg_quality: int = 90,
                     models_dir: str | Path | None = None, progress: bool = True, allow_distorted: bool = False) -> dict:
     """Write a RobotCar run as a bag; returns a summary. Nothing is left at `out_bag` on failure.
 
     Refused (InputError) without an undistortion table unless `allow_distorted` (module docstring).
     """
-    from tqdm import tqdm
-
     from cvgl_ros.datasets import bag as B
-    from cvgl_ros.datasets.kitti import camera_frame_message, check_output_path
+    from cvgl_ros.datasets.kitti import check_output_path
 
     check_output_path(out_bag)
     intrinsics, lut = read_camera_model(models_dir)
@@ -287,47 +343,11 @@ def import_robotcar(run_dir: str | Path, out_bag: str | Path, compressed: bool =
         maps = undistortion_maps(lut, width, height, f"{Path(models_dir) / CAMERA_MODEL}_distortion_lut.bin")
         first = load_bayer_rgb(run.image_paths[0], maps)
     datum = run.datum
-    e, n, u, yaw = run.ins_poses_enu()
-    sigmas = np.column_stack([run.gps["longitude_sigma"], run.gps["latitude_sigma"], run.gps["altitude_sigma"]])
-    sigmas_known = np.all(np.isfinite(sigmas) & (sigmas > 0), axis=1)
-    ins_speed, ins_rates = ins_motion(run.ins)
-
-    events = [(int(t) * 1000, 0, i, "image") for i, t in enumerate(run.image_stamps_us)]
-    events += [(int(t) * 1000, 1, i, "gps") for i, t in enumerate(run.gps["timestamp"])]
-    events += [(int(t) * 1000, 2, i, "ins") for i, t in enumerate(run.ins["timestamp"])]
-    events.sort()
     with B.BagWriter(out_bag) as bag:
         bag.set_datum(datum)
         bag.set_custom_data("cvgl.source", f"robotcar:{run.root.name}")
-        for stamp, _, i, kind in tqdm(events, desc="RobotCar -> bag", unit="msg", disable=not progress):
-            if kind == "image":
-                rgb = first if i == 0 else load_bayer_rgb(run.image_paths[i], maps)
-                if rgb.shape[:2] != (height, width):
-                    raise InputError(f"{run.image_paths[i]}: image is {rgb.shape[1]}x{rgb.shape[0]}, "
-                                     f"the run's first image is {width}x{height}")
-                topic, msgtype, msg = camera_frame_message(rgb, stamp, compressed, jpeg_quality)
-                bag.write(topic, msgtype, stamp, msg)
-                if maps is not None:  # only undistorted images have a pinhole model
-                    bag.write(B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, stamp, B.camera_info_msg(k, width, height, stamp))
-            elif kind == "gps":
-                g = run.gps
-                variances = tuple(float(v) for v in sigmas[i] ** 2) if sigmas_known[i] else None
-                bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp,
-                          B.navsatfix_msg(g["latitude"][i], g["longitude"][i], g["altitude"][i], stamp, sigma_m=None,
-                                          variances_enu=variances))
-            else:
-                r = run.ins
-                bag.write(B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, stamp,
-                          B.navsatfix_msg(r["latitude"][i], r["longitude"][i], r["altitude"][i], stamp, sigma_m=None,
-                                          frame_id="base_link"))
-                bag.write(B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, stamp, B.pose_stamped_msg(e[i], n[i], u[i], yaw[i], stamp))
-                rates = ins_rates[i]
-                bag.write(B.TOPIC_IMU, B.MSG_IMU, stamp, B.imu_msg(
-                    stamp, rates if np.all(np.isfinite(rates)) else None, None,
-                    angular_velocity_variance=None, linear_acceleration_variance=None))
-                if math.isfinite(ins_speed[i]):
-                    bag.write(B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, stamp,
-                              B.wheel_odometry_msg(stamp, float(ins_speed[i]), None))
+        camera = camera_source(run, first, maps, k if maps is not None else None, compressed, jpeg_quality)
+        B.write_merged(bag, [camera, gps_source(run), ins_source(run)], "RobotCar -> bag", progress)
         counts = dict(bag.counts)
     return {"run": run.root.name, "frames": len(run.image_paths), "missing_images": run.missing_images,
             "gps": len(run.gps["timestamp"]), "ins": len(run.ins["timestamp"]), "datum": datum.to_dict(),
