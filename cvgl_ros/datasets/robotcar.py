@@ -20,12 +20,12 @@ Output bag:
   `/camera/image_raw/compressed`), undistorted with the SDK model's look-up table
   `models/stereo_narrow_left_distortion_lut.bin` (`--models DIR`), and `/camera/camera_info`
   at the image stamps: the pinhole intrinsics of that model's `stereo_narrow_left.txt`
-  (scaled if the images were resized, `cvgl_ros.geo.pinhole`), D = 0, which is then true. The centre camera's lens
-  distorts noticeably and the SDK describes it only by that table, so without `--models`,
-  or with a models folder that has no table, the import is refused (InputError) unless
-  `allow_distorted`: then the images stay distorted and NO CameraInfo is written (a pinhole
-  CameraInfo with D = 0 would claim a rectification that was never done; consumers that
-  need intrinsics then see none rather than wrong ones).
+  (scaled if the images were resized: `cvgl_ros.geo.pinhole`), D = 0, which is then true.
+  The centre camera's lens distorts noticeably and the SDK describes it only by that table,
+  so without `--models`, or with a models folder that has no table, the import is refused
+  (InputError) unless `allow_distorted`: then the images stay distorted and NO CameraInfo is
+  written (a pinhole CameraInfo with D = 0 would claim a rectification that was never done;
+  consumers that need intrinsics then see none rather than wrong ones).
 * `/gnss/fix` from gps.csv with the receiver's per-axis sigmas as the ENU covariance
   diagonal: longitude_sigma^2 (east), latitude_sigma^2 (north), altitude_sigma^2 (up),
   COVARIANCE_TYPE_DIAGONAL_KNOWN (an axis whose sigma is not a finite number > 0 makes the
