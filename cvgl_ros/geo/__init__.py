@@ -4,6 +4,7 @@
 - `mercator`: Web Mercator tiles, global pixels, ground resolution.
 - `yaw`: ENU yaw vs compass heading, quaternions, angle wrapping.
 - `vehicle_errors`: lateral/longitudinal split of position errors.
+- `pinhole`: pixel centres at integer coordinates; `scale_intrinsics`, K of a resized image.
 """
 from cvgl_ros.geo.datum import Datum, check_lat_lon
 from cvgl_ros.geo.mercator import (
