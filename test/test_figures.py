@@ -9,8 +9,6 @@ from cvgl_ros.atomic import claim_output, release_claims, sidecar_path
 from cvgl_ros.evaluation.figures import pyplot, save_figure
 from cvgl_ros.imaging import decode_compressed
 
-pytestmark = pytest.mark.core
-
 
 class _FailsToDraw(Artist):
     def draw(self, renderer):

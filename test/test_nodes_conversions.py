@@ -121,3 +121,14 @@ def test_navsatfix_conversion_and_rejections():
         conv.navsatfix_to_enu(_fix(lat=float("nan")), DATUM, 5.0)
     with pytest.raises(InputError, match="outside WGS84"):
         conv.navsatfix_to_enu(_fix(lon=200.0), DATUM, 5.0)
+
+
+def test_the_nodes_rclpy_time_is_the_one_stamp_split():
+    from cvgl_ros.stamps import MAX_STAMP_NS, ns_to_sec_nanosec
+
+    for stamp in (0, 999_999_999, 1_700_000_000_123_456_789, MAX_STAMP_NS):
+        time_msg = conv.to_stamp(stamp)
+        assert (time_msg.sec, time_msg.nanosec) == ns_to_sec_nanosec(stamp) and conv.stamp_ns(time_msg) == stamp
+    for bad in (-5, MAX_STAMP_NS + 1, math.nan, 2.5):
+        with pytest.raises(InputError, match="stamp"):
+            conv.to_stamp(bad)

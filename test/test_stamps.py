@@ -59,12 +59,3 @@ def test_reading_a_received_stamp_is_exact_whatever_its_sender_wrote():
     assert stamp_to_ns(Time(-1, 999_999_999)) == -1
     assert stamp_to_ns(Time(3, 1_500_000_000)) == 4_500_000_000
 
-
-def test_the_nodes_rclpy_time_is_the_same_split():
-    from cvgl_ros.nodes.conversions import stamp_ns, to_stamp
-
-    for stamp in STAMPS_NS:
-        time_msg = to_stamp(stamp)
-        assert (time_msg.sec, time_msg.nanosec) == ns_to_sec_nanosec(stamp) and stamp_ns(time_msg) == stamp
-    with pytest.raises(InputError, match="stamp"):
-        to_stamp(-5)
