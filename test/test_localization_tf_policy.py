@@ -48,6 +48,7 @@ def test_a_stamp_is_sent_once_and_a_jump_back_is_sent():
 
 def test_frames_must_be_three_names_and_lose_a_leading_slash():
     assert frame_name("/odom") == "odom"
+    assert TfFrames(map="/map", odom="/odom").odom == "odom"
     with pytest.raises(InputError, match="three different"):
         TfFrames(map="map", odom="/map", base_link="base_link")
     with pytest.raises(InputError, match="three different"):

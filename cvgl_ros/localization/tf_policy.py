@@ -31,14 +31,17 @@ def frame_name(frame_id: str) -> str:
 
 @dataclass(frozen=True)
 class TfFrames:
-    """REP-105 frame names: the filter's world frame, odometry's frame, the vehicle's frame."""
+    """REP-105 frame names: the filter's world frame, odometry's frame, the vehicle's frame
+    (kept without a leading '/')."""
 
     map: str = "map"
     odom: str = "odom"
     base_link: str = "base_link"
 
     def __post_init__(self):
-        names = [frame_name(n) for n in (self.map, self.odom, self.base_link)]
+        for field in ("map", "odom", "base_link"):
+            object.__setattr__(self, field, frame_name(getattr(self, field)))
+        names = [self.map, self.odom, self.base_link]
         if not all(names) or len(set(names)) != 3:
             raise InputError(f"map, odom and base_link frames must be three different names, got {names}")
 

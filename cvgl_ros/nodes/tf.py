@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from geometry_msgs.msg import Transform, TransformStamped
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
+from rclpy.time import Time
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.transforms import RigidTransform
@@ -94,8 +95,6 @@ class MapTfBroadcaster:
         """odom -> base_link at t_ns, or None (no odometry within odom_max_gap_s)."""
         if tf2_ros is None:
             return self.odometry.at(t_ns)
-        from rclpy.time import Time
-
         for at in (Time(nanoseconds=t_ns), Time()):  # at the stamp, else the latest if recent enough
             try:
                 msg = self.buffer.lookup_transform(self.frames.odom, self.frames.base_link, at)
