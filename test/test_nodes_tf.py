@@ -9,11 +9,10 @@ from geometry_msgs.msg import TransformStamped
 from cvgl_ros.datasets.bag import TYPESTORE
 from cvgl_ros.geo.transforms import RigidTransform
 from cvgl_ros.nodes.conversions import pose_msg_to_xy_yaw, stamp_ns, to_stamp
+from cvgl_ros.nodes.tf import TF_QOS, transform_from_msg
 from test_nodes_filter_node import T0, Harness
 
 TFMessage = pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs not built: run `make setup`").TFMessage
-
-from cvgl_ros.nodes.tf import TF_QOS, transform_from_msg  # noqa: E402  (needs tf2_msgs)
 
 STEP_NS = 200_000_000  # Harness.fix(i) is at T0 + i * 0.2 s
 
