@@ -26,6 +26,7 @@ ROSDEP_KEY = {
     "onnxruntime": "python3-onnxruntime-pip",
     "simplejpeg": "python3-simplejpeg-pip",
     "rosbags": "python3-rosbags-pip",
+    "tf2_ros": "tf2_ros_py",  # the ROS package tf2_ros_py holds the Python module tf2_ros
 }
 # Imported on the vehicle path only where they are optional, with why.
 OPTIONAL = {

@@ -7,7 +7,9 @@ Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (/cvgl/pose
             same covariance), /cvgl/protection_level (Vector3Stamped: vector.x is the
             horizontal protection level of the pose at the same stamp, m), /cvgl/odometry
             (Odometry `map` -> `base_link`), /cvgl/path (Path), /cvgl/particles (PoseArray),
-            /cvgl/gnss/pose (the raw fix in `map`, for RViz), /diagnostics.
+            /cvgl/gnss/pose (the raw fix in `map`, for RViz), /diagnostics, and with `publish_tf`
+            /tf: map -> odom when odometry puts odom -> base_link on /tf, else map -> base_link
+            (robot_localization's convention, REP-105; nodes/tf.py, localization/tf_policy.py).
 A pose is published at the stamp of every applied likelihood and of every GNSS fix the
 filter used or rejected (the filter then propagates its previous estimate). All the maths
 is `cvgl_ros.filter.particle_filter.ParticleFilter`; this node only converts and publishes.
@@ -31,13 +33,16 @@ from sensor_msgs.msg import Imu, NavSatFix, PointCloud2
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter, ParticleFilterConfig
+from cvgl_ros.geo.transforms import RigidTransform
 from cvgl_ros.localization.datum import DatumOwner
+from cvgl_ros.localization.tf_policy import TfFrames
 from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, datum_msg
 from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
 from cvgl_ros.nodes.filter_parameters import filter_params
 from cvgl_ros.nodes.parameters import DATUM_PARAM, Param, accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
+from cvgl_ros.nodes.tf import TF_UNAVAILABLE, MapTfBroadcaster
 
 NODE_NAME = "particle_filter_node"
 
@@ -45,7 +50,11 @@ PARAMS = [
     DATUM_PARAM,
     Param("seed", 0, "random seed of the particle filter", 0, 2**31 - 1),
     Param("map_frame", "map", "frame of the published poses (ENU at the datum)"),
-    Param("base_frame", "base_link", "child frame of /cvgl/odometry"),
+    Param("base_link_frame", "base_link", "the vehicle's frame: child of /cvgl/odometry and of the TF"),
+    Param("odom_frame", "odom", "odometry's frame: with odom -> base_link on /tf, the TF is map -> odom"),
+    Param("publish_tf", True, "publish map -> odom (odom -> base_link on /tf) or else map -> base_link on /tf"),
+    Param("odom_tf_max_gap_s", 0.5, "odom -> base_link farther than this from a pose's stamp counts as none "
+          "(the TF is then map -> base_link), s", 0.0, 10.0),
     Param("gnss_frame", "gnss", "frame_id of the fused /cvgl/fix"),
     Param("max_published_particles", 300, "particles sent on /cvgl/particles (a subsample)", 0, 100_000),
     Param("path_min_step_m", 0.5, "a pose is added to /cvgl/path after moving this far, m", 0.0, 100.0),
@@ -76,6 +85,7 @@ class ParticleFilterNode(Node):
         for counter in ("gnss_rejected", "gnss_invalid", "stamp_backwards", "likelihood_rejected", "filter_resets"):
             self.health.count(counter, 0)  # always listed in /diagnostics
         self.health.set_value("datum", self.datum_owner.describe())
+        self.tf = self._map_tf()
         self.last_up_m = 0.0
         self.last_up_var = 100.0
         self.last_gnss_ns: int | None = None
@@ -103,6 +113,19 @@ class ParticleFilterNode(Node):
                        self.create_subscription(Odometry, "odom/wheel", self.on_wheel_odometry, SENSOR_QOS)]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: {config.num_particles} particles, datum {self.health.values['datum']}")
+
+    def _map_tf(self) -> MapTfBroadcaster | None:
+        """/tf when `publish_tf` is on and tf2_msgs imports; /diagnostics value `tf` says which."""
+        if not self.p["publish_tf"]:
+            self.health.set_value("tf", "off: publish_tf is false")
+            return None
+        if TF_UNAVAILABLE:
+            self.health.set_value("tf", TF_UNAVAILABLE)
+            self.health.problem(TF_UNAVAILABLE)
+            return None
+        frames = TfFrames(self.p["map_frame"], self.p["odom_frame"], self.p["base_link_frame"])
+        self.health.set_value("tf", "on: nothing sent yet")
+        return MapTfBroadcaster(self, frames, self.p["odom_tf_max_gap_s"], self.health.problem)
 
     def _retune(self, values: dict) -> None:
         """`ros2 param set` of filter.* tuning parameters (InputError: refused, nothing changed)."""
@@ -222,8 +245,12 @@ class ParticleFilterNode(Node):
         self.pub_pl.publish(conv.protection_level_msg(t_ns, frame, est.protection_level_m))
         if pose_only:
             return
+        if self.tf is not None:
+            sent = self.tf.send(t_ns, RigidTransform.planar(est.east_m, est.north_m, est.yaw_enu_rad))
+            if sent is not None:
+                self.health.set_value("tf", f"{sent.parent} -> {sent.child}")
         particles = self.pf.particles
-        self.pub_odom.publish(conv.odometry_msg(t_ns, frame, self.p["base_frame"], est.east_m, est.north_m,
+        self.pub_odom.publish(conv.odometry_msg(t_ns, frame, self.p["base_link_frame"], est.east_m, est.north_m,
                                                 est.yaw_enu_rad, cov, est.speed_mps, est.speed_variance))
         n = min(self.p["max_published_particles"], len(particles))
         if n > 0 and self._due(t_ns, self.last_particles_publish_ns, self.p["particles_period_s"]):
