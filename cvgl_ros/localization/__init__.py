@@ -1,8 +1,12 @@
 """The nodes' policies, ROS-free: which prior the cross-view node searches around and how wide
-(`prior`), and who owns the map frame's datum (`datum`). The nodes convert messages and call
-these; each has unit tests of every branch."""
+(`prior`), who owns the map frame's datum (`datum`), which camera frames are run and in what
+order they are published (`scheduler`), and what becomes of each (`frame_localizer`). The
+nodes convert messages and call these; each has unit tests of every branch."""
 from cvgl_ros.localization.datum import DatumFollower, DatumOwner, DatumUpdate, datum_offset_m, datum_text
+from cvgl_ros.localization.frame_localizer import FrameEstimate, FrameLocalizer, FrameOutcome, FrameSettings
 from cvgl_ros.localization.prior import PriorChoice, PriorPolicy, PriorSelector
+from cvgl_ros.localization.scheduler import FrameScheduler
 
-__all__ = ["DatumFollower", "DatumOwner", "DatumUpdate", "PriorChoice", "PriorPolicy", "PriorSelector",
-           "datum_offset_m", "datum_text"]
+__all__ = ["DatumFollower", "DatumOwner", "DatumUpdate", "FrameEstimate", "FrameLocalizer", "FrameOutcome",
+           "FrameScheduler", "FrameSettings", "PriorChoice", "PriorPolicy", "PriorSelector", "datum_offset_m",
+           "datum_text"]
