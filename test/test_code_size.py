@@ -31,8 +31,7 @@ def test_no_function_is_longer_than_80_lines():
     assert long_functions(PACKAGE, MAX_FUNCTION_LINES) == []
 
 
-@pytest.mark.parametrize("node", [NODES[0], pytest.param(NODES[1], marks=pytest.mark.xfail(
-    reason="issue 17: the node is being split", strict=True))])
+@pytest.mark.parametrize("node", NODES)
 def test_a_node_is_at_most_250_lines(node):
     lines = len((PACKAGE / node).read_text().splitlines())
     assert lines <= MAX_NODE_LINES, f"{node}: {lines} lines"

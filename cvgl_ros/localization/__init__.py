@@ -1,7 +1,8 @@
 """The nodes' policies, ROS-free: which prior the cross-view node searches around and how wide
 (`prior`), who owns the map frame's datum (`datum`), which camera frames are run and in what
-order they are published (`scheduler`), and what becomes of each (`frame_localizer`). The
-nodes convert messages and call these; each has unit tests of every branch."""
+order they are published (`scheduler`), what becomes of each (`frame_localizer`), and when
+the filter node publishes what (`filter_outputs`). The nodes convert messages and call these;
+each has unit tests of every branch."""
 from cvgl_ros.localization.datum import DatumFollower, DatumOwner, DatumUpdate, datum_offset_m, datum_text
 from cvgl_ros.localization.frame_localizer import FrameEstimate, FrameLocalizer, FrameOutcome, FrameSettings
 from cvgl_ros.localization.prior import PriorChoice, PriorPolicy, PriorSelector
