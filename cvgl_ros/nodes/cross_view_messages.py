@@ -34,9 +34,11 @@ def overlay_msg(estimate: FrameEstimate, stamp_ns: int, frame_id: str, patch_mpp
     return out
 
 
-def frame_status_msg(stamp_ns: int, frame_id: str, node_name: str, level, text: str, timings: dict) -> DiagnosticArray:
-    """One frame's status, stamped with the frame, its stage timings (ms) as values."""
-    status = DiagnosticStatus(level=level, name=f"cvgl_ros: {node_name} frame", message=text, hardware_id="cvgl_ros",
+def frame_status_msg(stamp_ns: int, frame_id: str, node_name: str, level: int, text: str,
+                     timings: dict) -> DiagnosticArray:
+    """One frame's status, stamped with the frame, its stage timings (ms) as values. `level`:
+    0 OK, 1 WARN, 2 ERROR (the message's field is a byte: an int would be garbled)."""
+    status = DiagnosticStatus(level=bytes([level]), name=f"cvgl_ros: {node_name} frame", message=text, hardware_id="cvgl_ros",
                               values=[KeyValue(key=k, value=f"{v:.3f}") for k, v in timings.items()])
     msg = DiagnosticArray(status=[status])
     msg.header.stamp = conv.to_stamp(stamp_ns)
