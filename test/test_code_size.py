@@ -26,7 +26,6 @@ def long_functions(root: Path, limit: int) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(reason="issue 17: the long functions are being split", strict=True)
 def test_no_function_is_longer_than_80_lines():
     assert long_functions(PACKAGE, MAX_FUNCTION_LINES) == []
 
