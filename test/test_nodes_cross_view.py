@@ -9,7 +9,7 @@ import pytest
 
 from cvgl_ros.datasets import bag as B
 from cvgl_ros.nodes.conversions import cloud_to_volume, pose_msg_to_xy_yaw
-from test_nodes_support import LiveNodes, shipped_model, write_tiles
+from test_nodes_support import LiveNodes, Recording, shipped_model, write_tiles
 
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000
@@ -142,7 +142,7 @@ class Started:
         rclpy.try_shutdown(context=self.context)
 
 
-class Sensors:
+class Sensors(Recording):
     """A probe node: publishes raw CDR on the sensor topics (and optionally a datum), records outputs."""
 
     def __init__(self):
@@ -154,11 +154,9 @@ class Sensors:
         from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC
         from cvgl_ros.nodes.runner import RESULT_QOS
 
-        self.lock = threading.RLock()  # wait() holds it while its predicate reads last_diag()
-        self.got = {"/cvgl/pose": [], "/cvgl/likelihood": [], "/cvgl/cross_view/frame_status": [],
-                    "/diagnostics": [], DATUM_TOPIC: []}
         kinds = {"/cvgl/pose": PoseWithCovarianceStamped, "/cvgl/likelihood": PointCloud2,
                  "/cvgl/cross_view/frame_status": DiagnosticArray, "/diagnostics": DiagnosticArray}
+        super().__init__([*kinds, DATUM_TOPIC])
 
         def make(context):
             node = rclpy.create_node("sensors", context=context)
@@ -175,35 +173,6 @@ class Sensors:
 
         self.started = Started(make)
 
-    def _add(self, topic, msg):
-        with self.lock:
-            self.got[topic].append(msg)
-
-    def wait(self, predicate, timeout_s: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                if predicate():
-                    return True
-            time.sleep(0.02)
-        return False
-
-    def publish(self, topic: str, msg) -> None:
-        """A rosbags message, or CDR bytes, or an rclpy message."""
-        if isinstance(msg, (bytes, bytearray, memoryview)):
-            msg = bytes(msg)
-        elif type(msg).__module__.startswith("rosbags"):
-            msg = bytes(B.TYPESTORE.serialize_cdr(msg, type(msg).__msgtype__))
-        self.pub[topic].publish(msg)
-
-    def status_for(self, stamp_ns: int):
-        from cvgl_ros.nodes.conversions import stamp_ns as ns
-
-        for m in self.got["/cvgl/cross_view/frame_status"]:
-            if ns(m.header.stamp) == stamp_ns:
-                return m.status[0]
-        return None
-
     def frame(self, stamp_ns: int, image_hw, seed: int = 0, timeout_s: float = 60.0):
         from test_nodes_support import camera
 
@@ -214,16 +183,6 @@ class Sensors:
         self.publish(B.TOPIC_IMAGE, B.image_msg(rgb, stamp_ns))
         assert self.wait(lambda: self.status_for(stamp_ns) is not None, timeout_s), "no frame status"
         return self.status_for(stamp_ns)
-
-    def last_diag(self, node_name: str) -> dict:
-        from cvgl_ros.nodes.diagnostics import diagnostic_values
-
-        with self.lock:
-            for m in reversed(self.got["/diagnostics"]):
-                values = diagnostic_values(m, node_name)
-                if values is not None:
-                    return values
-        return {}
 
     def close(self):
         self.started.close()

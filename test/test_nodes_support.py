@@ -166,7 +166,57 @@ def model_image_hw(model: Path) -> tuple[int, int]:
     return int(card["image_hw"][0]), int(card["image_hw"][1])
 
 
-class LiveNodes:
+class Recording:
+    """What a probe node received, by topic (`got`, filled by `_add` from its subscriptions),
+    and what it publishes (`pub`: key -> publisher). `wait` holds the lock while its
+    predicate reads `got` (and may call `status_for` or `last_diag`, which take it again)."""
+
+    def __init__(self, topics):
+        self.lock = threading.RLock()
+        self.got = {t: [] for t in topics}
+        self.pub = {}
+
+    def _add(self, topic, msg):
+        with self.lock:
+            self.got[topic].append(msg)
+
+    def wait(self, predicate, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if predicate():
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def publish(self, key: str, msg) -> None:
+        """Publish an rclpy message, CDR bytes, or a rosbags message (as its CDR bytes)."""
+        if isinstance(msg, (bytes, bytearray, memoryview)):
+            msg = bytes(msg)
+        elif type(msg).__module__.startswith("rosbags"):
+            msg = bytes(B.TYPESTORE.serialize_cdr(msg, type(msg).__msgtype__))
+        self.pub[key].publish(msg)
+
+    def status_for(self, stamp_ns: int):
+        """The cross-view node's status of the frame stamped `stamp_ns`, None before it came."""
+        with self.lock:
+            for m in self.got["/cvgl/cross_view/frame_status"]:
+                if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp_ns:
+                    return m.status[0]
+        return None
+
+    def last_diag(self, node_name: str) -> dict:
+        from cvgl_ros.nodes.diagnostics import diagnostic_values
+
+        with self.lock:
+            for m in reversed(self.got["/diagnostics"]):
+                values = diagnostic_values(m, node_name)
+                if values is not None:
+                    return values
+        return {}
+
+
+class LiveNodes(Recording):
     """Both nodes in-process (own context, one executor thread) plus a probe that publishes
     sensor messages and records every output."""
 
@@ -196,11 +246,10 @@ class LiveNodes:
         self.cross_view = CrossViewNode(context=self.context, parameter_overrides=overrides)
         self.filter = ParticleFilterNode(context=self.context, parameter_overrides=overrides)
         self.probe = rclpy.create_node("probe", context=self.context)
-        self.lock = threading.Lock()
         topics = {"/cvgl/pose": PoseWithCovarianceStamped, "/cvgl/cross_view/pose": PoseWithCovarianceStamped,
                   "/cvgl/likelihood": PointCloud2, "/cvgl/cross_view/frame_status": DiagnosticArray,
                   "/diagnostics": DiagnosticArray, "/cvgl/debug/overlay": Image}
-        self.got = {t: [] for t in topics}
+        super().__init__(topics)
         for topic, cls in topics.items():
             self.probe.create_subscription(cls, topic, lambda m, t=topic: self._add(t, m), RESULT_QOS)
         self.pub = {"image": self.probe.create_publisher(Image, B.TOPIC_IMAGE, RESULT_QOS),
@@ -216,35 +265,6 @@ class LiveNodes:
         unused = "image" if common.get("image_transport") == "compressed" else "compressed"  # one transport
         assert self.wait(lambda: all(p.get_subscription_count() for k, p in self.pub.items() if k != unused), 20)
         self.image_hw = model_image_hw(model)
-
-    def _add(self, topic, msg):
-        with self.lock:
-            self.got[topic].append(msg)
-
-    def wait(self, predicate, timeout_s: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                if predicate():
-                    return True
-            time.sleep(0.02)
-        return False
-
-    def publish(self, kind: str, msg) -> None:
-        """Publish an rclpy message, or a rosbags message (converted through CDR)."""
-        from rclpy.serialization import deserialize_message
-
-        if type(msg).__module__.startswith("rosbags"):
-            cls = {"image": "sensor_msgs/msg/Image", "compressed": "sensor_msgs/msg/CompressedImage",
-                   "info": "sensor_msgs/msg/CameraInfo", "fix": "sensor_msgs/msg/NavSatFix"}[kind]
-            msg = deserialize_message(bytes(B.TYPESTORE.serialize_cdr(msg, cls)), self.pub[kind].msg_type)
-        self.pub[kind].publish(msg)
-
-    def status_for(self, stamp_ns: int):
-        for m in self.got["/cvgl/cross_view/frame_status"]:
-            if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp_ns:
-                return m.status[0]
-        return None
 
     def frame(self, stamp_ns: int, msg=None, timeout_s: float = 30.0):
         """Publish camera_info + a frame (default: a good one) and wait for its status."""
@@ -265,15 +285,6 @@ class LiveNodes:
         msg = B.navsatfix_msg(float(la) if lat is None else lat, float(lo), float(al), stamp_ns, sigma_m=2.0,
                               status=status)
         self.publish("fix", msg)
-
-    def last_diag(self, node_name: str) -> dict:
-        from cvgl_ros.nodes.diagnostics import diagnostic_values
-
-        for m in reversed(self.got["/diagnostics"]):
-            values = diagnostic_values(m, node_name)
-            if values is not None:
-                return values
-        return {}
 
     def close(self):
         import rclpy

@@ -241,12 +241,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("tiles", help="satellite tile caches: info, patch, import-geotiff, serve, prefetch, "
                                             "verify")
     sub = p.add_subparsers(dest="tiles_command", metavar="TILES_COMMAND", required=True)
+    for add in (_add_info, _add_patch, _add_import_geotiff, _add_serve, _add_prefetch, _add_verify):
+        add(sub)
 
+
+def _add_info(sub) -> None:
     info = sub.add_parser("info", help="zoom levels, tile counts and metadata of a cache")
     info.add_argument("cache", type=existing_path, metavar="CACHE", help=".mbtiles file or XYZ directory")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
 
+
+def _add_patch(sub) -> None:
     patch = sub.add_parser("patch", help="cut a north-up metric patch around a WGS84 point into a PNG")
     patch.add_argument("--cache", type=existing_path, required=True, help=".mbtiles file or XYZ directory")
     patch.add_argument("--lat", type=latitude, required=True)
@@ -259,6 +265,8 @@ def register(subparsers) -> None:
     add_force(patch, "the PNG at --out")
     patch.set_defaults(func=_patch)
 
+
+def _add_import_geotiff(sub) -> None:
     imp = sub.add_parser("import-geotiff", help="reproject a GeoTIFF (any CRS) to Web Mercator tiles in MBTiles")
     imp.add_argument("file", type=Path, metavar="FILE.tif")
     imp.add_argument("--out", type=Path, required=True, metavar="C.mbtiles")
@@ -270,6 +278,8 @@ def register(subparsers) -> None:
     add_force(imp, "the .mbtiles file at --out")
     imp.set_defaults(func=_import_geotiff)
 
+
+def _add_serve(sub) -> None:
     serve = sub.add_parser("serve", help="serve a cache as XYZ tiles over HTTP (loopback by default)")
     serve.add_argument("cache", type=existing_path, metavar="CACHE")
     serve.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
@@ -285,6 +295,8 @@ def register(subparsers) -> None:
     serve.add_argument("--verbose", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
 
+
+def _add_prefetch(sub) -> None:
     pre = sub.add_parser("prefetch", help="download the tiles around a drive or box into an MBTiles cache")
     pre.add_argument("--url", required=True, help="tile URL template, e.g. 'http://127.0.0.1:8080/{z}/{x}/{y}.png'")
     where = pre.add_mutually_exclusive_group(required=True)
@@ -307,6 +319,8 @@ def register(subparsers) -> None:
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
     pre.set_defaults(func=_prefetch)
 
+
+def _add_verify(sub) -> None:
     ver = sub.add_parser("verify", help="decode every tile of a cache; --repair deletes (or re-fetches) bad ones")
     ver.add_argument("cache", type=existing_path, metavar="CACHE", help=".mbtiles file or XYZ directory")
     ver.add_argument("--repair", action="store_true",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Pose, PoseArray, PoseWithCovarianceStamped, Vector3Stamped
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped, PoseWithCovarianceStamped, Vector3Stamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import NavSatFix, NavSatStatus, PointCloud2, PointField
 
@@ -126,6 +126,14 @@ def pose_msg(east_m: float, north_m: float, yaw_enu_rad: float, up_m: float = 0.
     qx, qy, qz, qw = (float(v) for v in yaw_to_quaternion(yaw_enu_rad))
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = qx, qy, qz, qw
     return pose
+
+
+def pose_stamped_msg(stamp: int, frame_id: str, east_m: float, north_m: float, yaw_enu_rad: float) -> PoseStamped:
+    out = PoseStamped()
+    out.header.stamp = to_stamp(stamp)
+    out.header.frame_id = frame_id
+    out.pose = pose_msg(east_m, north_m, yaw_enu_rad)
+    return out
 
 
 def pose_with_covariance_msg(stamp: int, frame_id: str, east_m: float, north_m: float, yaw_enu_rad: float,

@@ -1,11 +1,12 @@
-"""The particle filter's parameters as node parameters `filter.<name>`: a description and a
-range for every field of `ParticleFilterConfig` (a test checks that none is missing)."""
+"""The particle-filter node's parameters (`PARAMS`): its own, and the particle filter's as
+`filter.<name>`, a description and a range for every field of `ParticleFilterConfig` (a test
+checks that none is missing); `filter_config` makes the filter's configuration of them."""
 from __future__ import annotations
 
 from dataclasses import fields
 
 from cvgl_ros.filter.particle_filter import ParticleFilterConfig
-from cvgl_ros.nodes.parameters import Param
+from cvgl_ros.nodes.parameters import DATUM_PARAM, Param
 
 # Descriptions and ranges of the filter's parameters (ParticleFilterConfig), as `filter.<name>`.
 FILTER_PARAMS = {
@@ -85,3 +86,29 @@ def filter_params() -> list[Param]:
         out.append(Param(f"filter.{f.name}", getattr(defaults, f.name), desc, lo, hi,
                          live=f.name not in STRUCTURAL))
     return out
+
+
+def filter_config(p: dict) -> ParticleFilterConfig:
+    """The `filter.*` parameters of `p` (name -> value) as the filter's configuration."""
+    return ParticleFilterConfig(**{f.name: p[f"filter.{f.name}"] for f in fields(ParticleFilterConfig)})
+
+
+PARAMS = [
+    DATUM_PARAM,
+    Param("seed", 0, "random seed of the particle filter", 0, 2**31 - 1),
+    Param("map_frame", "map", "frame of the published poses (ENU at the datum)"),
+    Param("base_link_frame", "base_link", "the vehicle's frame: child of /cvgl/odometry and of the TF"),
+    Param("odom_frame", "odom", "odometry's frame: with odom -> base_link on /tf, the TF is map -> odom"),
+    Param("publish_tf", True, "publish map -> odom (odom -> base_link on /tf) or else map -> base_link on /tf"),
+    Param("odom_tf_max_gap_s", 0.5, "odom -> base_link farther than this from a pose's stamp counts as none "
+          "(the TF is then map -> base_link), s", 0.0, 10.0),
+    Param("gnss_frame", "gnss", "frame_id of the fused /cvgl/fix"),
+    Param("max_published_particles", 300, "particles sent on /cvgl/particles (a subsample)", 0, 100_000),
+    Param("path_min_step_m", 0.5, "a pose is added to /cvgl/path after moving this far, m", 0.0, 100.0),
+    Param("path_max_poses", 2000, "the oldest poses of /cvgl/path are dropped beyond this", 1, 1_000_000),
+    Param("path_period_s", 1.0, "/cvgl/path is published at most this often (message time), s", 0.0, 3600.0),
+    Param("particles_period_s", 0.2, "/cvgl/particles is published at most this often (message time), s: a "
+          "300-particle PoseArray costs the node ~5 ms", 0.0, 3600.0),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics, s (wall clock)", 0.05, 60.0),
+    *filter_params(),
+]

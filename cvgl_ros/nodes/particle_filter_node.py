@@ -10,61 +10,39 @@ Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (/cvgl/pose
             /cvgl/gnss/pose (the raw fix in `map`, for RViz), /diagnostics, and with `publish_tf`
             /tf: map -> odom when odometry puts odom -> base_link on /tf, else map -> base_link
             (robot_localization's convention, REP-105; nodes/tf.py, localization/tf_policy.py).
-A pose is published at the stamp of every applied likelihood and of every GNSS fix the
-filter used or rejected (the filter then propagates its previous estimate). All the maths
-is `cvgl_ros.filter.particle_filter.ParticleFilter`; this node only converts and publishes.
-The datum: this node owns the map frame's datum (`cvgl_ros.localization.datum.DatumOwner`):
-the `datum` parameter, or else the first valid fix, published once decided on /cvgl/datum
-(NavSatFix, frame_id `map`, latched: transient-local, reliable, depth 1; see
-nodes/datum_topic.py); the cross-view node uses that one.
+A pose is published at the stamp of every applied likelihood and of every GNSS fix the filter
+used or rejected. The maths is `cvgl_ros.filter.particle_filter`, when what is published
+`cvgl_ros.localization.filter_outputs`; this node converts and publishes. It owns the map
+frame's datum (`localization.datum.DatumOwner`): the `datum` parameter, else the first valid
+fix, published latched on /cvgl/datum (NavSatFix, frame_id `map`; nodes/datum_topic.py).
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseArray, PoseStamped, PoseWithCovarianceStamped, Vector3Stamped
+from geometry_msgs.msg import PoseArray, PoseWithCovarianceStamped, Vector3Stamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, NavSatFix, PointCloud2
 
 from cvgl_ros.errors import InputError
-from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter, ParticleFilterConfig
+from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter
 from cvgl_ros.geo.transforms import RigidTransform
 from cvgl_ros.localization.datum import DatumOwner
-from cvgl_ros.localization.tf_policy import TfFrames
+from cvgl_ros.localization.filter_outputs import LateMeasurements, PathRecorder, Throttle
 from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, datum_msg
 from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
-from cvgl_ros.nodes.filter_parameters import filter_params
-from cvgl_ros.nodes.parameters import DATUM_PARAM, Param, accept_live_changes, declare_params, parse_datum
+from cvgl_ros.nodes.filter_parameters import PARAMS, filter_config
+from cvgl_ros.nodes.parameters import accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
-from cvgl_ros.nodes.tf import TF_UNAVAILABLE, MapTfBroadcaster
+from cvgl_ros.nodes.tf import map_tf_broadcaster
 
 NODE_NAME = "particle_filter_node"
-
-PARAMS = [
-    DATUM_PARAM,
-    Param("seed", 0, "random seed of the particle filter", 0, 2**31 - 1),
-    Param("map_frame", "map", "frame of the published poses (ENU at the datum)"),
-    Param("base_link_frame", "base_link", "the vehicle's frame: child of /cvgl/odometry and of the TF"),
-    Param("odom_frame", "odom", "odometry's frame: with odom -> base_link on /tf, the TF is map -> odom"),
-    Param("publish_tf", True, "publish map -> odom (odom -> base_link on /tf) or else map -> base_link on /tf"),
-    Param("odom_tf_max_gap_s", 0.5, "odom -> base_link farther than this from a pose's stamp counts as none "
-          "(the TF is then map -> base_link), s", 0.0, 10.0),
-    Param("gnss_frame", "gnss", "frame_id of the fused /cvgl/fix"),
-    Param("max_published_particles", 300, "particles sent on /cvgl/particles (a subsample)", 0, 100_000),
-    Param("path_min_step_m", 0.5, "a pose is added to /cvgl/path after moving this far, m", 0.0, 100.0),
-    Param("path_max_poses", 2000, "the oldest poses of /cvgl/path are dropped beyond this", 1, 1_000_000),
-    Param("path_period_s", 1.0, "/cvgl/path is published at most this often (message time), s", 0.0, 3600.0),
-    Param("particles_period_s", 0.2, "/cvgl/particles is published at most this often (message time), s: a "
-          "300-particle PoseArray costs the node ~5 ms", 0.0, 3600.0),
-    Param("diagnostics_period_s", 1.0, "period of /diagnostics, s (wall clock)", 0.05, 60.0),
-    *filter_params(),
-]
 
 
 class ParticleFilterNode(Node):
@@ -73,7 +51,7 @@ class ParticleFilterNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self.p = declare_params(self, PARAMS)
-        config = ParticleFilterConfig(**{f.name: self.p[f"filter.{f.name}"] for f in fields(ParticleFilterConfig)})
+        config = filter_config(self.p)
         self.pf = ParticleFilter(config, seed=self.p["seed"])
         accept_live_changes(self, PARAMS, self._retune)
         self.datum_owner = DatumOwner(parse_datum(self.p["datum"]))
@@ -85,16 +63,16 @@ class ParticleFilterNode(Node):
         for counter in ("gnss_rejected", "gnss_invalid", "stamp_backwards", "likelihood_rejected", "filter_resets"):
             self.health.count(counter, 0)  # always listed in /diagnostics
         self.health.set_value("datum", self.datum_owner.describe())
-        self.tf = self._map_tf()
+        self.tf = map_tf_broadcaster(self, self.p, self.health)
         self.last_up_m = 0.0
         self.last_up_var = 100.0
         self.last_gnss_ns: int | None = None
         self.last_cloud_ns: int | None = None
-        self.newest_ns: int | None = None  # stamp of the newest measurement the filter took in
+        self.late = LateMeasurements()
+        self.path_recorder = PathRecorder(self.p["path_min_step_m"], self.p["path_max_poses"], self.p["path_period_s"])
         self.path = Path()
         self.path.header.frame_id = self.p["map_frame"]
-        self.last_path_publish_ns: int | None = None
-        self.last_particles_publish_ns: int | None = None
+        self.particles_throttle = Throttle(self.p["particles_period_s"])
         self.rng = np.random.default_rng(self.p["seed"])
 
         # Topic names are relative: under the node's namespace (launch `namespace:=`), /cvgl/... in
@@ -113,19 +91,6 @@ class ParticleFilterNode(Node):
                        self.create_subscription(Odometry, "odom/wheel", self.on_wheel_odometry, SENSOR_QOS)]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(f"ready: {config.num_particles} particles, datum {self.health.values['datum']}")
-
-    def _map_tf(self) -> MapTfBroadcaster | None:
-        """/tf when `publish_tf` is on and tf2_msgs imports; /diagnostics value `tf` says which."""
-        if not self.p["publish_tf"]:
-            self.health.set_value("tf", "off: publish_tf is false")
-            return None
-        if TF_UNAVAILABLE:
-            self.health.set_value("tf", TF_UNAVAILABLE)
-            self.health.problem(TF_UNAVAILABLE)
-            return None
-        frames = TfFrames(self.p["map_frame"], self.p["odom_frame"], self.p["base_link_frame"])
-        self.health.set_value("tf", "on: nothing sent yet")
-        return MapTfBroadcaster(self, frames, self.p["odom_tf_max_gap_s"], self.health.problem)
 
     def _retune(self, values: dict) -> None:
         """`ros2 param set` of filter.* tuning parameters (InputError: refused, nothing changed)."""
@@ -165,7 +130,7 @@ class ParticleFilterNode(Node):
         if decision is GnssDecision.RELOCKED_INTEGRITY:
             self.health.problem(self.pf.diagnostics["last_integrity_alarm"], "integrity_relocks")
         if decision is GnssDecision.RESET:
-            self.newest_ns = None  # the filter starts over at this fix
+            self.late.reset()  # the filter starts over at this fix
             self.health.problem("GNSS stamp went backwards: particle filter reset, re-initialized at this fix",
                                 "filter_resets")
         elif decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):
@@ -219,17 +184,13 @@ class ParticleFilterNode(Node):
     # -- outputs --------------------------------------------------------------------------
 
     def _publish_after(self, t_ns: int) -> None:
-        """Outputs after a measurement at t_ns. One that came late (the camera's likelihood
-        arrives an inference after the frame, other fixes may be in by then) was applied at its
-        stamp by replaying the newer ones: /cvgl/pose at its stamp, then every output again at
-        the newest stamp, corrected."""
-        if self.newest_ns is None or t_ns >= self.newest_ns:
-            self.newest_ns = t_ns
-            self.publish_estimate(t_ns)
-            return
-        self.health.count("late_measurements")
-        self.publish_estimate(t_ns, pose_only=True)
-        self.publish_estimate(self.newest_ns)
+        """Outputs after a measurement at t_ns (`LateMeasurements`: a late one's pose at its stamp,
+        then every output again at the newest stamp, corrected)."""
+        publications = self.late.after(t_ns)
+        if publications[0].pose_only:
+            self.health.count("late_measurements")
+        for publication in publications:
+            self.publish_estimate(publication.stamp_ns, pose_only=publication.pose_only)
 
     def publish_estimate(self, t_ns: int, pose_only: bool = False) -> None:
         est = self.pf.estimate(t_ns * 1e-9)
@@ -246,15 +207,12 @@ class ParticleFilterNode(Node):
         if pose_only:
             return
         if self.tf is not None:
-            sent = self.tf.send(t_ns, RigidTransform.planar(est.east_m, est.north_m, est.yaw_enu_rad))
-            if sent is not None:
-                self.health.set_value("tf", f"{sent.parent} -> {sent.child}")
+            self.tf.send(t_ns, RigidTransform.planar(est.east_m, est.north_m, est.yaw_enu_rad))
         particles = self.pf.particles
         self.pub_odom.publish(conv.odometry_msg(t_ns, frame, self.p["base_link_frame"], est.east_m, est.north_m,
                                                 est.yaw_enu_rad, cov, est.speed_mps, est.speed_variance))
         n = min(self.p["max_published_particles"], len(particles))
-        if n > 0 and self._due(t_ns, self.last_particles_publish_ns, self.p["particles_period_s"]):
-            self.last_particles_publish_ns = t_ns
+        if n > 0 and self.particles_throttle.due(t_ns):
             pick = self.rng.choice(len(particles), n, replace=False, p=self.pf.weights)
             sub = particles[pick]
             self.pub_particles.publish(conv.pose_array_msg(t_ns, frame, sub[:, 0], sub[:, 1], sub[:, 3]))
@@ -264,27 +222,15 @@ class ParticleFilterNode(Node):
         self.health.set_value("initialized", "true")
 
     def _extend_path(self, t_ns: int, est) -> None:
-        poses = self.path.poses
-        if poses:
-            last = poses[-1].pose.position
-            moved = math.hypot(est.east_m - last.x, est.north_m - last.y)
-        if not poses or moved >= self.p["path_min_step_m"]:
-            ps = PoseStamped()
-            ps.header.stamp = conv.to_stamp(t_ns)
-            ps.header.frame_id = self.p["map_frame"]
-            ps.pose = conv.pose_msg(est.east_m, est.north_m, est.yaw_enu_rad)
-            poses.append(ps)
-            if len(poses) > self.p["path_max_poses"]:
-                del poses[: len(poses) - self.p["path_max_poses"]]
-        if self._due(t_ns, self.last_path_publish_ns, self.p["path_period_s"]):
+        """`PathRecorder` thins the path; the Path message follows it."""
+        update = self.path_recorder.add(t_ns, est.east_m, est.north_m, est.yaw_enu_rad)
+        if update.appended:
+            self.path.poses.append(conv.pose_stamped_msg(t_ns, self.p["map_frame"], est.east_m, est.north_m,
+                                                         est.yaw_enu_rad))
+            del self.path.poses[:update.dropped]
+        if update.publish:
             self.path.header.stamp = conv.to_stamp(t_ns)
             self.pub_path.publish(self.path)
-            self.last_path_publish_ns = t_ns
-
-    @staticmethod
-    def _due(t_ns: int, last_ns: int | None, period_s: float) -> bool:
-        """A periodic output is due at message time t_ns (a jump back in time makes it due too)."""
-        return last_ns is None or abs(t_ns - last_ns) >= int(period_s * 1e9)
 
     def publish_diagnostics(self) -> None:
         self.health.note_input_publishers(self.inputs)

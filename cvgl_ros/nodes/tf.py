@@ -60,7 +60,8 @@ class MapTfBroadcaster:
     this from a pose's stamp counts as none; `on_problem(message, counter)` hears of an
     odom -> base_link that is no rigid transform. Build it only when TF_UNAVAILABLE is empty."""
 
-    def __init__(self, node, frames: TfFrames, odom_max_gap_s: float, on_problem):
+    def __init__(self, node, frames: TfFrames, odom_max_gap_s: float, on_problem, on_sent=None):
+        self.on_sent = on_sent or (lambda sent: None)
         self.frames = frames
         self.policy = MapTfPolicy(frames)
         self.odom_max_gap_ns = int(odom_max_gap_s * 1e9)
@@ -116,4 +117,21 @@ class MapTfBroadcaster:
             self.broadcaster.sendTransform(msg)
         else:
             self.pub_tf.publish(TFMessage(transforms=[msg]))
+        self.on_sent(out)
         return out
+
+
+def map_tf_broadcaster(node, p: dict, health) -> MapTfBroadcaster | None:
+    """The filter node's /tf when `publish_tf` is on and TF can be sent (`p`: its parameters);
+    its /diagnostics value `tf` says which, and names the last transform sent."""
+    if not p["publish_tf"]:
+        health.set_value("tf", "off: publish_tf is false")
+        return None
+    if TF_UNAVAILABLE:
+        health.set_value("tf", TF_UNAVAILABLE)
+        health.problem(TF_UNAVAILABLE)
+        return None
+    health.set_value("tf", "on: nothing sent yet")
+    return MapTfBroadcaster(node, TfFrames(p["map_frame"], p["odom_frame"], p["base_link_frame"]),
+                            p["odom_tf_max_gap_s"], health.problem,
+                            on_sent=lambda sent: health.set_value("tf", f"{sent.parent} -> {sent.child}"))

@@ -48,6 +48,7 @@ from cvgl_ros.datasets.bag import (MSG_CAMERA_INFO, MSG_COMPRESSED, MSG_IMAGE, M
                                    TOPIC_GNSS_FIX, TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED, BagWriter, bag_topics,
                                    read_messages, recorded_datum)
 from cvgl_ros.errors import InputError
+from cvgl_ros.geo.datum import Datum
 
 CAMERA_TOPICS = (TOPIC_IMAGE, TOPIC_IMAGE_COMPRESSED)
 # Input topic -> the type the nodes subscribe with: a bag with another type there is refused
@@ -236,18 +237,56 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     throughput (2 on 2 cores: about 1.4x), at the price of exact reproducibility (a frame's
     prior is then the filter's pose of up to that many frames back, whichever came).
     """
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-    from tqdm import tqdm
-
     from cvgl_ros.datasets.bag_identity import SOURCE_BAG_KEY, SOURCE_FINGERPRINT_KEY, bag_fingerprint
-    from cvgl_ros.nodes.launcher import NodeProcesses, default_params_file
-    from cvgl_ros.nodes.runner import RESULT_QOS
-    from cvgl_ros.replay.domain import DISCOVERY_RANGE, lease_domain, new_enclave
-    from cvgl_ros.replay.player import BagPlayer
-    from cvgl_ros.replay.recorder import Recorder, header_stamp_ns
+    from cvgl_ros.nodes.launcher import default_params_file
 
+    plan = plan_replay(bag, out, tiles, model, rate, lockstep, overrides, frames_in_flight)   # 0.
+    summary = ReplaySummary(out_bag=str(plan.out), lockstep=lockstep, rate=rate, frames_in_flight=frames_in_flight)
+    tracker = _Tracker()
+    log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="cvgl-replay-logs-"))
+    source_fingerprint = bag_fingerprint(plan.bag)
+    session = _Session(plan, domain_id, params_file or default_params_file(), log_dir, summary)   # 1.
+    steps = _Lockstep(tracker, summary, frames_in_flight, frame_timeout_s, pose_timeout_s) if lockstep else None
+    try:
+        session.start_nodes(summary)
+        with BagWriter(plan.out) as writer:
+            if plan.datum is not None:
+                writer.set_datum(plan.datum)
+            writer.set_custom_data(SOURCE_BAG_KEY, str(plan.bag.resolve()))
+            writer.set_custom_data(SOURCE_FINGERPRINT_KEY, source_fingerprint)
+            player, recorder = session.connect(writer, tracker, summary)
+            session.discover(player, recorder, tracker, ready_timeout_s, progress, summary)   # 2.
+            if steps is not None:
+                steps.attach(player, session.nodes)
+            played = _play(plan, player, steps, rate, summary, progress)   # 3.
+            _settle(tracker)                                                # 4.
+            summary.node_exit_codes = session.nodes.stop()
+            recorder.close()
+        summary.recorded = dict(recorder.counts)
+    finally:
+        session.close(summary)
+    _summarize(summary, tracker, played, steps.sent_at if steps is not None else {})
+    return summary
+
+
+# -- 0. the checks ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What the checks decided before anything starts: the bag's topics to play (one camera
+    transport), the camera topic, the nodes' parameters, the bag's recorded datum."""
+
+    bag: Path
+    out: Path
+    topics: dict          # topic -> (type, count) of what is played
+    camera_topic: str
+    node_params: dict
+    datum: Datum | None = None  # None: the nodes anchor at the first fix
+
+
+def plan_replay(bag, out, tiles=None, model=None, rate: float = 1.0, lockstep: bool = False,
+                overrides: dict | None = None, frames_in_flight: int = 1) -> ReplayPlan:
+    """The replay's plan, or InputError (one line) for a bag, argument or file it cannot play."""
     bag, out = Path(bag), Path(out)
     topics = bag_topics(bag)
     check_inputs(bag, topics)
@@ -276,162 +315,285 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     if camera_topic not in topics:
         raise InputError(f"image_transport {transport}: bag {bag} has no {camera_topic}")
     node_params["image_transport"] = transport
-    topics = {t: v for t, v in topics.items() if t not in CAMERA_TOPICS or t == camera_topic}
     node_params.update(overrides or {})
-    total = sum(count for t, (_, count) in topics.items())
-    summary = ReplaySummary(out_bag=str(out), lockstep=lockstep, rate=rate, frames_in_flight=frames_in_flight)
-    tracker = _Tracker()
-    log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="cvgl-replay-logs-"))
+    played = {t: v for t, v in topics.items() if t not in CAMERA_TOPICS or t == camera_topic}
+    return ReplayPlan(bag, out, played, camera_topic, node_params, datum)
 
-    source_fingerprint = bag_fingerprint(bag)
-    params_file = params_file or default_params_file()
-    # a private domain, localhost discovery, this run's enclave on every node (module docstring 1.)
-    lease = lease_domain(domain_id)
-    enclave = new_enclave()
-    summary.domain_id, summary.isolation = lease.domain_id, lease.isolation
-    child_env = dict(os.environ, ROS_DOMAIN_ID=str(lease.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE=DISCOVERY_RANGE)
-    _ENV_LOCK.acquire()
-    saved_range = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = DISCOVERY_RANGE  # rcl reads it at init, for this context too
-    try:
-        nodes = NodeProcesses(params_file, node_params, log_dir=log_dir, env=child_env,
-                              extra_ros_args=["--enclave", enclave], pass_fds=(lease.fd,))
-        context = rclpy.Context()
-        rclpy.init(context=context, args=["--ros-args", "--enclave", enclave], domain_id=lease.domain_id,
-                   signal_handler_options=SignalHandlerOptions.NO)
-        restore_sigterm = _sigterm_as_interrupt()
-    except BaseException:
-        lease.release()
-        raise
-    finally:
-        if saved_range is None:
-            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+
+# -- 1. and 2. the nodes on a private domain, and their discovery ------------------------
+
+class _Session:
+    """This run's private domain (module docstring 1.), its enclave, the two node processes,
+    and the replay's own rclpy context, node, player, recorder and spinning thread; `close()`
+    undoes all of it, whatever happened (the nodes stopped, the domain's lease released last)."""
+
+    def __init__(self, plan: ReplayPlan, domain_id: int | None, params_file, log_dir: Path, summary: ReplaySummary):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        from cvgl_ros.nodes.launcher import NodeProcesses
+        from cvgl_ros.replay.domain import DISCOVERY_RANGE, lease_domain, new_enclave
+
+        self.plan = plan
+        self.lease = lease_domain(domain_id)
+        self.enclave = new_enclave()
+        summary.domain_id, summary.isolation = self.lease.domain_id, self.lease.isolation
+        child_env = dict(os.environ, ROS_DOMAIN_ID=str(self.lease.domain_id),
+                         ROS_AUTOMATIC_DISCOVERY_RANGE=DISCOVERY_RANGE)
+        _ENV_LOCK.acquire()
+        saved_range = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = DISCOVERY_RANGE  # rcl reads it at init, for this context too
+        try:
+            self.nodes = NodeProcesses(params_file, plan.node_params, log_dir=log_dir, env=child_env,
+                                       extra_ros_args=["--enclave", self.enclave], pass_fds=(self.lease.fd,))
+            self.context = rclpy.Context()
+            rclpy.init(context=self.context, args=["--ros-args", "--enclave", self.enclave],
+                       domain_id=self.lease.domain_id, signal_handler_options=SignalHandlerOptions.NO)
+            self.restore_sigterm = _sigterm_as_interrupt()
+        except BaseException:
+            self.lease.release()
+            raise
+        finally:
+            if saved_range is None:
+                os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+            else:
+                os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved_range
+            _ENV_LOCK.release()
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.spinner = self.recorder = self.node = None
+        self.stop_spin = threading.Event()
+
+    def start_nodes(self, summary: ReplaySummary) -> None:
+        import rclpy
+
+        self.nodes.start()
+        summary.node_pids = self.nodes.pids()
+        self.node = rclpy.create_node("cvgl_replay", context=self.context)
+
+    def connect(self, writer, tracker: _Tracker, summary: ReplaySummary):
+        """(BagPlayer of the plan's topics, Recorder into `writer` telling `tracker`), spinning."""
+        from cvgl_ros.nodes.runner import RESULT_QOS
+        from cvgl_ros.replay.player import BagPlayer
+        from cvgl_ros.replay.recorder import Recorder
+
+        player = BagPlayer(self.node, self.plan.bag)
+        for other in CAMERA_TOPICS:
+            if other != self.plan.camera_topic:
+                player.publishers.pop(other, None)
+        summary.topics_not_played = dict(player.unplayable)
+        self.recorder = Recorder(self.node, writer, lambda: player.now_ns, RESULT_QOS)
+        writer.before_close.append(self.recorder.close)  # a late message never hits a closed bag
+        self.recorder.listeners.append(tracker)
+        self.executor.add_node(self.node)
+        self.spinner = threading.Thread(target=_spin, args=(self.executor, self.stop_spin), name="cvgl_replay_spin",
+                                        daemon=True)
+        self.spinner.start()
+        return player, self.recorder
+
+    def discover(self, player, recorder, tracker: _Tracker, timeout_s: float, progress: bool,
+                 summary: ReplaySummary) -> None:
+        """Module docstring 2.: until both sides have matched, this run's nodes alone on the domain."""
+        _wait_ready(player, recorder, tracker, self.nodes, self.plan.topics, timeout_s, node=self.node,
+                    enclave=self.enclave, domain_id=self.lease.domain_id)
+        if progress:
+            import sys
+
+            pids = ", ".join(f"{exe} pid {pid}" for exe, pid in summary.node_pids.items())
+            print(f"replay: {self.lease.isolation}; {pids}", file=sys.stderr, flush=True)
+        recorder.discover()
+
+    def close(self, summary: ReplaySummary) -> None:
+        import rclpy
+
+        if self.nodes.procs and not summary.node_exit_codes:
+            summary.node_exit_codes = self.nodes.stop()
+        if self.recorder is not None:
+            self.recorder.close()
+        self.stop_spin.set()
+        if self.spinner is not None:
+            self.spinner.join(timeout=5.0)
+        self.executor.shutdown(timeout_sec=5.0)
+        if self.node is not None:
+            self.node.destroy_node()  # its participant leaves the domain before the lease is released
+        rclpy.try_shutdown(context=self.context)
+        self.restore_sigterm()
+        self.lease.release()
+
+
+# -- 3. play, in lockstep or at a rate --------------------------------------------------
+
+@dataclass(frozen=True)
+class SentFrame:
+    """A camera frame published in lockstep: its status (and, processed, its fused pose) awaited."""
+
+    t_ns: int
+    topic: str
+    cdr: bytes
+    stamp_ns: int
+
+
+@dataclass(frozen=True)
+class SentFix:
+    """A valid GNSS fix published in lockstep: the filter's echo on GNSS_POSE awaited."""
+
+    t_ns: int
+    stamp_ns: int
+
+
+@dataclass(frozen=True)
+class AwaitedPose:
+    """A processed frame whose fused pose is awaited later (several frames in flight)."""
+
+    t_ns: int
+    stamp_ns: int
+
+
+@dataclass(frozen=True)
+class Played:
+    """Log times of the first and last message played (None: nothing was)."""
+
+    first_ns: int | None = None
+    last_ns: int | None = None
+
+
+def _play(plan: ReplayPlan, player, steps: "_Lockstep | None", rate: float, summary: ReplaySummary,
+          progress: bool) -> Played:
+    """Every message of the plan's topics, in log order: in lockstep (`steps`) or at `rate`."""
+    from tqdm import tqdm
+
+    from cvgl_ros.replay.recorder import header_stamp_ns
+
+    first_ns = last_ns = None
+    wall0 = time.monotonic()
+    bar = tqdm(total=sum(count for _, count in plan.topics.values()), unit="msg", desc="replay",
+               disable=not progress, mininterval=1.0)
+    for topic, _msgtype, t_ns, cdr in read_messages(plan.bag, raw=True):
+        bar.update(1)
+        if topic not in player.publishers:
+            continue
+        if first_ns is None:
+            first_ns, wall0 = t_ns, time.monotonic()
+        last_ns = t_ns
+        if steps is not None:
+            steps.make_room(t_ns)
         else:
-            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved_range
-        _ENV_LOCK.release()
-    executor = SingleThreadedExecutor(context=context)
-    spinner = None
-    stop_spin = threading.Event()
-    recorder = node = None
-    try:
-        nodes.start()
-        summary.node_pids = nodes.pids()
-        node = rclpy.create_node("cvgl_replay", context=context)
-        with BagWriter(out) as writer:
-            if datum is not None:
-                writer.set_datum(datum)
-            writer.set_custom_data(SOURCE_BAG_KEY, str(bag.resolve()))
-            writer.set_custom_data(SOURCE_FINGERPRINT_KEY, source_fingerprint)
-            player = BagPlayer(node, bag)
-            for other in CAMERA_TOPICS:
-                if other != camera_topic:
-                    player.publishers.pop(other, None)
-            summary.topics_not_played = dict(player.unplayable)
-            recorder = Recorder(node, writer, lambda: player.now_ns, RESULT_QOS)
-            writer.before_close.append(recorder.close)  # a late message never hits a closed bag
-            recorder.listeners.append(tracker)
-            executor.add_node(node)
-            spinner = threading.Thread(target=_spin, args=(executor, stop_spin), name="cvgl_replay_spin", daemon=True)
-            spinner.start()
-            _wait_ready(player, recorder, tracker, nodes, topics, ready_timeout_s, node=node, enclave=enclave,
-                        domain_id=lease.domain_id)
-            if progress:
-                import sys
+            start_ns = first_ns
+            player.sleep_until(wall0 + (t_ns - start_ns) * 1e-9 / rate,
+                               lambda now: start_ns + int((now - wall0) * rate * 1e9))
+        player.publish(topic, t_ns, cdr)
+        if topic in CAMERA_TOPICS:
+            summary.frames += 1
+            if steps is not None:
+                steps.published(SentFrame(t_ns, topic, cdr, header_stamp_ns(cdr)))
+        elif topic == TOPIC_GNSS_FIX and steps is not None and _valid_fix(cdr):
+            steps.published(SentFix(t_ns, header_stamp_ns(cdr)))
+    if steps is not None:
+        steps.drain()
+    bar.close()
+    summary.wall_s = time.monotonic() - wall0
+    return Played(first_ns, last_ns)
 
-                pids = ", ".join(f"{exe} pid {pid}" for exe, pid in summary.node_pids.items())
-                print(f"replay: {lease.isolation}; {pids}", file=sys.stderr, flush=True)
-            recorder.discover()
 
-            first_ns = last_ns = None
-            # lockstep: what was sent and whose result is still awaited, oldest first: ("frame", t_ns,
-            # topic, cdr) or, with several frames in flight, ("gnss" | "pose", t_ns, stamp, None)
-            outstanding = deque()
+class _Lockstep:
+    """Module docstring 3.: what was sent and whose result is still awaited, oldest first.
 
-            def await_oldest():
-                kind, _t, topic_or_stamp, item_cdr = outstanding.popleft()
-                if kind == "frame":
-                    # one at a time: its fused pose too before anything later; with several in
-                    # flight the pose is checked later (a worker would idle meanwhile)
-                    one_at_a_time = frames_in_flight == 1
-                    if _wait_frame(tracker, (_t, topic_or_stamp, item_cdr), frame_timeout_s, pose_timeout_s, summary,
-                                   nodes, player, wait_pose=one_at_a_time) and not one_at_a_time:
-                        outstanding.append(("pose", _t, header_stamp_ns(item_cdr), None))
-                elif kind == "pose":
-                    if not tracker.wait(lambda: topic_or_stamp in tracker.pose_stamps, pose_timeout_s):
-                        _count_timeout(summary, "fused pose on " + POSE, topic_or_stamp)
-                elif not tracker.wait(lambda: topic_or_stamp in tracker.gnss_stamps, pose_timeout_s):
-                    _count_timeout(summary, "GNSS echo on " + GNSS_POSE, topic_or_stamp)
+    One frame in flight: each frame's status and fused pose, and each fix's echo, before
+    anything later is sent. N > 1: up to N frames out at once; a processed frame's pose is
+    then awaited later (an `AwaitedPose`), so that no worker idles meanwhile. `sent_at` holds
+    when each frame and fix went out, for the summary's `lockstep_wait_ms`."""
 
-            def frames_outstanding():
-                return sum(item[0] == "frame" for item in outstanding)
+    def __init__(self, tracker: _Tracker, summary: ReplaySummary, frames_in_flight: int, frame_timeout_s: float,
+                 pose_timeout_s: float):
+        self.tracker, self.summary = tracker, summary
+        self.frames_in_flight = frames_in_flight
+        self.frame_timeout_s, self.pose_timeout_s = frame_timeout_s, pose_timeout_s
+        self.outstanding: deque[SentFrame | SentFix | AwaitedPose] = deque()
+        self.sent_at: dict[tuple[str, int], float] = {}  # ("frame" | "gnss", stamp) -> monotonic time published
+        self.player = self.nodes = None
 
-            def newest_frame_ns():
-                return max(item[1] for item in outstanding if item[0] == "frame")
-            sent: dict[tuple[str, int], float] = {}  # ("frame" | "gnss", stamp) -> monotonic time published
-            wall0 = time.monotonic()
-            bar = tqdm(total=total, unit="msg", desc="replay", disable=not progress, mininterval=1.0)
-            for topic, _msgtype, t_ns, cdr in read_messages(bag, raw=True):
-                bar.update(1)
-                if topic not in player.publishers:
-                    continue
-                if first_ns is None:
-                    first_ns = t_ns
-                    wall0 = time.monotonic()
-                last_ns = t_ns
-                # a frame's result is awaited once its stamp's messages (camera_info) are out too
-                while frames_outstanding() >= frames_in_flight and t_ns > newest_frame_ns():
-                    await_oldest()
-                if not lockstep:
-                    start_ns = first_ns
-                    player.sleep_until(wall0 + (t_ns - start_ns) * 1e-9 / rate,
-                                       lambda now: start_ns + int((now - wall0) * rate * 1e9))
-                player.publish(topic, t_ns, cdr)
-                if topic in CAMERA_TOPICS:
-                    summary.frames += 1
-                    sent.setdefault(("frame", header_stamp_ns(cdr)), time.monotonic())
-                    if lockstep:
-                        outstanding.append(("frame", t_ns, topic, cdr))
-                elif topic == TOPIC_GNSS_FIX and lockstep and _valid_fix(cdr):
-                    stamp = header_stamp_ns(cdr)
-                    sent.setdefault(("gnss", stamp), time.monotonic())
-                    outstanding.append(("gnss", t_ns, stamp, None))
-                    if frames_in_flight == 1:  # one at a time: the fix is in the filter before anything later
-                        await_oldest()
-            while outstanding:
-                await_oldest()
-            bar.close()
-            summary.wall_s = time.monotonic() - wall0
-            # let the last results arrive: none for QUIET_S (the timers' topics do not count), and
-            # each node's /diagnostics once more, for latencies over the whole run (at most 10 s)
-            played_t = time.monotonic()
-            end = played_t + 10.0
+    def attach(self, player, nodes) -> None:
+        self.player, self.nodes = player, nodes
 
-            def settled():
-                with tracker.cond:
-                    quiet = time.monotonic() - tracker.last_result_t >= QUIET_S
-                    return quiet and all(tracker.node_diag_t.get(n, 0.0) > played_t for n in NODE_INPUTS)
-            while time.monotonic() < end and not settled():
-                time.sleep(0.1)
-            summary.node_exit_codes = nodes.stop()
-            recorder.close()
-        summary.recorded = dict(recorder.counts)
-    finally:
-        if nodes.procs and not summary.node_exit_codes:
-            summary.node_exit_codes = nodes.stop()
-        if recorder is not None:
-            recorder.close()
-        stop_spin.set()
-        if spinner is not None:
-            spinner.join(timeout=5.0)
-        executor.shutdown(timeout_sec=5.0)
-        if node is not None:
-            node.destroy_node()  # its participant leaves the domain before the lease is released
-        rclpy.try_shutdown(context=context)
-        restore_sigterm()
-        lease.release()
+    def make_room(self, t_ns: int) -> None:
+        """Before sending a message at t_ns: a frame's result is awaited once its stamp's
+        messages (camera_info) are out too, and only while N frames are out."""
+        while self._frames_out() >= self.frames_in_flight and t_ns > self._newest_frame_ns():
+            self._await_oldest()
 
-    if first_ns is not None:
-        summary.bag_duration_s = (last_ns - first_ns) * 1e-9
+    def published(self, event: SentFrame | SentFix) -> None:
+        kind = "frame" if isinstance(event, SentFrame) else "gnss"
+        self.sent_at.setdefault((kind, event.stamp_ns), time.monotonic())
+        self.outstanding.append(event)
+        if isinstance(event, SentFix) and self.frames_in_flight == 1:
+            self._await_oldest()  # one at a time: the fix is in the filter before anything later
+
+    def drain(self) -> None:
+        while self.outstanding:
+            self._await_oldest()
+
+    def _frames_out(self) -> int:
+        return sum(isinstance(event, SentFrame) for event in self.outstanding)
+
+    def _newest_frame_ns(self) -> int:
+        return max(event.t_ns for event in self.outstanding if isinstance(event, SentFrame))
+
+    def _await_oldest(self) -> None:
+        event = self.outstanding.popleft()
+        tracker = self.tracker
+        if isinstance(event, SentFrame):
+            one_at_a_time = self.frames_in_flight == 1
+            if self._wait_frame(event, wait_pose=one_at_a_time) and not one_at_a_time:
+                self.outstanding.append(AwaitedPose(event.t_ns, event.stamp_ns))
+        elif isinstance(event, AwaitedPose):
+            if not tracker.wait(lambda: event.stamp_ns in tracker.pose_stamps, self.pose_timeout_s):
+                _count_timeout(self.summary, "fused pose on " + POSE, event.stamp_ns)
+        elif not tracker.wait(lambda: event.stamp_ns in tracker.gnss_stamps, self.pose_timeout_s):
+            _count_timeout(self.summary, "GNSS echo on " + GNSS_POSE, event.stamp_ns)
+
+    def _wait_frame(self, frame: SentFrame, wait_pose: bool) -> bool:
+        """This frame's status, and its pose when it was processed (and `wait_pose`); True:
+        processed. The camera is subscribed with sensor-data QoS (best effort), so a frame
+        can be lost on the way; one that has no status after `RESEND_AFTER_S` is published
+        again, once."""
+        tracker, summary, nodes, stamp = self.tracker, self.summary, self.nodes, frame.stamp_ns
+        arrived = tracker.wait(lambda: stamp in tracker.status, min(RESEND_AFTER_S, self.frame_timeout_s))
+        if not arrived and not nodes.exited():
+            summary.frames_resent += 1
+            self.player.publish(frame.topic, frame.t_ns, frame.cdr)
+            arrived = tracker.wait(lambda: stamp in tracker.status, max(self.frame_timeout_s - RESEND_AFTER_S, 0.0))
+        if not arrived:
+            _count_timeout(summary, "frame status", stamp)
+            if nodes.exited():
+                exe, code = next(iter(nodes.exited().items()))
+                raise InputError(f"{exe} died during the replay (status {code}): {nodes.log_tail(exe, 3)}")
+            return False
+        processed = tracker.status[stamp][0] == 0
+        if processed and wait_pose and not tracker.wait(lambda: stamp in tracker.pose_stamps, self.pose_timeout_s):
+            _count_timeout(summary, "fused pose on " + POSE, stamp)
+        return processed
+
+
+# -- 4. record: the last results, and the summary ----------------------------------------
+
+def _settle(tracker: _Tracker, longest_s: float = 10.0) -> None:
+    """Let the last results arrive: none for QUIET_S (the timers' topics do not count), and
+    each node's /diagnostics once more, for latencies over the whole run (at most `longest_s`)."""
+    played_t = time.monotonic()
+    end = played_t + longest_s
+
+    def settled():
+        with tracker.cond:
+            quiet = time.monotonic() - tracker.last_result_t >= QUIET_S
+            return quiet and all(tracker.node_diag_t.get(n, 0.0) > played_t for n in NODE_INPUTS)
+    while time.monotonic() < end and not settled():
+        time.sleep(0.1)
+
+
+def _summarize(summary: ReplaySummary, tracker: _Tracker, played: Played, sent_at: dict) -> None:
+    """The summary's counts, reasons and latencies from what the recorder saw."""
+    if played.first_ns is not None:
+        summary.bag_duration_s = (played.last_ns - played.first_ns) * 1e-9
         summary.real_time_factor = summary.bag_duration_s / max(summary.wall_s, 1e-9)
     levels = Counter()
     for level, message in tracker.status.values():
@@ -447,13 +609,12 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     for key, values in tracker.timings.items():
         arr = np.asarray(values)
         summary.stage_latency_ms[key.removesuffix("_ms")] = {"mean": float(arr.mean()), "p95": float(np.percentile(arr, 95))}
-    if lockstep and first_ns is not None:
-        summary.lockstep_wait_ms = _lockstep_waits(tracker, sent)
+    if summary.lockstep and played.first_ns is not None:
+        summary.lockstep_wait_ms = _lockstep_waits(tracker, sent_at)
     for stat, key in (("mean", "latency_filter_ms"), ("p95", "latency_filter_p95_ms")):
         filter_diag = tracker.node_diag.get("particle_filter_node", {})
         if key in filter_diag:
             summary.stage_latency_ms.setdefault("filter", {})[stat] = float(filter_diag[key])
-    return summary
 
 
 def _lockstep_waits(tracker: _Tracker, sent: dict) -> dict:
@@ -493,44 +654,20 @@ def _spin(executor, stop: threading.Event) -> None:
 
 
 def _valid_fix(cdr: bytes) -> bool:
-    """True when a NavSatFix (CDR) has a fix status and a finite position: the filter echoes it."""
-    import math
-
+    """True when a NavSatFix (CDR) is one the filter node takes in, and so echoes
+    (`conversions.check_navsatfix`: a fix status and a finite position in WGS84 range)."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import NavSatFix
 
-    msg = deserialize_message(cdr, NavSatFix)
-    return (msg.status.status >= 0 and all(math.isfinite(v) for v in (msg.latitude, msg.longitude, msg.altitude))
-            and abs(msg.latitude) <= 90 and abs(msg.longitude) <= 180)
+    from cvgl_ros.nodes.conversions import check_navsatfix
+
+    try:
+        check_navsatfix(deserialize_message(cdr, NavSatFix))
+    except InputError:
+        return False
+    return True
 
 
 def _count_timeout(summary: ReplaySummary, awaited: str, stamp_ns: int) -> None:
     summary.lockstep_timeouts += 1
     summary.lockstep_timeout_details.append(f"{awaited} for the message stamped {stamp_ns * 1e-9:.3f} s")
-
-
-def _wait_frame(tracker: _Tracker, pending: tuple, frame_timeout_s: float, pose_timeout_s: float,
-                summary: ReplaySummary, nodes, player, wait_pose: bool = True) -> bool:
-    """Lockstep: wait for this frame's status, and for its pose when it was processed.
-
-    The camera is subscribed with sensor-data QoS (best effort), so a frame can be lost on
-    the way; one that has no status after `RESEND_AFTER_S` is published again, once."""
-    from cvgl_ros.replay.recorder import header_stamp_ns
-
-    t_ns, topic, cdr = pending
-    stamp = header_stamp_ns(cdr)
-    arrived = tracker.wait(lambda: stamp in tracker.status, min(RESEND_AFTER_S, frame_timeout_s))
-    if not arrived and not nodes.exited():
-        summary.frames_resent += 1
-        player.publish(topic, t_ns, cdr)
-        arrived = tracker.wait(lambda: stamp in tracker.status, max(frame_timeout_s - RESEND_AFTER_S, 0.0))
-    if not arrived:
-        _count_timeout(summary, "frame status", stamp)
-        if nodes.exited():
-            exe, code = next(iter(nodes.exited().items()))
-            raise InputError(f"{exe} died during the replay (status {code}): {nodes.log_tail(exe, 3)}")
-        return False
-    processed = tracker.status[stamp][0] == 0
-    if processed and wait_pose and not tracker.wait(lambda: stamp in tracker.pose_stamps, pose_timeout_s):
-        _count_timeout(summary, "fused pose on " + POSE, stamp)
-    return processed

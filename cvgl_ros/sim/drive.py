@@ -38,6 +38,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -104,7 +105,6 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
                  turn_rich: bool = False, motion_sensors: bool = True) -> DriveResult:
     """Simulate a drive and write it as a bag (see the module docstring); `turn_rich` picks a
     route that turns at (almost) every intersection (`RoadGraph.route`)."""
-    import cv2
     from tqdm import tqdm
 
     from cvgl_ros.datasets import bag as B
@@ -114,87 +114,130 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
     check_drive_args(duration_s, gnss, camera_hz, gnss_hz)
     out_bag = check_output_path(out_bag)
     world = World.load(world_dir)
-    route = world.route(seed, duration_s * MAX_SPEED_MPS * 1.2 + 100.0, turn_rich=turn_rich)
-    truth = simulate_drive(route.points_en, route.stop_s, seed=seed, duration_s=float(duration_s),
-                           rate_hz=TRAJECTORY_HZ, max_speed_mps=MAX_SPEED_MPS)
-    track = GnssModel.from_name(gnss, seed).simulate(truth, gnss_hz, world.sky_openness)
-    imu = odometry = None
-    motion_model = MotionSensorModel(seed=seed)
-    if motion_sensors:
-        imu, odometry = motion_model.simulate(truth)
-    renderer, camera = _renderer(world, width, height, appearance_seed=seed)
-    cam_w, cam_h = int(camera.width), int(camera.height)
-
-    n_frames = int(math.floor(duration_s * camera_hz + 1e-9)) + 1
-    cam_t = np.arange(n_frames) / float(camera_hz)
-    cam_pose = truth.sample(cam_t)
-    cam_ns = sim_time_to_ns(cam_t)
-    gnss_ns = sim_time_to_ns(track.t_s)
-    fix_lat, fix_lon, fix_alt = world.datum.to_wgs84(np.nan_to_num(track.east_m), np.nan_to_num(track.north_m),
-                                                     np.zeros(len(track)))
-    true_lat, true_lon, true_alt = world.datum.to_wgs84(track.true_east_m, track.true_north_m, np.zeros(len(track)))
-    pose_t = np.union1d(cam_t, track.t_s)
-    pose = truth.sample(pose_t)
-    pose_ns = sim_time_to_ns(pose_t)
-
-    # (stamp, order within a stamp, kind, index): poses before sensors at equal stamps.
-    events = [(int(t), 0, "pose", i) for i, t in enumerate(pose_ns)]
-    events += [(int(t), 1, "gnss", i) for i, t in enumerate(gnss_ns)]
-    events += [(int(t), 2, "camera", i) for i, t in enumerate(cam_ns)]
-    if imu is not None:
-        events += [(int(t), 3, "imu", i) for i, t in enumerate(sim_time_to_ns(imu.t_s))]
-        events += [(int(t), 4, "odom", i) for i, t in enumerate(sim_time_to_ns(odometry.t_s))]
-    events.sort()
-    bar = tqdm(total=n_frames, desc="camera frames", unit="frame", disable=not progress)
+    sensed = _simulate(world, seed, float(duration_s), gnss, gnss_hz, motion_sensors, turn_rich)   # 1. to 4.
+    renderer, camera = _renderer(world, width, height, appearance_seed=seed)                        # 5.
+    frames = _CameraFrames(renderer, camera, sensed.truth, duration_s, camera_hz, compressed)
+    streams = _streams(world, sensed, frames)
+    bar = tqdm(total=frames.count, desc="camera frames", unit="frame", disable=not progress)
     try:
-        with B.BagWriter(out_bag) as bag:
+        with B.BagWriter(out_bag) as bag:                                                            # 6.
             bag.set_datum(world.datum)
             bag.set_custom_data("cvgl.source", f"sim:world_seed={world.seed},style={world.style},drive_seed={seed},"
                                                f"gnss={gnss}")
-            if imu is not None:
-                bag.set_custom_data(B.MOTION_SENSORS_KEY, json.dumps(motion_model.metadata(), sort_keys=True))
-            for stamp, _, kind, i in events:
-                if kind == "pose":
-                    bag.write(B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, stamp,
-                              B.pose_stamped_msg(pose.east_m[i], pose.north_m[i], 0.0, pose.yaw_enu_rad[i], stamp))
-                elif kind == "imu":
-                    bag.write(B.TOPIC_IMU, B.MSG_IMU, stamp,
-                              B.imu_msg(stamp, imu.gyro_radps[i], imu.accel_mps2[i],
-                                        angular_velocity_variance=imu.gyro_variance,
-                                        linear_acceleration_variance=imu.accel_variance))
-                elif kind == "odom":
-                    bag.write(B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, stamp,
-                              B.wheel_odometry_msg(stamp, float(odometry.speed_mps[i]),
-                                                   float(odometry.variance_mps2[i])))
-                elif kind == "gnss":
-                    if track.status[i] == STATUS_NO_FIX:
-                        fix = B.navsatfix_msg(math.nan, math.nan, math.nan, stamp, sigma_m=None,
-                                              status=B.NAVSAT_STATUS_NO_FIX)
-                    else:
-                        fix = B.navsatfix_msg(fix_lat[i], fix_lon[i], fix_alt[i], stamp,
-                                              sigma_m=float(track.reported_sigma_m[i]), status=int(track.status[i]))
-                    bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp, fix)
-                    bag.write(B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, stamp,
-                              B.navsatfix_msg(true_lat[i], true_lon[i], true_alt[i], stamp, sigma_m=None,
-                                              frame_id="base_link"))
-                else:
-                    rgb = renderer.render(cam_pose.east_m[i], cam_pose.north_m[i], cam_pose.yaw_enu_rad[i],
-                                          time_s=float(cam_t[i]))
-                    if rgb.shape != (cam_h, cam_w, 3) or rgb.dtype != np.uint8:
-                        raise RuntimeError(f"ground renderer returned {rgb.dtype} {rgb.shape}, expected uint8 "
-                                           f"({cam_h}, {cam_w}, 3)")
-                    if compressed:
-                        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                                               [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                        if not ok:
-                            raise RuntimeError("JPEG encoding of a rendered frame failed")
-                        bag.write(B.TOPIC_IMAGE_COMPRESSED, B.MSG_COMPRESSED, stamp,
-                                  B.compressed_image_msg(buf.tobytes(), stamp))
-                    else:
-                        bag.write(B.TOPIC_IMAGE, B.MSG_IMAGE, stamp, B.image_msg(rgb, stamp))
-                    bag.write(B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, stamp, camera.to_camera_info(stamp))
+            if sensed.imu is not None:
+                bag.set_custom_data(B.MOTION_SENSORS_KEY, json.dumps(sensed.motion_model.metadata(), sort_keys=True))
+            for stamp, _, kind, i in _events(streams):
+                streams[kind].write(bag, stamp, i)
+                if kind == "camera":
                     bar.update(1)
             counts = dict(bag.counts)
     finally:
         bar.close()
-    return DriveResult(out_bag, truth, track, counts, n_frames, (cam_w, cam_h), imu, odometry)
+    return DriveResult(out_bag, sensed.truth, sensed.gnss, counts, frames.count, (frames.width, frames.height),
+                       sensed.imu, sensed.odometry)
+
+
+@dataclass(frozen=True)
+class _Sensed:
+    """Steps 1 to 4 of the module docstring: the truth and what the sensors measured of it."""
+
+    truth: Trajectory
+    gnss: GnssTrack
+    motion_model: MotionSensorModel
+    imu: ImuTrack | None
+    odometry: WheelOdometryTrack | None
+
+
+def _simulate(world, seed: int, duration_s: float, gnss: str, gnss_hz: float, motion_sensors: bool,
+              turn_rich: bool) -> _Sensed:
+    route = world.route(seed, duration_s * MAX_SPEED_MPS * 1.2 + 100.0, turn_rich=turn_rich)
+    truth = simulate_drive(route.points_en, route.stop_s, seed=seed, duration_s=duration_s,
+                           rate_hz=TRAJECTORY_HZ, max_speed_mps=MAX_SPEED_MPS)
+    track = GnssModel.from_name(gnss, seed).simulate(truth, gnss_hz, world.sky_openness)
+    motion_model = MotionSensorModel(seed=seed)
+    imu, odometry = motion_model.simulate(truth) if motion_sensors else (None, None)
+    return _Sensed(truth, track, motion_model, imu, odometry)
+
+
+class _CameraFrames:
+    """Step 5: the frames at t = k / camera_hz, rendered when written (rgb8, or JPEG)."""
+
+    def __init__(self, renderer, camera, truth: Trajectory, duration_s: float, camera_hz: float, compressed: bool):
+        self.renderer, self.camera, self.compressed = renderer, camera, compressed
+        self.width, self.height = int(camera.width), int(camera.height)
+        self.count = int(math.floor(duration_s * camera_hz + 1e-9)) + 1
+        self.t_s = np.arange(self.count) / float(camera_hz)
+        self.pose = truth.sample(self.t_s)
+
+    def write(self, bag, stamp: int, i: int) -> None:
+        import cv2
+
+        from cvgl_ros.datasets import bag as B
+
+        rgb = self.renderer.render(self.pose.east_m[i], self.pose.north_m[i], self.pose.yaw_enu_rad[i],
+                                   time_s=float(self.t_s[i]))
+        if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
+            raise RuntimeError(f"ground renderer returned {rgb.dtype} {rgb.shape}, expected uint8 "
+                               f"({self.height}, {self.width}, 3)")
+        if self.compressed:
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if not ok:
+                raise RuntimeError("JPEG encoding of a rendered frame failed")
+            bag.write(B.TOPIC_IMAGE_COMPRESSED, B.MSG_COMPRESSED, stamp, B.compressed_image_msg(buf.tobytes(), stamp))
+        else:
+            bag.write(B.TOPIC_IMAGE, B.MSG_IMAGE, stamp, B.image_msg(rgb, stamp))
+        bag.write(B.TOPIC_CAMERA_INFO, B.MSG_CAMERA_INFO, stamp, self.camera.to_camera_info(stamp))
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One kind of message: its stamps (ns), its rank among equal stamps, and how sample i is written."""
+
+    stamps_ns: np.ndarray
+    rank: int
+    write: Callable
+
+
+def _streams(world, sensed: _Sensed, frames: _CameraFrames) -> dict[str, _Stream]:
+    """Every kind of message the bag holds; at equal stamps the truth comes before the sensors."""
+    from cvgl_ros.datasets import bag as B
+
+    track, imu, odometry = sensed.gnss, sensed.imu, sensed.odometry
+    fix_lat, fix_lon, fix_alt = world.datum.to_wgs84(np.nan_to_num(track.east_m), np.nan_to_num(track.north_m),
+                                                     np.zeros(len(track)))
+    true_lat, true_lon, true_alt = world.datum.to_wgs84(track.true_east_m, track.true_north_m, np.zeros(len(track)))
+    pose_t = np.union1d(frames.t_s, track.t_s)
+    pose = sensed.truth.sample(pose_t)
+
+    def write_pose(bag, stamp, i):
+        bag.write(B.TOPIC_GT_POSE, B.MSG_POSE_STAMPED, stamp,
+                  B.pose_stamped_msg(pose.east_m[i], pose.north_m[i], 0.0, pose.yaw_enu_rad[i], stamp))
+
+    def write_gnss(bag, stamp, i):
+        if track.status[i] == STATUS_NO_FIX:
+            fix = B.navsatfix_msg(math.nan, math.nan, math.nan, stamp, sigma_m=None, status=B.NAVSAT_STATUS_NO_FIX)
+        else:
+            fix = B.navsatfix_msg(fix_lat[i], fix_lon[i], fix_alt[i], stamp, sigma_m=float(track.reported_sigma_m[i]),
+                                  status=int(track.status[i]))
+        bag.write(B.TOPIC_GNSS_FIX, B.MSG_NAVSATFIX, stamp, fix)
+        bag.write(B.TOPIC_GT_FIX, B.MSG_NAVSATFIX, stamp,
+                  B.navsatfix_msg(true_lat[i], true_lon[i], true_alt[i], stamp, sigma_m=None, frame_id="base_link"))
+
+    streams = {"pose": _Stream(sim_time_to_ns(pose_t), 0, write_pose),
+               "gnss": _Stream(sim_time_to_ns(track.t_s), 1, write_gnss),
+               "camera": _Stream(sim_time_to_ns(frames.t_s), 2, frames.write)}
+    if imu is not None:
+        streams["imu"] = _Stream(sim_time_to_ns(imu.t_s), 3, lambda bag, stamp, i: bag.write(
+            B.TOPIC_IMU, B.MSG_IMU, stamp, B.imu_msg(stamp, imu.gyro_radps[i], imu.accel_mps2[i],
+                                                     angular_velocity_variance=imu.gyro_variance,
+                                                     linear_acceleration_variance=imu.accel_variance)))
+        streams["odom"] = _Stream(sim_time_to_ns(odometry.t_s), 4, lambda bag, stamp, i: bag.write(
+            B.TOPIC_WHEEL_ODOM, B.MSG_ODOMETRY, stamp,
+            B.wheel_odometry_msg(stamp, float(odometry.speed_mps[i]), float(odometry.variance_mps2[i]))))
+    return streams
+
+
+def _events(streams: dict[str, _Stream]) -> list[tuple[int, int, str, int]]:
+    """(stamp, rank, kind, index) of every message, in the order they are written."""
+    return sorted((int(t), stream.rank, kind, i) for kind, stream in streams.items()
+                  for i, t in enumerate(stream.stamps_ns))

@@ -191,11 +191,8 @@ def simulate_drive(
     polyline) of intersections where the car may stop or slow down. Deterministic in `seed`.
     """
     pts = _check_polyline(points_en)
-    for name, value in (("duration_s", duration_s), ("rate_hz", rate_hz), ("max_speed_mps", max_speed_mps),
-                        ("max_accel_mps2", max_accel_mps2), ("max_decel_mps2", max_decel_mps2),
-                        ("max_lat_accel_mps2", max_lat_accel_mps2)):
-        if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
-            raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+    _check_limits(duration_s=duration_s, rate_hz=rate_hz, max_speed_mps=max_speed_mps, max_accel_mps2=max_accel_mps2,
+                  max_decel_mps2=max_decel_mps2, max_lat_accel_mps2=max_lat_accel_mps2)
     if not 0.0 <= stop_probability <= 1.0:
         raise InputError(f"stop_probability must be in [0, 1], got {stop_probability}")
     stops = np.sort(np.asarray(list(stop_s), dtype=float).reshape(-1))
@@ -205,36 +202,70 @@ def simulate_drive(
 
     if closed is None:
         closed = bool(np.hypot(*(pts[-1] - pts[0])) <= CLOSED_TOL_M)
+    pts, stops = _laps(pts, stops, closed, duration_s * max_speed_mps)
+    path = _rounded_path(pts, stops, corner_smoothing_m, closed)                       # 1.
+    vlim, dwell_at = _speed_limit(path, rng, closed, max_speed_mps, max_lat_accel_mps2, cruise_fraction,
+                                  stop_probability, stop_dwell_s, yield_speed_mps)      # 2.
+    v = _accel_limited(vlim, path.s, max_accel_mps2, max_decel_mps2, max_speed_mps)      # 3.
+    return _sampled(path, v, dwell_at, duration_s, rate_hz)                               # 4.
+
+
+def _check_limits(**limits) -> None:
+    for name, value in limits.items():
+        if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
+            raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _laps(pts: np.ndarray, stops: np.ndarray, closed: bool, drive_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The route to drive and its stops (arc lengths on it): a closed route is closed, and
+    repeated until it is long enough for `drive_m`; stops beyond the route are dropped."""
     if closed and np.hypot(*(pts[-1] - pts[0])) > 1e-6:
         pts = np.vstack([pts, pts[:1]])
     route_len = float(_arc_length(pts)[-1])
     stops = stops[(stops >= 0) & (stops <= route_len)]
-
-    # A closed route is repeated until it is long enough for the whole drive.
-    laps = 1
     if closed:
-        laps = max(1, int(math.ceil(duration_s * max_speed_mps / route_len)) + 1)
+        laps = max(1, int(math.ceil(drive_m / route_len)) + 1)
         pts = np.vstack([pts] + [pts[1:]] * (laps - 1))
         stops = np.concatenate([stops + i * route_len for i in range(laps)])
         stops = stops[stops > 1e-6]  # never a stop at the start, the car starts there anyway
+    return pts, stops
 
+
+@dataclass(frozen=True)
+class _Path:
+    """The rounded path the car drives: points every ~STEP_M, their arc length, heading and
+    (smoothed) curvature, and the stops' arc lengths on it."""
+
+    xy: np.ndarray
+    s: np.ndarray
+    heading: np.ndarray
+    curvature: np.ndarray
+    stops: np.ndarray
+
+
+def _rounded_path(pts: np.ndarray, stops: np.ndarray, corner_smoothing_m: float, closed: bool) -> _Path:
+    """Step 1 of the module docstring: resampled, corners rounded."""
     xy_raw, s_raw = _resample(pts, STEP_M)
     xy = _smooth_path(xy_raw, corner_smoothing_m, s_raw[1] - s_raw[0], closed)
     s = _arc_length(xy)
-    stops = np.interp(stops, s_raw, s)  # stop positions on the rounded path
     heading, curvature = _heading_and_curvature(xy, s, closed)
     curvature = gaussian_filter1d(curvature, 1.0 / STEP_M, mode="nearest")
+    return _Path(xy, s, heading, curvature, np.interp(stops, s_raw, s))  # stop positions on the rounded path
 
-    # Speed limit along the path.
+
+def _speed_limit(path: _Path, rng, closed: bool, max_speed_mps: float, max_lat_accel_mps2: float, cruise_fraction,
+                 stop_probability: float, stop_dwell_s, yield_speed_mps) -> tuple[np.ndarray, dict[int, float]]:
+    """Step 2: the speed limit along the path, and the dwell time at each point the car stops."""
+    s = path.s
     vlim = np.full(len(s), float(max_speed_mps))
-    boundaries = np.concatenate([[0.0], stops, [s[-1] + 1.0]])
+    boundaries = np.concatenate([[0.0], path.stops, [s[-1] + 1.0]])
     for a, b in zip(boundaries[:-1], boundaries[1:]):
         cruise = rng.uniform(*cruise_fraction) * max_speed_mps
         vlim[(s >= a) & (s < b)] = cruise
     with np.errstate(divide="ignore"):
-        vlim = np.minimum(vlim, np.sqrt(max_lat_accel_mps2 / np.maximum(np.abs(curvature), 1e-9)))
+        vlim = np.minimum(vlim, np.sqrt(max_lat_accel_mps2 / np.maximum(np.abs(path.curvature), 1e-9)))
     dwell_at: dict[int, float] = {}
-    for stop in stops:
+    for stop in path.stops:
         i = int(np.argmin(np.abs(s - stop)))
         if rng.uniform() < stop_probability:
             vlim[i] = 0.0
@@ -244,17 +275,25 @@ def simulate_drive(
     if not closed:
         vlim[-1] = 0.0  # park at the end of an open route
     vlim[0] = 0.0  # start from rest
+    return vlim, dwell_at
 
-    # Acceleration and braking limits (forward / backward passes over ds).
+
+def _accel_limited(vlim: np.ndarray, s: np.ndarray, max_accel_mps2: float, max_decel_mps2: float,
+                   max_speed_mps: float) -> np.ndarray:
+    """Step 3: acceleration and braking limits (forward / backward passes over ds)."""
     ds = np.diff(s)
     v = vlim.copy()
     for i in range(1, len(v)):
         v[i] = min(v[i], math.sqrt(v[i - 1] ** 2 + 2.0 * max_accel_mps2 * ds[i - 1]))
     for i in range(len(v) - 2, -1, -1):
         v[i] = min(v[i], math.sqrt(v[i + 1] ** 2 + 2.0 * max_decel_mps2 * ds[i]))
-    v = np.clip(v, 0.0, max_speed_mps)
+    return np.clip(v, 0.0, max_speed_mps)
 
-    # Time along the path, with dwell inserted at the stops.
+
+def _sampled(path: _Path, v: np.ndarray, dwell_at: dict[int, float], duration_s: float, rate_hz: float) -> Trajectory:
+    """Step 4: time along the path, with dwell inserted at the stops, sampled at rate_hz."""
+    s = path.s
+    ds = np.diff(s)
     v_pair = np.maximum(v[:-1] + v[1:], _MIN_SPEED_MPS)
     t_nodes = np.concatenate([[0.0], np.cumsum(2.0 * ds / v_pair)])
     t_knots, s_knots, v_knots = [], [], []
@@ -280,9 +319,9 @@ def simulate_drive(
     accel = np.divide(v_knots[k + 1] - v_knots[k], dt_knot, out=np.zeros_like(dt_knot), where=dt_knot > 0)
     dist = np.minimum(s_knots[k] + v_knots[k] * tau + 0.5 * accel * tau**2, s_knots[k + 1])
     speed = np.where(t > t_knots[-1], 0.0, v_knots[k] + accel * tau)  # parked after an open route's end
-    yaw_unwrapped = np.interp(dist, s, heading)
-    east = np.interp(dist, s, xy[:, 0])
-    north = np.interp(dist, s, xy[:, 1])
+    yaw_unwrapped = np.interp(dist, s, path.heading)
+    east = np.interp(dist, s, path.xy[:, 0])
+    north = np.interp(dist, s, path.xy[:, 1])
     yaw_rate = np.gradient(yaw_unwrapped, t) if n > 1 else np.zeros(1)
     return Trajectory(
         t_s=t, east_m=east, north_m=north, yaw_enu_rad=wrap_angle(yaw_unwrapped),

@@ -1,0 +1,46 @@
+"""What the cross-view node publishes for one camera frame, as messages: its likelihood cloud
+and pose, its debug overlay, and its status (processed, skipped and why, dropped)."""
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import Image
+
+from cvgl_ros.imaging import encode_rgb
+from cvgl_ros.localization.frame_localizer import FrameEstimate
+from cvgl_ros.nodes import conversions as conv
+
+
+def estimate_msgs(estimate: FrameEstimate, stamp_ns: int, frame_id: str, threshold_nats: float, max_points: int):
+    """(PointCloud2 of the likelihood, PoseWithCovarianceStamped of the pose) of a processed frame."""
+    result = estimate.result
+    return (conv.volume_to_cloud(result.volume, frame_id, threshold_nats, max_points),
+            conv.pose_with_covariance_msg(stamp_ns, frame_id, result.east_m, result.north_m, result.yaw_enu_rad,
+                                          estimate.covariance))
+
+
+def overlay_msg(estimate: FrameEstimate, stamp_ns: int, frame_id: str, patch_mpp: float,
+                camera_height_m: float) -> Image:
+    """The camera's bird's-eye view over the satellite patch at the estimate (`nodes/overlay.py`), rgb8."""
+    from cvgl_ros.nodes.overlay import bev_overlay
+
+    result, prior = estimate.result, estimate.prior
+    picture = bev_overlay(estimate.patch.rgb, patch_mpp, prior.east_m, prior.north_m, estimate.rgb, estimate.k,
+                          camera_height_m, result.east_m, result.north_m, result.yaw_enu_rad)
+    out = Image()
+    out.header.stamp = conv.to_stamp(stamp_ns)
+    out.header.frame_id = frame_id
+    out.height, out.width, out.step, out.data = encode_rgb(picture, "rgb8")
+    out.encoding = "rgb8"
+    return out
+
+
+def frame_status_msg(stamp_ns: int, frame_id: str, node_name: str, level: int, text: str,
+                     timings: dict) -> DiagnosticArray:
+    """One frame's status, stamped with the frame, its stage timings (ms) as values. `level`:
+    0 OK, 1 WARN, 2 ERROR (the message's field is a byte: an int would be garbled)."""
+    status = DiagnosticStatus(level=bytes([level]), name=f"cvgl_ros: {node_name} frame", message=text, hardware_id="cvgl_ros",
+                              values=[KeyValue(key=k, value=f"{v:.3f}") for k, v in timings.items()])
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = conv.to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    return msg
