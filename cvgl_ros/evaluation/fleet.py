@@ -161,8 +161,8 @@ def _sources_hash(world_only: bool) -> str:
     files = sorted((root / "sim").glob("*.py"))
     if world_only:
         files = [f for f in files if f.name not in _NOT_WORLD_SOURCES]
-    else:
-        files.append(root / "datasets" / "bag.py")
+    else:  # the bag format, and what the camera's K and the stamps are computed with
+        files += [root / "datasets" / "bag.py", root / "geo" / "pinhole.py", root / "stamps.py"]
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode() + b"\0" + f.read_bytes())
@@ -586,16 +586,54 @@ def score_fleet(out_dir: Path, drives, bags: dict, summaries: dict, meta: dict, 
     return result
 
 
-def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensors: bool = True, workers: int = 1,
-              progress: bool = True, log=None, drive_names=None) -> dict:
-    """Generate (once), replay and score the fleet; write fleet.json/md/png (module docstring)."""
+def _replay_fleet(drives, bags: dict, world_dirs: dict, run_dir: Path, model: Path, workers: int, progress: bool,
+                  log) -> tuple[dict, dict]:
+    """Replay every drive (`workers` at once, fresh processes, each its own ROS domain); returns
+    (replay summaries, failures) by drive name."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
     from cvgl_ros.atomic import write_json
-    from cvgl_ros.nodes.cross_view_node import default_model_path
+
+    summaries, failed = {}, {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {}
+        for d in drives:
+            estimate = run_dir / d.name / "estimate"
+            if estimate.exists():
+                if not (run_dir / d.name / "replay.json").is_file():
+                    raise InputError(f"{estimate} exists and was not written by evaluate-fleet; remove it or "
+                                     "choose another --out")
+                from cvgl_ros.datasets.bag import remove_bag
+
+                (run_dir / d.name / "replay.json").unlink()
+                remove_bag(estimate)  # this command's own output of an earlier run
+            (run_dir / d.name).mkdir(parents=True, exist_ok=True)
+            tiles = world_dirs[d.world] / "tiles.mbtiles"
+            futures[d.name] = pool.submit(_replay_one, str(bags[d.name]), str(estimate), str(tiles), str(model),
+                                          str(run_dir / d.name / "logs"), progress and workers == 1)
+        for name, future in tqdm(futures.items(), desc="fleet replays", unit="drive", disable=not progress):
+            try:
+                summaries[name] = future.result()
+            except Exception as exc:  # noqa: BLE001 - a failed drive is reported, the others still count
+                failed[name] = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
+                log(f"{name}: replay FAILED: {failed[name]}")
+                continue
+            s = summaries[name]
+            write_json(run_dir / name / "replay.json", s)
+            log(f"{name}: {s['frames_processed']}/{s['frames']} frames, real-time factor "
+                f"{s['real_time_factor']:.2f}x, {s['lockstep_timeouts']} lockstep time-outs")
+    return summaries, failed
+
+
+def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensors: bool = True, workers: int = 1,
+              progress: bool = True, log=None, drive_names=None) -> dict:
+    """Generate (once), replay and score the fleet; write fleet.json/md/png (module docstring)."""
+    from tqdm import tqdm
+
+    from cvgl_ros.share import default_model_path
     from cvgl_ros.runtime.card import read_card
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -627,41 +665,12 @@ def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensor
     t0 = time.monotonic()
     run_dir = out_dir / "runs"
     run_dir.mkdir(exist_ok=True)
-    summaries, failed = {}, {}
-    # fresh processes; each replay leases a ROS domain of its own (cvgl_ros.replay.domain)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {}
-        for d in drives:
-            estimate = run_dir / d.name / "estimate"
-            if estimate.exists():
-                if not (run_dir / d.name / "replay.json").is_file():
-                    raise InputError(f"{estimate} exists and was not written by evaluate-fleet; remove it or "
-                                     "choose another --out")
-                from cvgl_ros.datasets.bag import remove_bag
-
-                (run_dir / d.name / "replay.json").unlink()
-                remove_bag(estimate)  # this command's own output of an earlier run
-            (run_dir / d.name).mkdir(parents=True, exist_ok=True)
-            tiles = world_dirs[d.world] / "tiles.mbtiles"
-            futures[d.name] = pool.submit(_replay_one, str(bags[d.name]), str(estimate), str(tiles), str(model),
-                                          str(run_dir / d.name / "logs"), progress and workers == 1)
-        for name, future in tqdm(futures.items(), desc="fleet replays", unit="drive", disable=not progress):
-            try:
-                summaries[name] = future.result()
-            except Exception as exc:  # noqa: BLE001 - a failed drive is reported, the others still count
-                failed[name] = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
-                log(f"{name}: replay FAILED: {failed[name]}")
-                continue
-            s = summaries[name]
-            write_json(run_dir / name / "replay.json", s)
-            log(f"{name}: {s['frames_processed']}/{s['frames']} frames, real-time factor "
-                f"{s['real_time_factor']:.2f}x, {s['lockstep_timeouts']} lockstep time-outs")
+    summaries, failed = _replay_fleet(drives, bags, world_dirs, run_dir, model, workers, progress, log)
     timing["replays"] = time.monotonic() - t0
 
     timing["total"] = time.monotonic() - t_start
     meta = {"quick": quick, "drives_named": list(drive_names or []), "motion_sensors": motion_sensors,
-            "model": str(model), "image_wh": list(image_wh),
-            "workers": workers}
+            "model": str(model), "image_wh": list(image_wh), "workers": workers}
     if not summaries:
         raise InputError(f"every replay of the fleet failed; first: {next(iter(failed.values()))}")
     replayed = [d for d in drives if d.name in summaries]

@@ -86,12 +86,9 @@ def markdown_report(result: dict) -> str:
 
 def plot_fleet(path: Path, result: dict) -> None:
     """Per-drive p99 and max error, fused vs raw GNSS vs the GNSS-only filter, log scale."""
-    import matplotlib
+    from cvgl_ros.evaluation.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cvgl_ros.atomic import atomic_path
+    plt = pyplot()
 
     drives = result["drives"]
     names = [d["name"] for d in drives]
@@ -130,21 +127,14 @@ def plot_fleet(path: Path, result: dict) -> None:
                  f"{f['mean_m']:.2f} m / p99 {f['p99_m']:.1f} m vs raw GNSS {r['mean_m']:.2f} m / {r['p99_m']:.1f} m "
                  "(dashed: 10 m)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_drive_errors(path: Path, name: str, series: dict) -> None:
     """Error against time of one drive, every method, NO_FIX epochs marked (log scale)."""
-    import matplotlib
+    from cvgl_ros.evaluation.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cvgl_ros.atomic import atomic_path
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(11, 3.6))
     no_fix_t = series["gnss_no_fix"][0]
@@ -164,11 +154,7 @@ def plot_drive_errors(path: Path, name: str, series: dict) -> None:
     ax.legend(fontsize=7, ncol=5, loc="upper left")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def _plain_log_ticks(ax) -> None:
