@@ -31,9 +31,19 @@ diagonals are the white-noise variances at the sample rate) and `/odom/wheel`
 (nav_msgs/Odometry, `odom` -> `base_link`, twist.twist.linear.x the wheel speed with its
 variance in twist.covariance[0]; the pose is not measured: covariance diagonal 1e6). The
 bag's metadata records the error model and its seed under `cvgl.motion_sensors` (JSON).
+
+Sensor mounting (`SensorMounting`; `cvgl sim drive --camera-x-m ... --antenna-x-m ...`). By
+default camera and antenna sit at base_link's origin (the camera at the KITTI height, level).
+A camera mounted at (x, y) in base_link (REP-103: x forward, y left), z above the ground,
+pitched down by theta renders from p + R(yaw)(x, y) with its rays tilted by theta; an antenna
+at (x, y) makes GNSS (and `/ground_truth/fix`) measure p + R(yaw)(x, y). `/ground_truth/pose`
+stays base_link's. The bag's metadata records it under `cvgl.mounting` (JSON: the nodes'
+parameter names and values, `SensorMounting.node_parameters`), so that a replay can be given
+the same mounting.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -53,6 +63,39 @@ MAX_RATE_HZ = 100.0
 JPEG_QUALITY = 90
 
 
+MOUNTING_KEY = "cvgl.mounting"
+
+
+@dataclass(frozen=True)
+class SensorMounting:
+    """Where the camera and the GNSS antenna sit in base_link (REP-103; metres, degrees)."""
+
+    camera_x_m: float = 0.0
+    camera_y_m: float = 0.0
+    camera_z_m: float | None = None  # None: the camera model's default height (KITTI's)
+    camera_pitch_deg: float = 0.0    # > 0 looks down
+    antenna_x_m: float = 0.0
+    antenna_y_m: float = 0.0
+
+    def __post_init__(self):
+        for name, value in self.__dict__.items():
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise InputError(f"sensor mounting {name} must be a finite number, got {value!r}")
+        if any(abs(v) > 20.0 for v in (self.camera_x_m, self.camera_y_m, self.antenna_x_m, self.antenna_y_m)):
+            raise InputError("sensor mounting offsets beyond 20 m: not on a car")
+
+    @property
+    def at_origin(self) -> bool:
+        return self == SensorMounting(camera_z_m=self.camera_z_m)
+
+    def node_parameters(self, camera_height_m: float) -> dict:
+        """The same mounting as the nodes' parameters (particle filter: the `filter.*` lever
+        arms; cross-view node: height and pitch)."""
+        return {"filter.camera_x_m": self.camera_x_m, "filter.camera_y_m": self.camera_y_m,
+                "filter.antenna_x_m": self.antenna_x_m, "filter.antenna_y_m": self.antenna_y_m,
+                "camera_pitch_deg": self.camera_pitch_deg, "camera_mount_height_m": float(camera_height_m)}
+
+
 @dataclass(frozen=True)
 class DriveResult:
     """What `record_drive` wrote: the truth, the GNSS track, and the message counts."""
@@ -65,6 +108,7 @@ class DriveResult:
     image_size: tuple[int, int]
     imu: ImuTrack | None = None
     odometry: WheelOdometryTrack | None = None
+    mounting_parameters: dict | None = None  # the nodes' parameters for the drive's sensor mounting
 
     def gnss_error_stats(self) -> dict:
         return self.gnss.error_stats()
@@ -85,8 +129,9 @@ def check_drive_args(duration_s: float, gnss: str, camera_hz: float, gnss_hz: fl
             raise InputError(f"{name} rate must be in (0, {MAX_RATE_HZ:g}] Hz, got {hz}")
 
 
-def _renderer(world, width: int | None, height: int | None, appearance_seed: int):
-    """The ground camera (KITTI-like, `default_camera`) and its renderer under the drive's appearance."""
+def _renderer(world, width: int | None, height: int | None, appearance_seed: int, mounting: SensorMounting):
+    """The ground camera (KITTI-like, `default_camera`, at the mounting's height and pitch) and
+    its renderer under the drive's appearance."""
     from cvgl_ros.sim.ground_camera import GroundRenderer, default_camera
 
     kwargs = {}
@@ -94,16 +139,22 @@ def _renderer(world, width: int | None, height: int | None, appearance_seed: int
         kwargs["width"] = int(width)
     if height is not None:
         kwargs["height"] = int(height)
+    if mounting.camera_z_m is not None:
+        kwargs["height_m"] = float(mounting.camera_z_m)
     camera = default_camera(**kwargs)
+    if mounting.camera_pitch_deg:
+        camera = dataclasses.replace(camera, pitch_deg=float(mounting.camera_pitch_deg))
     return GroundRenderer(world, camera, appearance_seed=appearance_seed), camera
 
 
 def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration_s: float, gnss: str = "urban_canyon",
                  camera_hz: float = 10.0, gnss_hz: float = 5.0, compressed: bool = False,
                  width: int | None = None, height: int | None = None, progress: bool = True,
-                 turn_rich: bool = False, motion_sensors: bool = True) -> DriveResult:
+                 turn_rich: bool = False, motion_sensors: bool = True,
+                 mounting: SensorMounting | None = None) -> DriveResult:
     """Simulate a drive and write it as a bag (see the module docstring); `turn_rich` picks a
-    route that turns at (almost) every intersection (`RoadGraph.route`)."""
+    route that turns at (almost) every intersection (`RoadGraph.route`); `mounting` puts the
+    camera and the antenna off base_link's origin."""
     import cv2
     from tqdm import tqdm
 
@@ -117,17 +168,19 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
     route = world.route(seed, duration_s * MAX_SPEED_MPS * 1.2 + 100.0, turn_rich=turn_rich)
     truth = simulate_drive(route.points_en, route.stop_s, seed=seed, duration_s=float(duration_s),
                            rate_hz=TRAJECTORY_HZ, max_speed_mps=MAX_SPEED_MPS)
-    track = GnssModel.from_name(gnss, seed).simulate(truth, gnss_hz, world.sky_openness)
+    mounting = mounting or SensorMounting()
+    track = GnssModel.from_name(gnss, seed).simulate(truth.mounted(mounting.antenna_x_m, mounting.antenna_y_m),
+                                                     gnss_hz, world.sky_openness)
     imu = odometry = None
     motion_model = MotionSensorModel(seed=seed)
     if motion_sensors:
         imu, odometry = motion_model.simulate(truth)
-    renderer, camera = _renderer(world, width, height, appearance_seed=seed)
+    renderer, camera = _renderer(world, width, height, appearance_seed=seed, mounting=mounting)
     cam_w, cam_h = int(camera.width), int(camera.height)
 
     n_frames = int(math.floor(duration_s * camera_hz + 1e-9)) + 1
     cam_t = np.arange(n_frames) / float(camera_hz)
-    cam_pose = truth.sample(cam_t)
+    cam_pose = truth.mounted(mounting.camera_x_m, mounting.camera_y_m).sample(cam_t)
     cam_ns = sim_time_to_ns(cam_t)
     gnss_ns = sim_time_to_ns(track.t_s)
     fix_lat, fix_lon, fix_alt = world.datum.to_wgs84(np.nan_to_num(track.east_m), np.nan_to_num(track.north_m),
@@ -151,6 +204,8 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
             bag.set_datum(world.datum)
             bag.set_custom_data("cvgl.source", f"sim:world_seed={world.seed},style={world.style},drive_seed={seed},"
                                                f"gnss={gnss}")
+            if not mounting.at_origin:
+                bag.set_custom_data(MOUNTING_KEY, json.dumps(mounting.node_parameters(camera.height_m), sort_keys=True))
             if imu is not None:
                 bag.set_custom_data(B.MOTION_SENSORS_KEY, json.dumps(motion_model.metadata(), sort_keys=True))
             for stamp, _, kind, i in events:
@@ -197,4 +252,5 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
             counts = dict(bag.counts)
     finally:
         bar.close()
-    return DriveResult(out_bag, truth, track, counts, n_frames, (cam_w, cam_h), imu, odometry)
+    return DriveResult(out_bag, truth, track, counts, n_frames, (cam_w, cam_h), imu, odometry,
+                       mounting.node_parameters(camera.height_m))
