@@ -27,19 +27,23 @@ def _duration(text: str) -> float:
 
 
 def _drive(args) -> int:
-    from cvgl_ros.sim.drive import record_drive
+    from cvgl_ros.sim.drive import SensorMounting, record_drive
 
+    mounting = SensorMounting(args.camera_x_m, args.camera_y_m, args.camera_z_m, args.camera_pitch_deg,
+                              args.antenna_x_m, args.antenna_y_m)
     claim_out(args, "sim drive", "dir", inputs=[args.world], names=BAG_NAMES)
     result = record_drive(args.world, args.out, seed=args.seed, duration_s=args.duration_s, gnss=args.gnss,
                           camera_hz=args.camera_hz, gnss_hz=args.gnss_hz, compressed=args.compressed,
                           width=args.width, height=args.height, progress=not args.quiet, turn_rich=args.turn_rich,
-                          motion_sensors=not args.no_motion_sensors)
+                          motion_sensors=not args.no_motion_sensors, mounting=mounting)
     truth = result.trajectory
     stats = result.gnss_error_stats()
     counts = ", ".join(f"{topic} {n}" for topic, n in sorted(result.counts.items()))
     print(f"wrote {result.out_bag}: {truth.duration_s:g} s, {truth.distance_m[-1]:.0f} m driven, "
           f"{result.camera_frames} camera frames {result.image_size[0]}x{result.image_size[1]}")
     print(f"messages: {counts}")
+    if not mounting.at_origin:
+        print(f"mounting (replay with these node parameters): {result.mounting_parameters}")
     print(f"raw GNSS error ({args.gnss}, {stats['n_fixes']} fixes, {100 * stats['no_fix_fraction']:.1f}% NO_FIX): "
           f"mean {stats['mean_m']:.2f} m, p95 {stats['p95_m']:.2f} m, p99 {stats['p99_m']:.2f} m")
     if result.imu is not None:
@@ -74,6 +78,13 @@ def register(sim_subparsers) -> None:
     p.add_argument("--no-motion-sensors", action="store_true",
                    help="leave out /imu/data (100 Hz) and /odom/wheel (50 Hz): camera, GNSS and truth only "
                         "(their error models: cvgl_ros/sim/motion_sensors.py)")
+    mount = p.add_argument_group("sensor mounting in base_link (REP-103: x forward, y left; default: at the origin)")
+    for name, what in (("camera-x-m", "camera ahead of base_link, m"), ("camera-y-m", "camera to the left, m"),
+                       ("antenna-x-m", "GNSS antenna ahead of base_link, m"),
+                       ("antenna-y-m", "GNSS antenna to the left, m"),
+                       ("camera-pitch-deg", "camera pitch, > 0 looks down, deg (at most 30)")):
+        mount.add_argument(f"--{name}", type=float, default=0.0, help=what)
+    mount.add_argument("--camera-z-m", type=float, help="camera height above the ground, m (default KITTI's 1.65)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output bag directory")
     add_force(p, "metadata.yaml and the .mcap in BAG")

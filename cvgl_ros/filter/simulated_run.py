@@ -16,7 +16,6 @@ particle-filter node would publish it, and compared with the ground truth there.
 """
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -146,9 +145,7 @@ def camera_frames(t0_s: float, t1_s: float, rate_hz: float = 10.0, latency_s: fl
 
 def mounted(trajectory, x_m: float, y_m: float):
     """The trajectory of a sensor mounted at (x, y) in base_link (e.g. the GNSS antenna)."""
-    c, s = np.cos(trajectory.yaw_enu_rad), np.sin(trajectory.yaw_enu_rad)
-    return dataclasses.replace(trajectory, east_m=trajectory.east_m + c * x_m - s * y_m,
-                               north_m=trajectory.north_m + s * x_m + c * y_m)
+    return trajectory.mounted(x_m, y_m)
 
 
 def run_filter(pf: ParticleFilter, trajectory, events, cross_view: SimulatedCrossView | None = None,

@@ -31,9 +31,19 @@ diagonals are the white-noise variances at the sample rate) and `/odom/wheel`
 (nav_msgs/Odometry, `odom` -> `base_link`, twist.twist.linear.x the wheel speed with its
 variance in twist.covariance[0]; the pose is not measured: covariance diagonal 1e6). The
 bag's metadata records the error model and its seed under `cvgl.motion_sensors` (JSON).
+
+Sensor mounting (`SensorMounting`; `cvgl sim drive --camera-x-m ... --antenna-x-m ...`). By
+default camera and antenna sit at base_link's origin (the camera at the KITTI height, level).
+A camera mounted at (x, y) in base_link (REP-103: x forward, y left), z above the ground,
+pitched down by theta renders from p + R(yaw)(x, y) with its rays tilted by theta; an antenna
+at (x, y) makes GNSS (and `/ground_truth/fix`) measure p + R(yaw)(x, y). `/ground_truth/pose`
+stays base_link's. The bag's metadata records it under `cvgl.mounting` (JSON: the nodes'
+parameter names and values, `SensorMounting.node_parameters`), so that a replay can be given
+the same mounting.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -54,6 +64,39 @@ MAX_RATE_HZ = 100.0
 JPEG_QUALITY = 90
 
 
+MOUNTING_KEY = "cvgl.mounting"
+
+
+@dataclass(frozen=True)
+class SensorMounting:
+    """Where the camera and the GNSS antenna sit in base_link (REP-103; metres, degrees)."""
+
+    camera_x_m: float = 0.0
+    camera_y_m: float = 0.0
+    camera_z_m: float | None = None  # None: the camera model's default height (KITTI's)
+    camera_pitch_deg: float = 0.0    # > 0 looks down
+    antenna_x_m: float = 0.0
+    antenna_y_m: float = 0.0
+
+    def __post_init__(self):
+        for name, value in self.__dict__.items():
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise InputError(f"sensor mounting {name} must be a finite number, got {value!r}")
+        if any(abs(v) > 20.0 for v in (self.camera_x_m, self.camera_y_m, self.antenna_x_m, self.antenna_y_m)):
+            raise InputError("sensor mounting offsets beyond 20 m: not on a car")
+
+    @property
+    def at_origin(self) -> bool:
+        return self == SensorMounting(camera_z_m=self.camera_z_m)
+
+    def node_parameters(self, camera_height_m: float) -> dict:
+        """The same mounting as the nodes' parameters (particle filter: the `filter.*` lever
+        arms; cross-view node: height and pitch)."""
+        return {"filter.camera_x_m": self.camera_x_m, "filter.camera_y_m": self.camera_y_m,
+                "filter.antenna_x_m": self.antenna_x_m, "filter.antenna_y_m": self.antenna_y_m,
+                "camera_pitch_deg": self.camera_pitch_deg, "camera_mount_height_m": float(camera_height_m)}
+
+
 @dataclass(frozen=True)
 class DriveResult:
     """What `record_drive` wrote: the truth, the GNSS track, and the message counts."""
@@ -66,6 +109,7 @@ class DriveResult:
     image_size: tuple[int, int]
     imu: ImuTrack | None = None
     odometry: WheelOdometryTrack | None = None
+    mounting_parameters: dict | None = None  # the nodes' parameters for the drive's sensor mounting
 
     def gnss_error_stats(self) -> dict:
         return self.gnss.error_stats()
@@ -86,8 +130,9 @@ def check_drive_args(duration_s: float, gnss: str, camera_hz: float, gnss_hz: fl
             raise InputError(f"{name} rate must be in (0, {MAX_RATE_HZ:g}] Hz, got {hz}")
 
 
-def _renderer(world, width: int | None, height: int | None, appearance_seed: int):
-    """The ground camera (KITTI-like, `default_camera`) and its renderer under the drive's appearance."""
+def _renderer(world, width: int | None, height: int | None, appearance_seed: int, mounting: SensorMounting):
+    """The ground camera (KITTI-like, `default_camera`, at the mounting's height and pitch) and
+    its renderer under the drive's appearance."""
     from cvgl_ros.sim.ground_camera import GroundRenderer, default_camera
 
     kwargs = {}
@@ -95,16 +140,22 @@ def _renderer(world, width: int | None, height: int | None, appearance_seed: int
         kwargs["width"] = int(width)
     if height is not None:
         kwargs["height"] = int(height)
+    if mounting.camera_z_m is not None:
+        kwargs["height_m"] = float(mounting.camera_z_m)
     camera = default_camera(**kwargs)
+    if mounting.camera_pitch_deg:
+        camera = dataclasses.replace(camera, pitch_deg=float(mounting.camera_pitch_deg))
     return GroundRenderer(world, camera, appearance_seed=appearance_seed), camera
 
 
 def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration_s: float, gnss: str = "urban_canyon",
                  camera_hz: float = 10.0, gnss_hz: float = 5.0, compressed: bool = False,
                  width: int | None = None, height: int | None = None, progress: bool = True,
-                 turn_rich: bool = False, motion_sensors: bool = True) -> DriveResult:
+                 turn_rich: bool = False, motion_sensors: bool = True,
+                 mounting: SensorMounting | None = None) -> DriveResult:
     """Simulate a drive and write it as a bag (see the module docstring); `turn_rich` picks a
-    route that turns at (almost) every intersection (`RoadGraph.route`)."""
+    route that turns at (almost) every intersection (`RoadGraph.route`); `mounting` puts the
+    camera and the antenna off base_link's origin."""
     from tqdm import tqdm
 
     from cvgl_ros.datasets import bag as B
@@ -114,9 +165,11 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
     check_drive_args(duration_s, gnss, camera_hz, gnss_hz)
     out_bag = check_output_path(out_bag)
     world = World.load(world_dir)
-    sensed = _simulate(world, seed, float(duration_s), gnss, gnss_hz, motion_sensors, turn_rich)   # 1. to 4.
-    renderer, camera = _renderer(world, width, height, appearance_seed=seed)                        # 5.
-    frames = _CameraFrames(renderer, camera, sensed.truth, duration_s, camera_hz, compressed)
+    mounting = mounting or SensorMounting()
+    sensed = _simulate(world, seed, float(duration_s), gnss, gnss_hz, motion_sensors, turn_rich, mounting)  # 1.-4.
+    renderer, camera = _renderer(world, width, height, appearance_seed=seed, mounting=mounting)          # 5.
+    frames = _CameraFrames(renderer, camera, sensed.truth.mounted(mounting.camera_x_m, mounting.camera_y_m),
+                           duration_s, camera_hz, compressed)
     streams = _streams(world, sensed, frames)
     bar = tqdm(total=frames.count, desc="camera frames", unit="frame", disable=not progress)
     try:
@@ -124,6 +177,8 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
             bag.set_datum(world.datum)
             bag.set_custom_data("cvgl.source", f"sim:world_seed={world.seed},style={world.style},drive_seed={seed},"
                                                f"gnss={gnss}")
+            if not mounting.at_origin:
+                bag.set_custom_data(MOUNTING_KEY, json.dumps(mounting.node_parameters(camera.height_m), sort_keys=True))
             if sensed.imu is not None:
                 bag.set_custom_data(B.MOTION_SENSORS_KEY, json.dumps(sensed.motion_model.metadata(), sort_keys=True))
             for stamp, _, kind, i in _events(streams):
@@ -134,7 +189,7 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
     finally:
         bar.close()
     return DriveResult(out_bag, sensed.truth, sensed.gnss, counts, frames.count, (frames.width, frames.height),
-                       sensed.imu, sensed.odometry)
+                       sensed.imu, sensed.odometry, mounting.node_parameters(camera.height_m))
 
 
 @dataclass(frozen=True)
@@ -149,11 +204,12 @@ class _Sensed:
 
 
 def _simulate(world, seed: int, duration_s: float, gnss: str, gnss_hz: float, motion_sensors: bool,
-              turn_rich: bool) -> _Sensed:
+              turn_rich: bool, mounting: SensorMounting) -> _Sensed:
     route = world.route(seed, duration_s * MAX_SPEED_MPS * 1.2 + 100.0, turn_rich=turn_rich)
     truth = simulate_drive(route.points_en, route.stop_s, seed=seed, duration_s=duration_s,
                            rate_hz=TRAJECTORY_HZ, max_speed_mps=MAX_SPEED_MPS)
-    track = GnssModel.from_name(gnss, seed).simulate(truth, gnss_hz, world.sky_openness)
+    antenna = truth.mounted(mounting.antenna_x_m, mounting.antenna_y_m)
+    track = GnssModel.from_name(gnss, seed).simulate(antenna, gnss_hz, world.sky_openness)
     motion_model = MotionSensorModel(seed=seed)
     imu, odometry = motion_model.simulate(truth) if motion_sensors else (None, None)
     return _Sensed(truth, track, motion_model, imu, odometry)

@@ -61,13 +61,15 @@ TONE_SCALE = 255.0 / (1.0 - math.exp(-255.0 / 200.0))
 
 @dataclass(frozen=True)
 class CameraModel:
-    """A pinhole camera: intrinsics `k` (3x3), image size, mount height above the ground (m)."""
+    """A pinhole camera: intrinsics `k` (3x3), image size, mount height above the ground (m)
+    and pitch (REP-103 in base_link: > 0 looks down, deg; the renderer tilts its rays by it)."""
 
     k: np.ndarray
     width: int
     height: int
     height_m: float = KITTI_CAMERA_HEIGHT_M
     frame_id: str = "camera"
+    pitch_deg: float = 0.0
 
     def __post_init__(self):
         k = np.asarray(self.k, dtype=np.float64).reshape(3, 3)
@@ -78,6 +80,8 @@ class CameraModel:
             raise InputError("camera intrinsics must be finite with positive focal lengths")
         if not (math.isfinite(self.height_m) and 0.2 <= self.height_m <= 10.0):
             raise InputError(f"camera height {self.height_m} m must be between 0.2 and 10 m")
+        if not (math.isfinite(self.pitch_deg) and abs(self.pitch_deg) <= 30.0):
+            raise InputError(f"camera pitch {self.pitch_deg} deg must be within +-30 deg (a road-facing camera)")
         object.__setattr__(self, "k", k)
 
     def camera_info_fields(self) -> dict:
@@ -351,8 +355,11 @@ class GroundRenderer:
             if not math.isfinite(float(v)):
                 raise InputError(f"render pose {name} must be finite, got {v}")
         cy, sy = math.cos(yaw_enu_rad), math.sin(yaw_enu_rad)
-        # camera -> ENU: x (right) = (sin, -cos, 0), y (down) = (0, 0, -1), z (forward) = (cos, sin, 0)
-        rot = np.array([[sy, 0.0, cy], [-cy, 0.0, sy], [0.0, -1.0, 0.0]], np.float32)
+        ct, st = math.cos(math.radians(self.camera.pitch_deg)), math.sin(math.radians(self.camera.pitch_deg))
+        # camera -> ENU (columns): x (right) = (sin, -cos, 0); level, y (down) = (0, 0, -1) and
+        # z (forward) = (cos, sin, 0); pitched down by theta, y = cos theta down - sin theta forward
+        # and z = cos theta forward + sin theta down (+ 0.0: no negative zeros when level)
+        rot = np.array([[sy, -st * cy, ct * cy], [-cy, -st * sy, ct * sy], [0.0, -ct, -st]], np.float32) + 0.0
         dirs = _mat3(self.rays_cam, rot)
         origin = np.array([east_m, north_m, self.camera.height_m], np.float32)
         self.origins[:] = origin

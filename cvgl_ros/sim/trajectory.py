@@ -31,6 +31,7 @@ fleet benchmark's routes are checked with it (a turn at least every 30 s) and th
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -63,6 +64,14 @@ class Trajectory:
     @property
     def duration_s(self) -> float:
         return float(self.t_s[-1] - self.t_s[0])
+
+    def mounted(self, x_m: float, y_m: float) -> "Trajectory":
+        """Where a sensor mounted at (x, y) in base_link (REP-103: x forward, y left) goes:
+        p + R(yaw) (x, y) at every state (yaw, speed and the rest as base_link's)."""
+        if x_m == 0.0 and y_m == 0.0:
+            return self
+        c, s = np.cos(self.yaw_enu_rad), np.sin(self.yaw_enu_rad)
+        return dataclasses.replace(self, east_m=self.east_m + c * x_m - s * y_m, north_m=self.north_m + s * x_m + c * y_m)
 
     def sample(self, times_s) -> "Trajectory":
         """States at arbitrary times in [t_s[0], t_s[-1]], linearly interpolated (yaw unwrapped)."""
