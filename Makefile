@@ -6,7 +6,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-REQS := requirements/constraints.txt requirements/runtime.txt requirements/training.txt requirements/dev.txt
+REQS := requirements/constraints.txt requirements/runtime.txt requirements/offline.txt requirements/training.txt \
+	requirements/dev.txt
 # The stamp is keyed on the requirement files and the package definition: when none of
 # them changed, `make setup` does nothing.
 REQ_HASH := $(shell cat $(REQS) setup.py setup.cfg package.xml | sha256sum | cut -c1-16)
@@ -21,7 +22,7 @@ $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==26.3
 	$(BIN)/pip install --quiet -c requirements/constraints.txt \
-		-r requirements/runtime.txt -r requirements/training.txt -r requirements/dev.txt
+		-r requirements/runtime.txt -r requirements/offline.txt -r requirements/training.txt -r requirements/dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
@@ -78,7 +79,8 @@ model: data/pose_pairs/index.json
 # Re-pin: install the top-level requirements unpinned into a scratch venv, freeze it.
 lock:
 	rm -rf /tmp/cvgl-lock && $(PYTHON) -m venv /tmp/cvgl-lock
-	/tmp/cvgl-lock/bin/pip install --quiet $$(grep -hv '^[#-]' requirements/runtime.txt requirements/training.txt requirements/dev.txt | cut -d= -f1)
+	/tmp/cvgl-lock/bin/pip install --quiet $$(grep -hv '^[#-]' requirements/runtime.txt requirements/offline.txt requirements/training.txt \
+		requirements/dev.txt | cut -d= -f1)
 	/tmp/cvgl-lock/bin/pip freeze > requirements/constraints.txt
 
 clean:

@@ -75,10 +75,3 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
     finally:
         plt.close(fig)
     return out_png
-
-
-def pose_on_road(world, seed: int = 0, along_m: float = 60.0) -> tuple[float, float, float]:
-    """A pose in the right-hand lane, `along_m` into a random drive (for previews and tests)."""
-    route = world.route(seed, max(along_m + 10.0, 20.0))
-    e, n, yaw = route.pose_at(along_m)
-    return float(e), float(n), float(yaw)
