@@ -134,23 +134,6 @@ def positions_from_bag(bag_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(lat), np.array(lon)
 
 
-def positions_from_bag(bag_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(lat, lon) arrays of every valid NavSatFix message in a bag (GNSS and ground truth)."""
-    from cvgl_ros.datasets.bag import MSG_NAVSATFIX, bag_topics, read_messages
-
-    topics = [t for t, (msgtype, _) in bag_topics(bag_path).items() if msgtype == MSG_NAVSATFIX]
-    if not topics:
-        raise InputError(f"bag {bag_path} has no sensor_msgs/NavSatFix topic to take positions from")
-    lat, lon = [], []
-    for _, _, _, msg in read_messages(bag_path, topics):
-        if msg.status.status >= 0 and math.isfinite(msg.latitude) and math.isfinite(msg.longitude):
-            lat.append(msg.latitude)
-            lon.append(msg.longitude)
-    if not lat:
-        raise InputError(f"bag {bag_path} has no NavSatFix message with a valid fix")
-    return np.array(lat), np.array(lon)
-
-
 def prefetch(url_template: str, tiles: set[tuple[int, int]], out_path: str | Path, zoom: int, *,
              workers: int = 8, retries: int = 4, timeout_s: float = 10.0, backoff_s: float = 0.5,
              batch: int = 64, image_format: str | None = None, tile_size: int | None = None,
