@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
-from cvgl_ros.filter.simulated_run import camera_frames, city_block_route, gnss_messages, run_filter
+from support.simulated_run import camera_frames, city_block_route, gnss_messages, run_filter
 from cvgl_ros.sim.gnss import GnssModel
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView, SimulatedCrossViewConfig
 from cvgl_ros.sim.trajectory import simulate_drive

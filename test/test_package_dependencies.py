@@ -121,3 +121,30 @@ def test_every_import_of_the_offline_tools_is_pinned():
     missing = {m: sorted(everything[m]) for m in everything if pip_names([m]) - pins}
     assert not missing, f"imports pinned in no requirements file: {missing}"
     assert not pinned("offline.txt") & pinned("runtime.txt"), "a package pinned twice"
+
+
+def cvgl_modules_imported(path: Path) -> set[str]:
+    """Every cvgl_ros module a file imports (absolute or relative; `from cvgl_ros import sim` is cvgl_ros.sim)."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m == "cvgl_ros" or m.startswith("cvgl_ros.")}
+
+
+def test_the_filter_imports_nothing_from_the_simulator():
+    """The vehicle's filter stands on its own: the simulated drives that test it live in test/support."""
+    files = sorted((REPO / "cvgl_ros" / "filter").glob("*.py"))
+    imported = {str(f.relative_to(REPO)): cvgl_modules_imported(f) for f in files}
+    assert "cvgl_ros.geo.yaw" in set().union(*imported.values())  # the scan sees the real code
+    from_sim = {f: sorted(m for m in mods if m == "cvgl_ros.sim" or m.startswith("cvgl_ros.sim."))
+                for f, mods in imported.items()}
+    assert not {f: m for f, m in from_sim.items() if m}, from_sim

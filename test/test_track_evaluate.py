@@ -14,7 +14,7 @@ from cvgl_ros.errors import InputError
 from cvgl_ros.evaluation.track import evaluate_track, load_gnss, load_truth
 from cvgl_ros.filter.kalman_baseline import ConstantVelocityKalman
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
-from cvgl_ros.filter.simulated_run import camera_frames, city_block_route, gnss_messages, run_filter
+from support.simulated_run import camera_frames, city_block_route, gnss_messages, run_filter
 from cvgl_ros.geo.datum import Datum
 from cvgl_ros.geo.yaw import yaw_to_quaternion
 from cvgl_ros.sim.gnss import STATUS_NO_FIX, GnssModel
