@@ -1,4 +1,4 @@
-"""The GNSS gate, its integrity monitor and the motion sensors (issue 13): every GNSS
+"""The GNSS gate, its integrity monitor and the motion sensors: every GNSS
 decision made to happen, a NO_FIX gap over a 90 degree turn, a wrong estimate against good
 GNSS (re-locked by the sequence test), a multipath episode against a confirmed estimate
 (kept rejected), IMU and wheel-speed prediction, and the protection level."""
