@@ -18,7 +18,7 @@ def test_a_rerun_removes_the_earlier_runs_files_and_keeps_everyone_elses(tmp_pat
     for name in ("rounds.jsonl", "result.json", "model.pt", "encoders.pt"):
         write(run / "server" / name)
     for k in (0, 7):                                    # v7: an earlier run had more vehicles
-        for name in ("rounds.jsonl", "local_state.pt", "model.pt"):
+        for name in ("rounds.jsonl", "local_state.pt", "model.pt", "sent.pt"):
             write(run / "vehicles" / f"v{k}" / name)
     theirs = tmp_path / "theirs.txt"
     write(theirs, "keep")

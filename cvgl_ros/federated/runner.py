@@ -11,6 +11,7 @@ engine (Ray). Output (RUN = `settings.out`):
     RUN/server/encoders.pt       encoders: the shared encoders (no head)
     RUN/vehicles/vK/model.pt     encoders: vehicle K's own model (shared encoders + its head)
     RUN/vehicles/vK/rounds.jsonl vehicle K's log (digests of its shared and local parameters)
+    RUN/vehicles/vK/sent.pt      the arrays vehicle K sent in its latest round (all that left it)
     RUN/summary.json             settings, per-round table, bytes, wall time
     RUN/logs/                    the processes' logs
 
@@ -96,13 +97,13 @@ def remove_earlier_run(settings: FederationSettings) -> None:
     append to their logs and take up their local state, so a rerun must start without them): the
     files the apps write there, then those directories if that left them empty. Nothing else is
     deleted; a file of anyone else's stays, and so does its directory."""
-    from cvgl_ros.federated.client_app import LOCAL_STATE_FILE, LOG_FILE, MODEL_FILE
+    from cvgl_ros.federated.client_app import LOCAL_STATE_FILE, LOG_FILE, MODEL_FILE, SENT_FILE
     from cvgl_ros.federated.server_app import ENCODERS_FILE, MODEL_FILE as SERVER_MODEL_FILE, RESULT_FILE, ROUNDS_FILE
 
     vehicles_dir = Path(settings.out) / "vehicles"
     vehicle_dirs = sorted(d for d in vehicles_dir.glob("v*") if d.name[1:].isdigit()) if vehicles_dir.is_dir() else []
     written = [settings.server_dir / name for name in (ROUNDS_FILE, RESULT_FILE, SERVER_MODEL_FILE, ENCODERS_FILE)]
-    written += [d / name for d in vehicle_dirs for name in (LOG_FILE, LOCAL_STATE_FILE, MODEL_FILE)]
+    written += [d / name for d in vehicle_dirs for name in (LOG_FILE, LOCAL_STATE_FILE, MODEL_FILE, SENT_FILE)]
     for path in written:
         if path.is_file() or path.is_symlink():   # a link goes, never what it points to
             path.unlink()
