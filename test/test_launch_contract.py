@@ -70,6 +70,7 @@ def test_yaml_holds_every_declared_parameter_with_its_default():
         assert p.description, p.name
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_cvgl_launch_starts_both_nodes_and_stops_them_cleanly(cvgl_bin, tmp_path, sig):
     proc = subprocess.Popen([cvgl_bin, "launch", "-p", "diagnostics_period_s:=0.2"], cwd=REPO,
@@ -97,6 +98,7 @@ def test_cvgl_launch_starts_both_nodes_and_stops_them_cleanly(cvgl_bin, tmp_path
     assert out.count("shutting down") == 2, out
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize("exe", launcher.NODE_EXECUTABLES)
 def test_node_executable_exits_2_with_one_line_on_a_bad_parameter(exe):
     cmd = launcher.node_command(exe) + launcher.ros_args(REPO / "config" / "cvgl.yaml",
@@ -106,6 +108,7 @@ def test_node_executable_exits_2_with_one_line_on_a_bad_parameter(exe):
     assert out.stderr.strip().count("\n") == 0 and "diagnostics_period_s" in out.stderr
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_node_process_shuts_down_cleanly_on_signal(sig):
     cmd = launcher.node_command("particle_filter_node") + launcher.ros_args(REPO / "config" / "cvgl.yaml")
