@@ -6,8 +6,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-REQS := requirements/constraints.txt requirements/runtime.txt requirements/training.txt requirements/dev.txt \
-	requirements/tf2_msgs.txt
+REQS := requirements/constraints.txt requirements/runtime.txt requirements/offline.txt requirements/training.txt \
+	requirements/dev.txt requirements/tf2_msgs.txt
 # tf2_msgs (TFMessage) has no wheel: it is generated from tools/tf2_msgs and built into .venv
 # (about 40 s on one core).
 TF2_MSGS_SOURCES := tools/build_tf2_msgs.sh tools/tf2_msgs/CMakeLists.txt tools/tf2_msgs/package.xml \
@@ -26,7 +26,8 @@ $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==26.3
 	$(BIN)/pip install --quiet -c requirements/constraints.txt \
-		-r requirements/runtime.txt -r requirements/training.txt -r requirements/dev.txt -r requirements/tf2_msgs.txt
+		-r requirements/runtime.txt -r requirements/offline.txt -r requirements/training.txt -r requirements/dev.txt \
+		-r requirements/tf2_msgs.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	tools/build_tf2_msgs.sh $(VENV)
 	@rm -f $(VENV)/.installed-*
@@ -84,8 +85,8 @@ model: data/pose_pairs/index.json
 # Re-pin: install the top-level requirements unpinned into a scratch venv, freeze it.
 lock:
 	rm -rf /tmp/cvgl-lock && $(PYTHON) -m venv /tmp/cvgl-lock
-	/tmp/cvgl-lock/bin/pip install --quiet $$(grep -hv '^[#-]' requirements/runtime.txt requirements/training.txt requirements/dev.txt \
-		requirements/tf2_msgs.txt | cut -d= -f1)
+	/tmp/cvgl-lock/bin/pip install --quiet $$(grep -hv '^[#-]' requirements/runtime.txt requirements/offline.txt \
+		requirements/training.txt requirements/dev.txt requirements/tf2_msgs.txt | cut -d= -f1)
 	/tmp/cvgl-lock/bin/pip freeze > requirements/constraints.txt
 
 clean:

@@ -10,7 +10,8 @@ and their topics under one namespace (`car1`: /car1/cvgl/pose, /car1/gnss/fix, .
 second instance beside the first; /diagnostics stays shared), `log_level` sets their ROS log
 level, `rviz:=true` also starts RViz with rviz/cvgl.rviz (rviz2 must be installed; it is
 not a dependency of a vehicle). `cvgl launch` starts the same executables with the same
-file where the `launch` package is not available (see README).
+file where the `launch` package is not available (see README): both take the executables,
+the parameter file and the log levels from `cvgl_ros.nodes.launcher`.
 """
 import os
 
@@ -21,12 +22,10 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-PACKAGE = "cvgl_ros"
-# The executables this launch file starts; `cvgl launch` reads the same list.
-NODE_EXECUTABLES = ("cross_view_node", "particle_filter_node")
-PARAMS_FILE = "config/cvgl.yaml"
+from cvgl_ros.nodes.launcher import LOG_LEVELS, NODE_EXECUTABLES, PARAMS_FILE
+from cvgl_ros.share import PACKAGE
+
 RVIZ_CONFIG = "rviz/cvgl.rviz"
-LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 def generate_launch_description():

@@ -1,19 +1,52 @@
 """The `cvgl` entry point: help, doctor, geo, bench, and one-line errors for bad input."""
 import json
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(cvgl_bin, *args, timeout=120):
     return subprocess.run([cvgl_bin, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_help_lists_subcommands(cvgl_bin):
+# Every command of `cvgl`: a command that goes missing (or one added without a README row)
+# fails here.
+COMMANDS = {"doctor", "geo", "bench", "sim", "import", "tiles", "train", "evaluate", "export", "evaluate-track",
+            "launch", "replay", "demo", "evaluate-fleet", "federated"}
+
+
+def test_help_lists_every_command_and_the_readme_documents_each(cvgl_bin):
     out = run(cvgl_bin, "--help")
-    assert out.returncode == 0
-    for name in ("doctor", "geo", "bench"):
-        assert name in out.stdout
+    assert out.returncode == 0, out.stderr
+    listed = set(re.findall(r"^    ([a-z][a-z-]*)(?:\s|$)", out.stdout, re.MULTILINE))
+    assert listed == COMMANDS
+    documented = set(re.findall(r"^\| `cvgl ([a-z][a-z-]*)", (REPO / "README.md").read_text(), re.MULTILINE))
+    assert documented == COMMANDS
+
+
+def subcommands(parser) -> dict:
+    """{name: parser} of a parser's subcommands."""
+    import argparse
+
+    return {name: sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()}
+
+
+def test_every_command_module_is_registered_and_a_missing_one_fails_loudly(monkeypatch):
+    from cvgl_ros.cli import main
+
+    modules = {p.stem for p in (REPO / "cvgl_ros" / "cli").glob("*.py") if "def register(" in p.read_text()}
+    assert modules == {*main.SUBCOMMAND_MODULES, "sim_drive"}           # sim_drive registers `cvgl sim drive`
+    commands = subcommands(main.build_parser())
+    assert set(commands) == COMMANDS
+    assert set(subcommands(commands["sim"])) == {"world", "drive", "pairs", "preview"}
+    monkeypatch.setattr(main, "SUBCOMMAND_MODULES", [*main.SUBCOMMAND_MODULES, "no_such_command"])
+    with pytest.raises(ModuleNotFoundError, match="no_such_command"):
+        main.build_parser()
 
 
 def test_doctor_names_rmw_and_onnxruntime_providers(cvgl_bin):

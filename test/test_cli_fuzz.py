@@ -9,7 +9,7 @@ or option is covered without editing this file:
 - run level, for every command: an unknown option; and for every command with --out, a
   directory of the user's files and an existing file of the user's at --out (the output
   rule of cvgl_ros/atomic.py), with the user's files intact afterwards;
-- the cases issue 15 lists, one by one.
+- the data-loss and one-line-error cases a review of the outputs found, one by one.
 Everything runs in this process (`cvgl_ros.cli.main.main(argv)`), so the whole file is fast.
 """
 from __future__ import annotations
@@ -268,7 +268,7 @@ def test_out_over_the_users_files_is_refused_and_they_survive(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["users_dir.mbtiles", "users_file.mbtiles"]
 
 
-# -- the cases of issue 15 ------------------------------------------------------------------
+# -- the cases a review of the outputs found ------------------------------------------------
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:

@@ -2,10 +2,23 @@
 places the demo looks): lockstep replay through the node processes, evaluate_track, and a
 report with the Table-III-style table and the PNGs."""
 import json
-import shutil
+import math
 import subprocess
 
-from test_nodes_support import REPO, model_image_hw, shipped_model, write_drive, write_tiles
+import cv2
+import numpy as np
+import pytest
+
+from cvgl_ros.datasets.bag import read_messages
+from test_nodes_support import DATUM, REPO, model_image_hw, shipped_model, write_drive, write_tiles
+
+pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)
+
+T0 = 1_700_000_000_000_000_000  # write_drive's first stamp
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def test_demo_replays_evaluates_and_writes_the_report(cvgl_bin, tmp_path):
@@ -16,7 +29,8 @@ def test_demo_replays_evaluates_and_writes_the_report(cvgl_bin, tmp_path):
     world.mkdir(parents=True)
     write_tiles(world / "tiles.mbtiles")
     (world / "world.json").write_text(json.dumps({"note": "test stand-in for `cvgl sim world`"}))
-    write_drive(data / f"drive_urban_canyon_seed1_3s_{w}x{h}_4hz", duration_s=3.0, camera_hz=4.0, image_hw=(h, w))
+    drive = write_drive(data / f"drive_urban_canyon_seed1_3s_{w}x{h}_4hz", duration_s=3.0, camera_hz=4.0,
+                        image_hw=(h, w))
     done = subprocess.run([cvgl_bin, "demo", "--data", str(data), "--out", str(out), "--model", str(model),
                            "--duration-s", "3", "--camera-hz", "4", "-p", "prior_yaw_max_std_deg:=360.0",
                            "-p", "widen_yaw_search:=false"],
@@ -33,5 +47,30 @@ def test_demo_replays_evaluates_and_writes_the_report(cvgl_bin, tmp_path):
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) >= 3
     for png in pngs:
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in report
-    assert "fused mean error" in report.lower()
+        image = cv2.imread(str(png))                     # a whole picture, not just a PNG header
+        assert image is not None and min(image.shape[:2]) >= 200 and image.std() > 0, png.name
+        assert f"]({png.name})" in report
+
+    # The numbers, recomputed from the bags: the drive goes straight east at 5 m/s from -10 m
+    # (write_drive), so the truth at any stamp is known without interpolating anything.
+    def truth_error(t_ns, east, north):
+        return math.hypot(east - (-10.0 + 5.0 * (t_ns - T0) * 1e-9), north)
+
+    first, last = T0, T0 + 14 * 200_000_000              # the 15 ground-truth poses (5 Hz)
+    fused = {}                                           # one pose per stamp: the last one recorded
+    for _, _, _, msg in read_messages(data / f"estimate_{drive.name}", ["/cvgl/pose"]):
+        fused[stamp_ns(msg)] = (msg.pose.pose.position.x, msg.pose.pose.position.y)
+    fused_errors = [truth_error(t, *xy) for t, xy in fused.items() if first <= t <= last]
+    raw_errors = []
+    for _, _, _, msg in read_messages(drive, ["/gnss/fix"]):
+        east, north, _ = DATUM.to_enu(msg.latitude, msg.longitude, msg.altitude)
+        raw_errors.append(truth_error(stamp_ns(msg), float(east), float(north)))
+    expected = {"fused": fused_errors, "gnss_raw": raw_errors}
+    for method, errors in expected.items():
+        row = metrics["methods"][method]
+        assert row["n"] == len(errors) and row["mean_m"] == pytest.approx(np.mean(errors), abs=1e-6), method
+        assert row["p50_m"] == pytest.approx(np.median(errors), abs=1e-6), method
+        assert f"| {row['label']} | {np.mean(errors):.2f} | {np.median(errors):.2f} |" in report
+    fused_mean, raw_mean = np.mean(fused_errors), np.mean(raw_errors)
+    verdict = "the fusion beats GNSS" if fused_mean < raw_mean else "the fusion does NOT beat GNSS"
+    assert f"fused mean error {fused_mean:.2f} m vs raw GNSS {raw_mean:.2f} m: {verdict}" in report

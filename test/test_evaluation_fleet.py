@@ -281,6 +281,7 @@ def test_worlds_and_drives_are_made_once_and_reused(tmp_path, monkeypatch):
         F.ensure_world(tiny, tmp_path)
 
 
+@pytest.mark.ros
 def test_a_tiny_fleet_end_to_end_through_the_real_nodes(tmp_path, monkeypatch):
     """One 3 s drive generated, replayed in lockstep through both nodes, scored and reported."""
     import json

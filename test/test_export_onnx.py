@@ -97,7 +97,7 @@ def test_export_refuses_bad_requests(tmp_path, cvgl_bin_module, exported):
 def test_temperature_fit_lowers_the_held_out_nll(tmp_path):
     from cvgl_ros.datasets.pairs import PairDataset
     from cvgl_ros.train.export import fit_temperature
-    from cvgl_ros.train.flat_pairs import write_flat_pairs
+    from support.flat_pairs import write_flat_pairs
 
     data = write_flat_pairs(tmp_path / "flat", {"train": 2, "same_area": 12}, seed=9)
     torch.manual_seed(0)

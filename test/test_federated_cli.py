@@ -4,7 +4,7 @@ import subprocess
 import pytest
 
 from cvgl_ros.cli.main import main
-from cvgl_ros.federated.fixtures import write_tiny_model_config, write_tiny_pairs
+from support.federated_fixtures import write_tiny_model_config, write_tiny_pairs
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import psutil
 import pytest
 import torch
 
-from cvgl_ros.federated.fixtures import write_tiny_model_config, write_tiny_pairs
+from support.federated_fixtures import write_tiny_model_config, write_tiny_pairs
 from cvgl_ros.federated.runner import read_rounds, run_federation
 from cvgl_ros.federated.settings import FederationSettings
 from cvgl_ros.models import ENCODER_MODULES, PoseNet, load_config

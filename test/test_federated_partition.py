@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cvgl_ros.datasets.pairs import PairDataset
 from cvgl_ros.errors import InputError
-from cvgl_ros.federated.fixtures import write_tiny_model_config, write_tiny_pairs
+from support.federated_fixtures import write_tiny_model_config, write_tiny_pairs
 from cvgl_ros.federated.partition import (PairSubset, cap_evenly, linear_partition, partition_dataset,
                                           read_drives)
 from cvgl_ros.federated.settings import FederationSettings

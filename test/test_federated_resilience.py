@@ -1,10 +1,11 @@
 """A vehicle that crashes mid-round does not stop the federation (real SuperLink + 3 SuperNodes)."""
+import dataclasses
 import json
 import time
 
 import pytest
 
-from cvgl_ros.federated.fixtures import write_tiny_model_config, write_tiny_pairs
+from support.federated_fixtures import write_tiny_model_config, write_tiny_pairs
 from cvgl_ros.federated.runner import read_rounds, run_federation
 from cvgl_ros.federated.settings import FederationSettings
 
@@ -17,13 +18,18 @@ def _log(run, k):
 
 
 @pytest.mark.timeout(600)    # a loaded shared machine: the fleet's processes start slowly
-def test_killing_one_of_three_vehicles_mid_round_leaves_the_others_to_finish(tmp_path):
-    data = write_tiny_pairs(tmp_path / "ds", worlds=3, drives_per_world=1, pairs_per_drive=12)
-    config = write_tiny_model_config(tmp_path / "tiny.yaml")
+def test_killing_one_of_three_vehicles_mid_round_leaves_the_others_to_finish(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # relative paths, as a user gives them: the runner must not rewrite the settings
+    write_tiny_pairs(tmp_path / "ds", worlds=3, drives_per_world=1, pairs_per_drive=12)
+    write_tiny_model_config(tmp_path / "tiny.yaml")
     run = tmp_path / "run"
-    settings = FederationSettings(strategy="fedavg", vehicles=3, rounds=2, data=str(data), model_config=str(config),
-                                  out=str(run), min_available=2, join_timeout_s=120, straggler_timeout_s=5,
+    settings = FederationSettings(strategy="fedavg", vehicles=3, rounds=2, data="ds", model_config="tiny.yaml",
+                                  out="run", min_available=2, join_timeout_s=120, straggler_timeout_s=5,
                                   evaluate_every=2, max_eval_pairs=2)
+    given = dataclasses.replace(settings)
+    # An earlier run's log in which vehicle 2 had started training: the rerun starts without it.
+    (run / "vehicles" / "v2").mkdir(parents=True)
+    (run / "vehicles" / "v2" / "rounds.jsonl").write_text(json.dumps({"round": 1, "phase": "train-start"}) + "\n")
     killed = {}
 
     def crash_vehicle_2_once_it_trains(fleet):
@@ -34,6 +40,7 @@ def test_killing_one_of_three_vehicles_mid_round_leaves_the_others_to_finish(tmp
     summary = run_federation(settings, engine="deployment", progress=False, timeout_s=560,
                              fleet_hook=crash_vehicle_2_once_it_trains)
     assert killed, "vehicle 2 never started training"
+    assert settings == given
     assert summary["result"]["status"] == "completed"
     # It was killed mid-round: it started round 1 and never finished it.
     phases = [(r["round"], r["phase"]) for r in _log(run, 2)]

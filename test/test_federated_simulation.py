@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cvgl_ros.federated.fixtures import write_tiny_model_config, write_tiny_pairs
+from support.federated_fixtures import write_tiny_model_config, write_tiny_pairs
 from cvgl_ros.federated.runner import read_rounds, run_federation
 from cvgl_ros.federated.settings import FederationSettings
 from cvgl_ros.train.checkpoint import read_checkpoint
@@ -28,3 +28,19 @@ def test_fedavg_on_the_simulation_engine_averages_by_local_data_size(tmp_path):
     model = read_checkpoint(run / "server" / "model.pt")
     assert model["provenance"]["federated"]["strategy"] == "fedavg"
     assert all(torch.isfinite(v.float()).all() for v in model["model"].values())
+    # The global model is the average of what the two vehicles sent in the last round, weighted
+    # 4 : 8 by their local data sizes (seed 000, Eq. 6), recomputed here from their sent.pt.
+    sizes = summary["pairs_per_vehicle"]
+    sent = [torch.load(run / "vehicles" / f"v{k}" / "sent.pt", weights_only=True) for k in range(2)]
+    assert set(sent[0]) == set(sent[1]) == set(model["model"])
+    assert any(not torch.equal(sent[0][key], sent[1][key]) for key in sent[0])  # they trained on different data
+    unweighted_differs = False
+    for key, value in model["model"].items():
+        average = sum(n * s[key].double() for n, s in zip(sizes, sent)) / sum(sizes)
+        if value.dtype.is_floating_point:
+            assert torch.allclose(value.double(), average, rtol=1e-6, atol=1e-7), key
+            unweighted_differs |= not torch.allclose(value.double(), (sent[0][key].double() + sent[1][key].double()) / 2,
+                                                     rtol=1e-6, atol=1e-7)
+        else:                                                        # counters: rounded, as the server does
+            assert torch.equal(value, torch.round(average).to(value.dtype)), key
+    assert unweighted_differs  # the check tells the weighted average from the plain one

@@ -1,4 +1,4 @@
-"""Acceptance of the particle filter on a synthetic urban_canyon drive (issue 7): GNSS at
+"""Acceptance of the particle filter (seed 001 §III-D) on a synthetic urban_canyon drive: GNSS at
 5 Hz with the urban_canyon error model, cross-view likelihoods simulated from the truth at
 10 Hz (Gaussian of 1 m and 2 deg, 10 % of frames with a false peak elsewhere) arriving
 0.2 s late, on the network's 64 x 128 x 128 grid of 0.4 m. Fixed seeds, simulated time."""
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
-from cvgl_ros.filter.simulated_run import camera_frames, city_block_route, gnss_messages, run_filter
+from support.simulated_run import camera_frames, city_block_route, gnss_messages, run_filter
 from cvgl_ros.sim.gnss import GnssModel
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView, SimulatedCrossViewConfig
 from cvgl_ros.sim.trajectory import simulate_drive

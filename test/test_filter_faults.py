@@ -1,4 +1,4 @@
-"""Injected faults (issue 7): a 100 m GNSS jump for 5 s, a 30 s NO_FIX outage, a NaN fix, a
+"""Injected faults the filter must survive: a 100 m GNSS jump for 5 s, a 30 s NO_FIX outage, a NaN fix, a
 repeated stamp, a stamp 2 s in the past, 20 s without any cross-view result. For each: no
 NaN or Inf is ever output, and the error is back to its pre-fault level within 10 s of the
 fault's end. Fused filter, urban_canyon GNSS at 5 Hz, simulated cross-view at 10 Hz
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
-from cvgl_ros.filter.simulated_run import (CameraFrame, GnssMessage, camera_frames, city_block_route,
+from support.simulated_run import (CameraFrame, GnssMessage, camera_frames, city_block_route,
                                            gnss_messages, run_filter)
 from cvgl_ros.sim.gnss import GnssModel
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView, SimulatedCrossViewConfig

@@ -1,4 +1,4 @@
-"""The GNSS gate, its integrity monitor and the motion sensors (issue 13): every GNSS
+"""The GNSS gate, its integrity monitor and the motion sensors: every GNSS
 decision made to happen, a NO_FIX gap over a 90 degree turn, a wrong estimate against good
 GNSS (re-locked by the sequence test), a multipath episode against a confirmed estimate
 (kept rejected), IMU and wheel-speed prediction, and the protection level."""
@@ -10,7 +10,7 @@ import pytest
 
 from cvgl_ros.filter.gnss_gate import GnssDecision, fit_track, Epoch
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
-from cvgl_ros.filter.simulated_run import GnssMessage, camera_frames, motion_samples, run_filter
+from support.simulated_run import GnssMessage, camera_frames, motion_samples, run_filter
 from cvgl_ros.likelihood import LikelihoodVolume
 from cvgl_ros.localization.prior import PriorPolicy
 from cvgl_ros.sim.simulated_cross_view import SimulatedCrossView, SimulatedCrossViewConfig
@@ -319,7 +319,7 @@ def test_a_reseed_makes_the_estimate_unverified_again():
 def test_a_camera_ahead_and_an_antenna_behind_base_link_give_base_links_pose():
     """Camera 1.5 m ahead of base_link, antenna 1 m behind: with the mounting in the config the
     pose is base_link's within the error of an origin-mounted rig; ignoring it is biased."""
-    from cvgl_ros.filter.simulated_run import city_block_route, gnss_messages, mounted
+    from support.simulated_run import city_block_route, gnss_messages, mounted
     from cvgl_ros.sim.gnss import GnssModel
 
     route, stops = city_block_route()

@@ -224,15 +224,40 @@ def test_estimate_at_a_past_stamp_is_the_posterior_as_it_stood_then():
     assert pf.estimate(1.0).stamp_s == stamps[-1]  # no longer in the history: the current estimate
 
 
-def test_systematic_resampling_keeps_floor_or_ceil_copies():
-    rng = np.random.default_rng(0)
-    w = rng.random(1000) ** 4
+def systematic_resample_by_loop(weights, offset):
+    """The textbook loop (filterpy's `systematic_resample`) for a given uniform offset in [0, 1)."""
+    m = len(weights)
+    positions = (offset + np.arange(m)) / m
+    cdf = np.cumsum(weights)
+    cdf[-1] = 1.0
+    indexes, i, j = np.zeros(m, int), 0, 0
+    while i < m:
+        if positions[i] < cdf[j]:
+            indexes[i] = j
+            i += 1
+        else:
+            j += 1
+    return indexes
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 400), power=st.sampled_from([0.0, 1.0, 4.0, 12.0]), seed=st.integers(0, 2**32 - 1))
+def test_systematic_resampling_is_the_textbook_loop_and_keeps_floor_or_ceil_copies(m, power, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.random(m) ** power
     w /= w.sum()
-    counts = np.bincount(systematic_resample(w, rng), minlength=1000)
-    assert counts.sum() == 1000
-    assert np.all(counts >= np.floor(w * 1000) - 1) and np.all(counts <= np.ceil(w * 1000) + 1)
+    offset = np.random.default_rng(seed + 1).random()   # the offset the function will draw
+    kept = systematic_resample(w, np.random.default_rng(seed + 1))
+    np.testing.assert_array_equal(kept, systematic_resample_by_loop(w, offset))
+    counts = np.bincount(kept, minlength=m)
+    assert counts.sum() == m
+    assert np.all(counts >= np.floor(w * m - 1e-9)) and np.all(counts <= np.ceil(w * m + 1e-9))
+
+
+def test_effective_sample_size():
     assert effective_sample_size(np.full(10, 0.1)) == pytest.approx(10.0)
     assert effective_sample_size(np.eye(1, 10)[0]) == pytest.approx(1.0)
+    assert effective_sample_size(np.array([0.5, 0.25, 0.25])) == pytest.approx(1.0 / 0.375)
 
 
 @settings(max_examples=30, deadline=None)

@@ -41,8 +41,9 @@ def test_the_rviz_config_the_launch_file_names_is_installed():
 
 def test_cvgl_launch_offers_the_launch_files_log_levels():
     from cvgl_ros.cli.launch import LOG_LEVELS
+    from cvgl_ros.nodes import launcher
 
     tree = ast.parse((REPO / "launch" / "localize.launch.py").read_text())
-    consts = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign)
-              and isinstance(n.targets[0], ast.Name)}
-    assert tuple(ast.literal_eval(consts["LOG_LEVELS"])) == LOG_LEVELS
+    imported = {a.name: n.module for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert imported["LOG_LEVELS"] == "cvgl_ros.nodes.launcher"   # the launch file's log_level choices
+    assert LOG_LEVELS is launcher.LOG_LEVELS and "info" in LOG_LEVELS

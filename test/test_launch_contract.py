@@ -15,33 +15,35 @@ from cvgl_ros.nodes import cross_view_node, launcher, particle_filter_node
 from test_nodes_support import REPO
 
 
-def _launch_file_constants():
+def _launch_file_names():
+    """{name: where it comes from} for the launch file's module-level names: the module it imports
+    the name from, or "assigned" for a name it defines itself."""
     tree = ast.parse((REPO / "launch" / "localize.launch.py").read_text())
     out = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
+        if isinstance(node, ast.ImportFrom):
+            out.update({a.asname or a.name: node.module for a in node.names})
+        elif isinstance(node, ast.Assign):
+            out.update({t.id: "assigned" for t in node.targets if isinstance(t, ast.Name)})
     return out
 
 
 def test_launch_file_and_cvgl_launch_name_the_same_executables_and_parameter_file(cvgl_bin):
-    consts = _launch_file_constants()
-    assert tuple(consts["NODE_EXECUTABLES"]) == launcher.NODE_EXECUTABLES
-    assert consts["PARAMS_FILE"] == launcher.PARAMS_FILE
+    # one list: the launch file takes them from cvgl_ros.nodes.launcher, which `cvgl launch` runs
+    names = _launch_file_names()
+    for name in ("NODE_EXECUTABLES", "PARAMS_FILE", "LOG_LEVELS"):
+        assert names.get(name) == "cvgl_ros.nodes.launcher", (name, names.get(name))
     out = subprocess.run([cvgl_bin, "launch", "--dry-run"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == len(launcher.NODE_EXECUTABLES)
-    for line, exe in zip(lines, consts["NODE_EXECUTABLES"]):
+    assert len(lines) == len(launcher.NODE_EXECUTABLES) == 2
+    for line, exe in zip(lines, launcher.NODE_EXECUTABLES):
         argv = line.split()
         assert os.path.basename(argv[0]) == exe or argv[:3] == [sys.executable, "-m", f"cvgl_ros.nodes.{exe}"]
-        assert argv[argv.index("--params-file") + 1] == str(REPO / consts["PARAMS_FILE"])
+        assert argv[argv.index("--params-file") + 1] == str(REPO / launcher.PARAMS_FILE)
     # the executables are console scripts of the package (setup.py), pointing at main()
     setup = (REPO / "setup.py").read_text()
-    for exe in consts["NODE_EXECUTABLES"]:
+    for exe in launcher.NODE_EXECUTABLES:
         assert f'"{exe} = cvgl_ros.nodes.{exe}:main"' in setup
 
 
@@ -68,6 +70,7 @@ def test_yaml_holds_every_declared_parameter_with_its_default():
         assert p.description, p.name
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_cvgl_launch_starts_both_nodes_and_stops_them_cleanly(cvgl_bin, tmp_path, sig):
     proc = subprocess.Popen([cvgl_bin, "launch", "-p", "diagnostics_period_s:=0.2"], cwd=REPO,
@@ -95,6 +98,7 @@ def test_cvgl_launch_starts_both_nodes_and_stops_them_cleanly(cvgl_bin, tmp_path
     assert out.count("shutting down") == 2, out
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize("exe", launcher.NODE_EXECUTABLES)
 def test_node_executable_exits_2_with_one_line_on_a_bad_parameter(exe):
     cmd = launcher.node_command(exe) + launcher.ros_args(REPO / "config" / "cvgl.yaml",
@@ -104,6 +108,7 @@ def test_node_executable_exits_2_with_one_line_on_a_bad_parameter(exe):
     assert out.stderr.strip().count("\n") == 0 and "diagnostics_period_s" in out.stderr
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_node_process_shuts_down_cleanly_on_signal(sig):
     cmd = launcher.node_command("particle_filter_node") + launcher.ros_args(REPO / "config" / "cvgl.yaml")

@@ -13,7 +13,7 @@ from cvgl_ros.models.bev_projection import BEVProjection
 from cvgl_ros.models.correlation import (LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather,
                                          volume_band_spread)
 from cvgl_ros.models.frames import bev_cell_centres, map_to_grid_norm, vehicle_to_map
-from cvgl_ros.train.flat_pairs import cut_patch, flat_texture, render_ground_view
+from support.flat_pairs import cut_patch, flat_texture, render_ground_view
 
 TINY = dict(image_hw=(32, 128), patch_px=64, patch_mpp=0.8, ground_channels=(8, 8, 16),
             satellite_channels=(8, 8, 16), feature_dim=8, context_dim=8, bev_forward_m=12.8, bev_half_width_m=6.4,

@@ -11,6 +11,8 @@ from cvgl_ros.datasets import bag as B
 from cvgl_ros.nodes.conversions import cloud_to_volume, pose_msg_to_xy_yaw
 from test_nodes_support import LiveNodes, Recording, shipped_model, write_tiles
 
+pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)
+
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000
 

@@ -18,6 +18,8 @@ from cvgl_ros.nodes.particle_filter_node import ParticleFilterNode
 from cvgl_ros.nodes.runner import RESULT_QOS
 from test_nodes_support import DATUM
 
+pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)
+
 T0 = 1_700_000_000_000_000_000
 OUTPUTS = {"/cvgl/pose": PoseWithCovarianceStamped, "/cvgl/fix": NavSatFix, "/cvgl/odometry": Odometry,
            "/cvgl/path": Path, "/cvgl/particles": PoseArray, "/diagnostics": DiagnosticArray}

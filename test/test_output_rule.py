@@ -60,7 +60,7 @@ def world(tmp_path_factory) -> Path:
 DRIVE = ("--duration-s", 1, "--camera-hz", 2, "--width", 64, "--height", 32, "--quiet")
 
 
-# -- the data-loss cases of issue 15 ------------------------------------------------------
+# -- the data-loss cases a review of the outputs found ------------------------------------
 
 def test_sim_world_into_a_directory_of_user_files_is_refused_and_force_keeps_them(tmp_path, world):
     target = tmp_path / "mine"

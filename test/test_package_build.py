@@ -92,6 +92,7 @@ def test_installed_cvgl_uses_the_share_directory_the_ament_index_finds(colcon_in
     assert found.stdout.strip() == f"{share}|install prefix", found.stdout + found.stderr
 
 
+@pytest.mark.ros
 def test_installed_nodes_with_no_parameters_find_the_shipped_model(colcon_install, tmp_path):
     env = install_env(colcon_install)
     lib = colcon_install / "lib" / PACKAGE
@@ -124,6 +125,7 @@ def test_installed_nodes_with_no_parameters_find_the_shipped_model(colcon_instal
         assert "Traceback" not in outs[exe]
 
 
+@pytest.mark.ros
 def test_installed_replay_processes_a_frame_with_the_shipped_model_and_config(colcon_install, tmp_path):
     from cvgl_ros.datasets.bag import bag_topics
 

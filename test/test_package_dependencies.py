@@ -1,6 +1,7 @@
 """package.xml declares every import of the vehicle path under a rosdep key, so that
 `rosdep install --from-paths src` gives a vehicle all it needs; nothing on that path needs a
-package without a key (mercantile has none)."""
+package without a key (mercantile has none). requirements/runtime.txt pins what the nodes need
+and nothing else; the offline tools' imports are pinned in offline.txt or training.txt."""
 import ast
 import sys
 import xml.etree.ElementTree as ET
@@ -35,6 +36,10 @@ OPTIONAL = {
     "rasterio": "tiles/geotiff.py: `cvgl tiles import-geotiff`, an offline tool",
     "filterpy": "filter/kalman_baseline.py: the evaluation's Kalman baseline, not the vehicle filter",
 }
+
+
+# The pip distribution of an import, where the two names differ.
+PIP_NAME = {"cv2": "opencv-python-headless", "yaml": "pyyaml"}
 
 
 def vehicle_sources() -> list[Path]:
@@ -88,3 +93,59 @@ def test_training_simulation_and_federated_extras_are_not_vehicle_dependencies()
     for key in ("python3-torch", "python3-torch-pip", "python3-flwr-pip", "python3-rasterio", "python3-filterpy-pip",
                 "python3-matplotlib"):
         assert key not in declared, key
+
+
+def pinned(requirement_file: str) -> set[str]:
+    """The distributions a requirements file pins (`name==version` lines), lower case."""
+    lines = (REPO / "requirements" / requirement_file).read_text().splitlines()
+    return {line.split("==")[0].strip().lower() for line in lines if "==" in line and not line.startswith("#")}
+
+
+def pip_names(modules) -> set[str]:
+    """The pip distributions of imported modules, without ROS packages (ros-* wheels, ROS's own)."""
+    ros = {name for name in pinned("constraints.txt") if name.startswith("ros-")}
+    return {PIP_NAME.get(m, m).lower() for m in modules if f"ros-{m.replace('_', '-')}" not in ros}
+
+
+def test_runtime_requirements_pin_what_the_vehicle_path_imports_and_nothing_else():
+    imports = third_party_imports(vehicle_sources())
+    needed = pip_names(m for m in imports if m not in OPTIONAL)
+    runtime = {name for name in pinned("runtime.txt") if not name.startswith("ros-")}
+    assert {"numpy", "opencv-python-headless", "onnxruntime"} <= needed  # the scan sees the real code
+    assert runtime == needed, f"pinned but not imported there: {sorted(runtime - needed)}; " \
+                              f"imported but not pinned: {sorted(needed - runtime)}"
+
+
+def test_every_import_of_the_offline_tools_is_pinned():
+    everything = third_party_imports(sorted((REPO / "cvgl_ros").rglob("*.py")))
+    pins = set().union(*(pinned(f) for f in ("runtime.txt", "offline.txt", "training.txt", "gpu.txt")))
+    missing = {m: sorted(everything[m]) for m in everything if pip_names([m]) - pins}
+    assert not missing, f"imports pinned in no requirements file: {missing}"
+    assert not pinned("offline.txt") & pinned("runtime.txt"), "a package pinned twice"
+
+
+def cvgl_modules_imported(path: Path) -> set[str]:
+    """Every cvgl_ros module a file imports (absolute or relative; `from cvgl_ros import sim` is cvgl_ros.sim)."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m == "cvgl_ros" or m.startswith("cvgl_ros.")}
+
+
+def test_the_filter_imports_nothing_from_the_simulator():
+    """The vehicle's filter stands on its own: the simulated drives that test it live in test/support."""
+    files = sorted((REPO / "cvgl_ros" / "filter").glob("*.py"))
+    imported = {str(f.relative_to(REPO)): cvgl_modules_imported(f) for f in files}
+    assert "cvgl_ros.geo.yaw" in set().union(*imported.values())  # the scan sees the real code
+    from_sim = {f: sorted(m for m in mods if m == "cvgl_ros.sim" or m.startswith("cvgl_ros.sim."))
+                for f, mods in imported.items()}
+    assert not {f: m for f, m in from_sim.items() if m}, from_sim

@@ -68,6 +68,7 @@ def test_launch_bad_params_file_is_one_line_exit_2(cvgl_bin, tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no such parameter file" in out.stderr
 
 
+@pytest.mark.ros
 def test_replay_stopped_by_sigterm_stops_its_nodes(cvgl_bin, tmp_path):
     import os
     import signal
@@ -94,6 +95,7 @@ def test_replay_stopped_by_sigterm_stops_its_nodes(cvgl_bin, tmp_path):
     assert not any(str(tmp_path) in line for line in os.popen("ps -eo args").read().splitlines())
 
 
+@pytest.mark.ros
 def test_rate_playback_follows_the_bag_clock(tmp_path):
     from cvgl_ros.datasets.bag import read_messages, stamp_to_ns
     from cvgl_ros.replay import replay_bag

@@ -20,6 +20,8 @@ import pytest
 from cvgl_ros.datasets.bag import TOPIC_IMAGE, read_messages, stamp_to_ns
 from test_nodes_support import REPO, write_drive
 
+pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)
+
 STARTED = re.compile(r"replay: ROS domain (\d+) .*; cross_view_node pid (\d+), particle_filter_node pid (\d+)")
 
 

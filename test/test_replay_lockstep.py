@@ -9,6 +9,8 @@ import pytest
 from cvgl_ros.datasets.bag import TOPIC_IMAGE, bag_datum, bag_topics, read_messages, stamp_to_ns
 from test_nodes_support import DATUM, model_image_hw, shipped_model, write_drive, write_tiles
 
+pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)
+
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1_in_flight_one_frame_lost", "2_in_flight"])
 def replayed(tmp_path_factory, request):

@@ -22,10 +22,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cvgl_ros.datasets.bag import MSG_NAVSATFIX, TOPIC_GNSS_FIX, BagWriter, navsatfix_msg
+from cvgl_ros.errors import InputError
 from cvgl_ros.geo import Datum
 from cvgl_ros.tiles.codec import encode_tile
 from cvgl_ros.tiles.mbtiles import MBTilesStore
-from cvgl_ros.tiles.prefetch import prefetch, tiles_near_points
+from cvgl_ros.tiles.prefetch import MAX_PREFETCH_TILES, prefetch, tiles_in_bbox, tiles_near_points
 from cvgl_ros.tiles.serve import parse_request_path, serve_in_thread
 from cvgl_ros.tiles.xyz import XYZStore
 
@@ -265,6 +266,25 @@ def test_tiles_near_points_matches_brute_force():
             elif d > radius + 0.5:
                 assert (x, y) not in got, (x, y, d)
     assert len(got) >= 9 and got <= {(x, y) for x in range(X0 - 6, X0 + 7) for y in range(Y0 - 6, Y0 + 7)}
+
+
+def test_tiles_in_bbox_are_mercantiles_tiles_of_the_box_grown_by_the_radius():
+    west, north = mercantile.ul(X0, Y0, Z)
+    east, south = mercantile.ul(X0 + 3, Y0 + 2, Z)  # exactly on tile edges
+    box_tiles = {(t.x, t.y) for t in mercantile.tiles(west, south, east, north, zooms=[Z])}
+    assert tiles_in_bbox(west, south, east, north, 0.0, Z) == box_tiles == {
+        (x, y) for x in range(X0, X0 + 3) for y in range(Y0, Y0 + 2)}  # tiles that only touch the edge are out
+    # A tile at z19 is ~50 m wide here: a 30 m margin adds exactly one ring, 80 m two.
+    assert tiles_in_bbox(west, south, east, north, 30.0, Z) == {
+        (x, y) for x in range(X0 - 1, X0 + 4) for y in range(Y0 - 1, Y0 + 3)}
+    assert tiles_in_bbox(west, south, east, north, 80.0, Z) == {
+        (x, y) for x in range(X0 - 2, X0 + 5) for y in range(Y0 - 2, Y0 + 4)}
+    # Grown across the antimeridian, the box goes on from the other side.
+    n_tiles = 1 << Z
+    wrapped = tiles_in_bbox(179.9999, 10.0, 180.0, 10.0001, 100.0, Z)
+    assert {x for x, _ in wrapped} == {n_tiles - 2, n_tiles - 1, 0, 1}  # 100 m: 1.3 tiles east of 180 deg
+    with pytest.raises(InputError, match=f"more than {MAX_PREFETCH_TILES}"):
+        tiles_in_bbox(8.0, 49.0, 9.0, 50.0, 0.0, Z)
 
 
 def test_prefetch_from_bag(cvgl_bin_module, server, tmp_path):

@@ -14,7 +14,7 @@ from cvgl_ros.errors import InputError
 from cvgl_ros.evaluation.track import evaluate_track, load_gnss, load_truth
 from cvgl_ros.filter.kalman_baseline import ConstantVelocityKalman
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
-from cvgl_ros.filter.simulated_run import camera_frames, city_block_route, gnss_messages, run_filter
+from support.simulated_run import camera_frames, city_block_route, gnss_messages, run_filter
 from cvgl_ros.geo.datum import Datum
 from cvgl_ros.geo.yaw import yaw_to_quaternion
 from cvgl_ros.sim.gnss import STATUS_NO_FIX, GnssModel
@@ -121,7 +121,13 @@ def test_evaluate_track_scores_the_fused_run_and_the_baselines(recording, tmp_pa
     assert json.loads((out / "metrics.json").read_text())["methods"]["fused"]["mean_m"] == m["fused"]["mean_m"]
     table = (out / "table.md").read_text()
     assert sum(line.startswith("| ") for line in table.splitlines()) == 5
-    assert "raw GNSS" in table and "Kalman" in table and "4.4 % NO_FIX" in table
+    gnss = recording["gnss"]
+    no_fix = 1.0 - float(np.mean(gnss.valid))                    # of the epochs the recording wrote
+    assert 0.0 < no_fix < 1.0 and metrics["gnss"]["no_fix_fraction"] == pytest.approx(no_fix)
+    assert f"{len(gnss.t_s)} GNSS epochs, {100 * no_fix:.1f} % NO_FIX" in table
+    for name in ("fused", "gnss_particle_filter", "kalman_cv", "gnss_raw"):   # each row shows its numbers
+        assert f"| {m[name]['label']} | {m[name]['mean_m']:.2f} | {m[name]['p50_m']:.2f} |" in table
+    assert "raw GNSS" in table and "Kalman" in table
     for png in metrics["pngs"]:
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

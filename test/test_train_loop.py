@@ -12,7 +12,7 @@ from cvgl_ros.datasets.pairs import PairDataset
 from cvgl_ros.errors import InputError
 from cvgl_ros.models import FullConfig, PoseNet, PoseNetConfig, TrainConfig
 from cvgl_ros.train.checkpoint import load_model
-from cvgl_ros.train.flat_pairs import write_flat_pairs
+from support.flat_pairs import write_flat_pairs
 from cvgl_ros.train.loop import evaluate, train_one_epoch
 from cvgl_ros.train.trainer import run_training
 

@@ -1,6 +1,6 @@
 """The fleet accuracy benchmark (`cvgl bench --only accuracy`): `cvgl_ros.evaluation.fleet`
-over the whole fleet (16 drives of 3 min; about 25 min on 2 cores with the cache cold, see
-docs/accuracy.md), its report in data/fleet/bench/ (fleet.json, fleet.md, fleet.png, per-drive runs),
+over the whole fleet (16 drives of 3 min, see docs/accuracy.md; README's benchmark table
+says how long it takes), its report in data/fleet/bench/ (fleet.json, fleet.md, fleet.png, per-drive runs),
 worlds and drives cached under data/fleet. The cases are the fleet rows per method and each
 drive's fused and raw GNSS numbers.
 """

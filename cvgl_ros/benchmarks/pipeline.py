@@ -4,7 +4,7 @@ The replay runs in lockstep, i.e. at full speed: every camera frame is decoded, 
 cut, the network run and the filter updated before the next message is played, with no
 frame dropped. It runs twice: one frame at a time (the reproducible mode, ORT on both
 cores) and two frames in flight (two inference workers of one ORT thread each: the network
-scales poorly across threads, 61 -> 51 ms from 1 to 2, so one frame per core does more).
+scales poorly across threads, so one frame per core does more; the bench JSON has both).
 The real-time factor is bag seconds per wall second (target >= 1.5x on 2 cores); per-stage
 latencies come from the cross-view node's frame statuses (decode, patch, inference, total)
 and the filter node's /diagnostics (filter); the lockstep waits say where the wall time goes.

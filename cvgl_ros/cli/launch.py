@@ -9,8 +9,7 @@ import sys
 import time
 
 from cvgl_ros.errors import InputError
-
-LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")  # as launch/localize.launch.py
+from cvgl_ros.nodes.launcher import LOG_LEVELS
 # A ROS 2 namespace: /-separated tokens of letters, digits and underscores, none starting with a digit.
 _NAMESPACE = re.compile(r"/?([A-Za-z_][A-Za-z0-9_]*)(/[A-Za-z_][A-Za-z0-9_]*)*/?")
 

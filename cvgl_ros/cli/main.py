@@ -17,8 +17,8 @@ import sys
 from cvgl_ros import __version__
 from cvgl_ros.errors import InputError
 
-# Subcommand modules, in the order `cvgl --help` lists them. A module that is not present
-# in this checkout is skipped.
+# Subcommand modules, in the order `cvgl --help` lists them. Every one must import: a missing
+# module is a broken install, and fails `cvgl` loudly rather than dropping its commands.
 SUBCOMMAND_MODULES = [
     "doctor",      # cvgl doctor
     "geo",         # cvgl geo ...
@@ -69,13 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cvgl_ros {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"cvgl_ros.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cvgl_ros.cli.{name}":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"cvgl_ros.cli.{name}").register(subparsers)
     return parser
 
 

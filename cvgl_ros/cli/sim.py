@@ -139,13 +139,9 @@ def register(subparsers) -> None:
     add_force(r, "index.json and shards/ in DS")
     r.set_defaults(func=_pairs)
 
-    try:
-        from cvgl_ros.cli import sim_drive
-    except ModuleNotFoundError as exc:
-        if exc.name != "cvgl_ros.cli.sim_drive":
-            raise
-    else:
-        sim_drive.register(sub)
+    from cvgl_ros.cli import sim_drive
+
+    sim_drive.register(sub)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,7 @@ app = ClientApp()
 LOCAL_STATE_FILE = "local_state.pt"
 MODEL_FILE = "model.pt"
 LOG_FILE = "rounds.jsonl"
+SENT_FILE = "sent.pt"   # the arrays the vehicle sent in its latest round: all that left it
 
 
 class Vehicle:
@@ -84,7 +85,8 @@ class Vehicle:
         return model
 
     def keep_local(self, model) -> dict:
-        """Store the part that never leaves the vehicle; return the part that is sent."""
+        """Store the part that never leaves the vehicle, and a copy of the part that is sent
+        (`sent.pt`, replaced every round); return the part that is sent."""
         import torch
 
         from cvgl_ros.atomic import atomic_path
@@ -92,6 +94,8 @@ class Vehicle:
         shared, local = split_state(model.state_dict(), self.settings.strategy)
         with atomic_path(self.dir / LOCAL_STATE_FILE) as tmp:
             torch.save(local, tmp)
+        with atomic_path(self.dir / SENT_FILE) as tmp:
+            torch.save(shared, tmp)
         return shared
 
 

@@ -11,12 +11,17 @@ engine (Ray). Output (RUN = `settings.out`):
     RUN/server/encoders.pt       encoders: the shared encoders (no head)
     RUN/vehicles/vK/model.pt     encoders: vehicle K's own model (shared encoders + its head)
     RUN/vehicles/vK/rounds.jsonl vehicle K's log (digests of its shared and local parameters)
+    RUN/vehicles/vK/sent.pt      the arrays vehicle K sent in its latest round (all that left it)
     RUN/summary.json             settings, per-round table, bytes, wall time
     RUN/logs/                    the processes' logs
+
+A rerun into the same RUN first removes what the earlier run wrote in server/ and vehicles/
+(`remove_earlier_run`), and nothing else. The settings given are never changed.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -87,6 +92,26 @@ def read_rounds(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def remove_earlier_run(settings: FederationSettings) -> None:
+    """Delete what an earlier run into `settings.out` left in server/ and vehicles/vK/ (the vehicles
+    append to their logs and take up their local state, so a rerun must start without them): the
+    files the apps write there, then those directories if that left them empty. Nothing else is
+    deleted; a file of anyone else's stays, and so does its directory."""
+    from cvgl_ros.federated.client_app import LOCAL_STATE_FILE, LOG_FILE, MODEL_FILE, SENT_FILE
+    from cvgl_ros.federated.server_app import ENCODERS_FILE, MODEL_FILE as SERVER_MODEL_FILE, RESULT_FILE, ROUNDS_FILE
+
+    vehicles_dir = Path(settings.out) / "vehicles"
+    vehicle_dirs = sorted(d for d in vehicles_dir.glob("v*") if d.name[1:].isdigit()) if vehicles_dir.is_dir() else []
+    written = [settings.server_dir / name for name in (ROUNDS_FILE, RESULT_FILE, SERVER_MODEL_FILE, ENCODERS_FILE)]
+    written += [d / name for d in vehicle_dirs for name in (LOG_FILE, LOCAL_STATE_FILE, MODEL_FILE, SENT_FILE)]
+    for path in written:
+        if path.is_file() or path.is_symlink():   # a link goes, never what it points to
+            path.unlink()
+    for directory in [*vehicle_dirs, vehicles_dir, settings.server_dir]:
+        with contextlib.suppress(OSError):    # not there, not a directory, or not empty: left as it is
+            directory.rmdir()
+
+
 def run_federation(settings: FederationSettings, engine: str = "deployment", progress: bool = True,
                    timeout_s: float | None = None, fleet_hook=None) -> dict:
     """Run the federation described by `settings`; returns (and writes) its summary.
@@ -102,12 +127,10 @@ def run_federation(settings: FederationSettings, engine: str = "deployment", pro
     from cvgl_ros.federated.server_app import ROUNDS_FILE
 
     out = Path(settings.out).resolve()
-    settings.out = str(out)
-    settings.data = str(Path(settings.data).resolve())
-    if settings.model_config:
-        settings.model_config = str(Path(settings.model_config).resolve())
-    for stale in ("server", "vehicles"):
-        shutil.rmtree(out / stale, ignore_errors=True)
+    # The fleet's processes get absolute paths; the caller's settings stay as they were given.
+    settings = dataclasses.replace(settings, out=str(out), data=str(Path(settings.data).resolve()),
+                                   model_config=str(Path(settings.model_config).resolve()) if settings.model_config else "")
+    remove_earlier_run(settings)
     workdir = out / "flower"
     rounds_file = settings.server_dir / ROUNDS_FILE
     bar = tqdm(total=settings.rounds, desc=f"{settings.strategy} rounds", unit="round", disable=not progress)

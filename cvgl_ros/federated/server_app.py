@@ -26,9 +26,13 @@ app = ServerApp()
 
 ROUNDS_FILE = "rounds.jsonl"
 RESULT_FILE = "result.json"
+MODEL_FILE = "model.pt"          # fedavg
+ENCODERS_FILE = "encoders.pt"    # encoders
 
 
-def run_federation(grid: Grid, settings: FederationSettings) -> dict:
+def serve_rounds(grid: Grid, settings: FederationSettings) -> dict:
+    """The server's part of a federation: T rounds of FleetFedAvg from the initial shared model, then
+    the aggregate saved (fedavg: the global model; encoders: the shared arrays); returns the summary."""
     import torch
 
     from cvgl_ros.federated.task import PoseTask
@@ -68,11 +72,11 @@ def run_federation(grid: Grid, settings: FederationSettings) -> dict:
     final = result.arrays.to_torch_state_dict()
     if settings.strategy == "fedavg":
         model.load_state_dict(final, strict=True)
-        task.save(model, settings.server_dir / "model.pt", server_round=settings.rounds, strategy="fedavg")
+        task.save(model, settings.server_dir / MODEL_FILE, server_round=settings.rounds, strategy="fedavg")
     else:
         from cvgl_ros.atomic import atomic_path
 
-        with atomic_path(settings.server_dir / "encoders.pt") as tmp:
+        with atomic_path(settings.server_dir / ENCODERS_FILE) as tmp:
             torch.save(dict(final), tmp)
     return {
         "status": "completed",
@@ -90,7 +94,7 @@ def main(grid: Grid, context: Context) -> None:
     settings = FederationSettings.from_run_config(context.run_config)
     settings.server_dir.mkdir(parents=True, exist_ok=True)
     try:
-        summary = run_federation(grid, settings)
+        summary = serve_rounds(grid, settings)
     except Exception as exc:
         write_json(settings.server_dir / RESULT_FILE, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         raise

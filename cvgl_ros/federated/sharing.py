@@ -34,14 +34,6 @@ def is_shared(name: str, strategy: str) -> bool:
     return strategy == "fedavg" or name.split(".", 1)[0] in ENCODER_SUBMODULES
 
 
-def shared_names(names: Iterable[str], strategy: str) -> list[str]:
-    return [n for n in names if is_shared(n, strategy)]
-
-
-def local_names(names: Iterable[str], strategy: str) -> list[str]:
-    return [n for n in names if not is_shared(n, strategy)]
-
-
 def split_state(state: Mapping, strategy: str) -> tuple[dict, dict]:
     """(shared, local) parts of a state dict; together they are the whole of it."""
     shared = {k: v for k, v in state.items() if is_shared(k, strategy)}

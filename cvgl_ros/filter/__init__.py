@@ -8,5 +8,4 @@ cross-view likelihood volumes with GNSS (and IMU and wheel odometry when present
 - `history`: out-of-order measurements applied at their own stamps.
 - `resampling`: systematic resampling and the effective sample size.
 - `kalman_baseline`: a constant-velocity Kalman filter on GNSS (filterpy), for comparison.
-- `simulated_run`: drive a filter through a simulated drive in-process (tests, benchmarks).
 """

@@ -13,7 +13,6 @@ from cvgl_ros.geo.mercator import (
     global_px_to_lonlat,
     lonlat_to_global_px,
     mercator_px_per_m,
-    mercator_scale,
     Tile,
     tile_at,
     tile_ul,
@@ -25,7 +24,6 @@ from cvgl_ros.geo.transforms import RigidTransform
 from cvgl_ros.geo.vehicle_errors import lateral_longitudinal
 from cvgl_ros.geo.yaw import (
     angle_diff,
-    circular_mean,
     heading_deg_to_yaw_enu,
     quaternion_to_yaw,
     wrap_angle,
@@ -35,8 +33,8 @@ from cvgl_ros.geo.yaw import (
 
 __all__ = [
     "Datum", "check_lat_lon", "ground_resolution_m_per_px", "global_px_to_lonlat",
-    "lonlat_to_global_px", "mercator_px_per_m", "mercator_scale", "Tile", "tile_at", "tile_ul", "tiles_covering", "xyz_to_tms_row",
-    "zoom_for_resolution", "RigidTransform", "lateral_longitudinal", "angle_diff", "circular_mean",
+    "lonlat_to_global_px", "mercator_px_per_m", "Tile", "tile_at", "tile_ul", "tiles_covering", "xyz_to_tms_row",
+    "zoom_for_resolution", "RigidTransform", "lateral_longitudinal", "angle_diff",
     "heading_deg_to_yaw_enu", "quaternion_to_yaw", "wrap_angle", "yaw_enu_to_heading_deg",
     "yaw_to_quaternion",
 ]

@@ -43,10 +43,3 @@ def quaternion_to_yaw(x, y, z, w):
     """Yaw (rotation about +z) of a quaternion, in [-pi, pi)."""
     x, y, z, w = (np.asarray(v, dtype=float) for v in (x, y, z, w))
     return wrap_angle(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
-
-
-def circular_mean(angles_rad, weights=None):
-    """Weighted circular mean of angles (rad), in [-pi, pi)."""
-    a = np.asarray(angles_rad, dtype=float)
-    w = np.ones_like(a) if weights is None else np.asarray(weights, dtype=float)
-    return wrap_angle(np.arctan2(np.sum(w * np.sin(a)), np.sum(w * np.cos(a))))

@@ -189,7 +189,7 @@ def fused_navsatfix_msg(stamp: int, frame_id: str, datum, east_m: float, north_m
 
 
 def pose_array_msg(stamp: int, frame_id: str, east_m, north_m, yaw_enu_rad) -> PoseArray:
-    """Planar poses -> PoseArray (the quaternions computed at once: 2.6 instead of 7 ms for 300)."""
+    """Planar poses -> PoseArray (the quaternions computed at once, not per pose)."""
     msg = PoseArray()
     msg.header.stamp = to_stamp(stamp)
     msg.header.frame_id = frame_id

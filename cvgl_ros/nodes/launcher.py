@@ -1,8 +1,8 @@
 """Start the node executables as processes: what `ros2 launch cvgl_ros localize.launch.py` does,
 for machines without the `launch` package (`cvgl launch`, and `cvgl replay` under the hood).
 
-The executables and the parameter file are the ones `launch/localize.launch.py` names (a
-test keeps the two lists equal). Each node gets `--ros-args --params-file FILE` plus
+The executables, the parameter file and the log levels here are the ones
+`launch/localize.launch.py` starts them with: it imports them from this module. Each node gets `--ros-args --params-file FILE` plus
 `-p name:=value` overrides (values written as YAML, the form rcl parses), and inherits the
 environment (ROS_DOMAIN_ID, RMW, ...) or the one given. `stop()` sends SIGINT, then SIGTERM,
 then SIGKILL to processes that outlive their grace period. The children die with this
@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 from cvgl_ros.errors import InputError
+from cvgl_ros.share import PARAMS_FILE
 
-NODE_EXECUTABLES = ("cross_view_node", "particle_filter_node")
-PARAMS_FILE = "config/cvgl.yaml"
+NODE_EXECUTABLES = ("cross_view_node", "particle_filter_node")  # both start with PARAMS_FILE
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")         # the ROS log levels a user may pick
 
 
 def default_params_file() -> Path:

@@ -22,7 +22,7 @@
    GNSS fix it waits for the filter's echo on `/cvgl/gnss/pose`. So no message is dropped
    and a run is reproducible whatever the machine's speed. With `frames_in_flight` N > 1
    the player keeps up to N frames in the nodes at once (N inference workers): every frame
-   still gets its result, at more throughput (2 on 2 cores: about 1.4x).
+   still gets its result, at more throughput (`cvgl bench --only pipeline` measures it).
 4. Records every `/cvgl/*` topic and `/diagnostics` (`Recorder`) into `out` (MCAP rosbag2,
    written atomically, with the datum and the input bag's path and fingerprint in its
    metadata, `cvgl_ros.datasets.bag_identity`), waits until no result has come for 1 s,
@@ -234,7 +234,7 @@ def replay_bag(bag: str | Path, out: str | Path, tiles: str | Path | None = None
     `frames_in_flight` > 1 (lockstep only): up to that many camera frames are sent before the
     player waits for the oldest one's result, and the cross-view node runs as many inference
     workers with one ONNX Runtime thread each (unless `overrides` says otherwise): more
-    throughput (2 on 2 cores: about 1.4x), at the price of exact reproducibility (a frame's
+    throughput (README, `cvgl replay`), at the price of exact reproducibility (a frame's
     prior is then the filter's pose of up to that many frames back, whichever came).
     """
     from cvgl_ros.datasets.bag_identity import SOURCE_BAG_KEY, SOURCE_FINGERPRINT_KEY, bag_fingerprint

@@ -64,10 +64,3 @@ def render_preview(world, east_m: float, north_m: float, yaw_enu_rad: float, out
     fig.suptitle(f"{world.style} world seed {world.seed} at E {east_m:.1f} m, N {north_m:.1f} m, yaw "
                  f"{math.degrees(yaw_enu_rad):.1f} deg (ENU)", fontsize=10)
     return save_figure(fig, out_png, bbox_inches="tight")
-
-
-def pose_on_road(world, seed: int = 0, along_m: float = 60.0) -> tuple[float, float, float]:
-    """A pose in the right-hand lane, `along_m` into a random drive (for previews and tests)."""
-    route = world.route(seed, max(along_m + 10.0, 20.0))
-    e, n, yaw = route.pose_at(along_m)
-    return float(e), float(n), float(yaw)

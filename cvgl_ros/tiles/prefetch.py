@@ -26,7 +26,8 @@ import numpy as np
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import check_lat_lon
-from cvgl_ros.geo.mercator import TILE_SIZE_PX, check_zoom, lonlat_to_global_px, mercator_px_per_m
+from cvgl_ros.geo.mercator import (TILE_SIZE_PX, check_zoom, global_px_to_lonlat, lonlat_to_global_px,
+                                   mercator_px_per_m, tiles_covering)
 from cvgl_ros.tiles.codec import CorruptTileError, normalize_format
 from cvgl_ros.tiles.download import (DEFAULT_MAX_CONNECTION_FAILURES, DEFAULT_SUBDOMAINS, FetchStats,
                                      check_url_template, fetch_into)
@@ -85,7 +86,8 @@ def tiles_near_points(lat_deg, lon_deg, radius_m: float, zoom: int) -> set[tuple
 
 
 def tiles_in_bbox(west: float, south: float, east: float, north: float, radius_m: float, zoom: int) -> set[tuple[int, int]]:
-    """Tiles intersecting a WGS84 box grown by `radius_m` on every side."""
+    """Tiles intersecting a WGS84 box grown by `radius_m` on every side (`geo.tiles_covering` of
+    the grown box; grown across the antimeridian, it goes on from the other side)."""
     zoom = check_zoom(zoom)
     check_lat_lon([south, north], [west, east])
     if west >= east or south >= north:
@@ -95,34 +97,24 @@ def tiles_in_bbox(west: float, south: float, east: float, north: float, radius_m
     lat_ref = max(abs(south), abs(north))
     if lat_ref > 85.0:
         raise InputError("bounding box beyond |lat| 85 deg has no Web Mercator tiles")
+    # The margin in global pixels at the box's most poleward latitude (the largest scale).
+    sx, sy = mercator_px_per_m(lat_ref, zoom)
     x0, y1 = lonlat_to_global_px(west, south, zoom)
     x1, y0 = lonlat_to_global_px(east, north, zoom)
-    sx, sy = mercator_px_per_m(lat_ref, zoom)
-    n_tiles = 1 << zoom
-    tx0, tx1 = int((x0 - radius_m * sx) // TILE_SIZE_PX), int((x1 + radius_m * sx) // TILE_SIZE_PX)
-    ty0 = max(0, int((y0 - radius_m * sy) // TILE_SIZE_PX))
-    ty1 = min(n_tiles - 1, int((y1 + radius_m * sy) // TILE_SIZE_PX))
-    count = (tx1 - tx0 + 1) * (ty1 - ty0 + 1)
-    if count > MAX_PREFETCH_TILES:
-        raise InputError(f"{count} tiles requested (more than {MAX_PREFETCH_TILES}); use a smaller box or zoom")
-    return {(tx % n_tiles, ty) for tx in range(tx0, tx1 + 1) for ty in range(ty0, ty1 + 1)}
-
-
-def positions_from_bag(bag_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(lat, lon) arrays of every valid NavSatFix message in a bag (GNSS and ground truth)."""
-    from cvgl_ros.datasets.bag import MSG_NAVSATFIX, bag_topics, read_messages
-
-    topics = [t for t, (msgtype, _) in bag_topics(bag_path).items() if msgtype == MSG_NAVSATFIX]
-    if not topics:
-        raise InputError(f"bag {bag_path} has no sensor_msgs/NavSatFix topic to take positions from")
-    lat, lon = [], []
-    for _, _, _, msg in read_messages(bag_path, topics):
-        if msg.status.status >= 0 and math.isfinite(msg.latitude) and math.isfinite(msg.longitude):
-            lat.append(msg.latitude)
-            lon.append(msg.longitude)
-    if not lat:
-        raise InputError(f"bag {bag_path} has no NavSatFix message with a valid fix")
-    return np.array(lat), np.array(lon)
+    grown_west, grown_north = (float(v) for v in global_px_to_lonlat(x0 - radius_m * sx, y0 - radius_m * sy, zoom))
+    grown_east, grown_south = (float(v) for v in global_px_to_lonlat(x1 + radius_m * sx, y1 + radius_m * sy, zoom))
+    spans = [(max(grown_west, -180.0), min(grown_east, 180.0))]
+    if grown_west < -180.0:
+        spans.append((grown_west + 360.0, 180.0))
+    if grown_east > 180.0:
+        spans.append((-180.0, grown_east - 360.0))
+    out: set[tuple[int, int]] = set()
+    for span_west, span_east in spans:
+        covering = tiles_covering(span_west, grown_south, span_east, grown_north, zoom, max_tiles=MAX_PREFETCH_TILES)
+        out.update((t.x, t.y) for t in covering)
+    if len(out) > MAX_PREFETCH_TILES:
+        raise InputError(f"{len(out)} tiles requested (more than {MAX_PREFETCH_TILES}); use a smaller box or zoom")
+    return out
 
 
 def positions_from_bag(bag_path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@ never imported by the nodes or the runtime). This file makes `train` a package, 
 `find_packages()` ships it in a wheel and a colcon install.
 
 - `trainer`: `cvgl train` (epochs, checkpoints, resume); `loop`: one epoch / one evaluation pass.
-- `batches`: pair sets to network batches; `flat_pairs`: flat-ground pairs for tests.
+- `batches`: pair sets to network batches.
 - `checkpoint`: save / load; `export`: ONNX + model card + parity; `evaluation_run`: `cvgl evaluate`.
 - `plots`: training curves.
 
