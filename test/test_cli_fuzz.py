@@ -30,7 +30,9 @@ from cvgl_ros.cli.main import build_parser, main
 PARSER = build_parser()
 
 # Options whose negative values are meaningful (coordinates, offsets, heights).
-SIGNED_OPTIONS = {"--lat", "--lon", "--alt", "--east", "--north", "--up"}
+SIGNED_OPTIONS = {"--lat", "--lon", "--alt", "--east", "--north", "--up",
+                  # sensor mounting in base_link: behind, right of and pitched up are negative
+                  "--camera-x-m", "--camera-y-m", "--antenna-x-m", "--antenna-y-m", "--camera-pitch-deg"}
 INPUT_TYPES = {cli_args.existing_file: "file", cli_args.existing_dir: "dir", cli_args.existing_path: "path"}
 
 

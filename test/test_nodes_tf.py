@@ -123,10 +123,10 @@ def test_publish_tf_false_sends_nothing_and_says_so():
 
 
 def test_without_tf2_msgs_the_node_runs_and_diagnostics_say_tf_is_off(monkeypatch):
-    import cvgl_ros.nodes.particle_filter_node as node_module
+    import cvgl_ros.nodes.tf as tf_module
 
     reason = "TF off: neither tf2_ros nor tf2_msgs imports (No module named 'tf2_msgs')"
-    monkeypatch.setattr(node_module, "TF_UNAVAILABLE", reason)
+    monkeypatch.setattr(tf_module, "TF_UNAVAILABLE", reason)
     h = TfHarness()
     try:
         h.drive(4)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from cvgl_ros.cli.args import BAG_NAMES, add_force, claim_out, existing_path, positive_float, positive_int, seed
+from cvgl_ros.cli.args import (BAG_NAMES, add_force, claim_out, existing_path, finite_float, positive_float,
+                               positive_int, seed)
 
 # The longest drive one command records: an hour is ~36 000 camera frames at 10 Hz (about an hour
 # of rendering on one core); longer recordings are several drives.
@@ -83,8 +84,8 @@ def register(sim_subparsers) -> None:
                        ("antenna-x-m", "GNSS antenna ahead of base_link, m"),
                        ("antenna-y-m", "GNSS antenna to the left, m"),
                        ("camera-pitch-deg", "camera pitch, > 0 looks down, deg (at most 30)")):
-        mount.add_argument(f"--{name}", type=float, default=0.0, help=what)
-    mount.add_argument("--camera-z-m", type=float, help="camera height above the ground, m (default KITTI's 1.65)")
+        mount.add_argument(f"--{name}", type=finite_float, default=0.0, help=what)
+    mount.add_argument("--camera-z-m", type=positive_float, help="camera height above the ground, m (default KITTI's 1.65)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output bag directory")
     add_force(p, "metadata.yaml and the .mcap in BAG")
