@@ -272,13 +272,10 @@ def test_protection_level_bounds_the_error_through_the_turn(turn_after_gap):
 
 # -- an estimate that rests on GNSS alone -------------------------------------------------
 
-UNVERIFIED_M = 25.0  # the value the fleet was measured with (the default is 0, off: issue 13 note)
-
-
 def start_on(offset, seconds, sigma=2.0):
     """A filter that starts on GNSS offset by `offset` from the truth; cross-view (10 Hz,
     a volume cut around the estimate as the node cuts its patch) peaks at the truth."""
-    pf = ParticleFilter(ParticleFilterConfig(num_particles=1000, unverified_sigma_m=UNVERIFIED_M), seed=3)
+    pf = ParticleFilter(ParticleFilterConfig(num_particles=1000), seed=3)
     covered, sigmas = [], []
     for k, t in enumerate(np.arange(0.0, seconds, 0.1)):
         t = float(round(t, 6))
@@ -300,7 +297,7 @@ def test_a_start_on_a_multipath_fix_is_not_claimed_to_be_precise():
     its protection level bounds the 40 m; a start on good fixes is confirmed at once."""
     pf, sigmas, covered = start_on((0.0, 40.0), 3.0)
     assert not pf.estimate().verified and pf.diagnostics["estimate_verified"] is False
-    assert sigmas.min() >= UNVERIFIED_M and covered.all()
+    assert sigmas.min() >= ParticleFilterConfig().unverified_sigma_m and covered.all()
     good, sigmas, covered = start_on((0.0, 0.0), 3.0)
     assert good.estimate().verified and sigmas[-1] < 2.0 and covered.all()
     off = ParticleFilter(ParticleFilterConfig(num_particles=1000, unverified_sigma_m=0.0), seed=3)
@@ -309,12 +306,12 @@ def test_a_start_on_a_multipath_fix_is_not_claimed_to_be_precise():
 
 
 def test_a_reseed_makes_the_estimate_unverified_again():
-    pf = settled_filter(relock_after_s=4.0, relock_after_confirmed_s=4.0, unverified_sigma_m=UNVERIFIED_M)
+    pf = settled_filter(relock_after_s=4.0, relock_after_confirmed_s=4.0)
     assert pf.estimate().verified
     decisions = straight_run(pf, 8.1, 12.3, offset=(30.0, 0.0), cross_view=False)
     assert GnssDecision.RELOCKED in [d for _, d in decisions]
     est = pf.estimate()
-    assert not est.verified and est.covariance_3x3[0, 0] >= UNVERIFIED_M ** 2
+    assert not est.verified and est.covariance_3x3[0, 0] >= ParticleFilterConfig().unverified_sigma_m ** 2
 
 
 # -- sensor mounting ---------------------------------------------------------------------

@@ -169,8 +169,7 @@ class ParticleFilterConfig:
     covariance_scale: float = 1.5            # c_P: the published covariance is c_P times the particles' (+ floor)
     covariance_floor_m: float = 0.25         # sigma_0: published position covariance >= sigma_0^2 I
     covariance_floor_yaw_deg: float = 0.5    # ... and yaw variance >= this^2
-    unverified_sigma_m: float = 0.0          # sigma_u: added while no cross-view confirmed a GNSS (re)seed; 0: off
-    #                                          (25 m passed the fleet, but made the demo drive diverge: issue 13 note)
+    unverified_sigma_m: float = 25.0         # sigma_u: added while no cross-view confirmed a GNSS (re)seed (0: off)
     protection_level_sigmas: float = 3.72    # k_PL
     protection_level_scale: float = 1.0      # c_PL
 
