@@ -6,6 +6,7 @@ import time
 import pytest
 
 from cvgl_ros.localization.scheduler import FrameScheduler
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, OpenCV 4.6 (make test-core312)
 
@@ -56,13 +57,7 @@ class Pool:
             self.errors.append((frame, type(exc).__name__))
 
     def wait(self, predicate, timeout_s=10.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                if predicate():
-                    return True
-            time.sleep(0.005)
-        return False
+        return wait_until(predicate, self.lock, timeout_s, 0.005)
 
 
 @pytest.fixture

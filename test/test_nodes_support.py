@@ -11,6 +11,7 @@ import numpy as np
 
 from cvgl_ros.datasets import bag as B
 from cvgl_ros.geo.datum import Datum
+from support.waiting import wait_until
 
 DATUM = Datum(49.0100, 8.4200, 115.0)
 REPO = Path(__file__).resolve().parents[1]
@@ -141,13 +142,7 @@ class Probe:
             self.received[topic].append(msg)
 
     def wait_for(self, predicate, timeout_s: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                if predicate(self.received):
-                    return True
-            time.sleep(0.05)
-        return False
+        return wait_until(lambda: predicate(self.received), self.lock, timeout_s, 0.05)
 
     def close(self):
         import rclpy
@@ -181,13 +176,7 @@ class Recording:
             self.got[topic].append(msg)
 
     def wait(self, predicate, timeout_s: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                if predicate():
-                    return True
-            time.sleep(0.02)
-        return False
+        return wait_until(predicate, self.lock, timeout_s, 0.02)
 
     def publish(self, key: str, msg) -> None:
         """Publish an rclpy message, CDR bytes, or a rosbags message (as its CDR bytes)."""
