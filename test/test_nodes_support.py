@@ -21,7 +21,7 @@ def shipped_model() -> Path:
     """The shipped models/*.onnx (CVGL_TEST_MODEL=path runs the node tests on another export)."""
     import os
 
-    from cvgl_ros.nodes.cross_view_node import default_model_path
+    from cvgl_ros.share import default_model_path
 
     path = Path(os.environ["CVGL_TEST_MODEL"]) if os.environ.get("CVGL_TEST_MODEL") else default_model_path()
     assert path is not None, "no shipped model in models/*.onnx"
