@@ -162,8 +162,8 @@ class Sensors(Recording):
 
         def make(context):
             node = rclpy.create_node("sensors", context=context)
-            for topic, cls in kinds.items():
-                node.create_subscription(cls, topic, lambda m, t=topic: self._add(t, m), RESULT_QOS)
+            self.sub = {topic: node.create_subscription(cls, topic, lambda m, t=topic: self._add(t, m), RESULT_QOS)
+                        for topic, cls in kinds.items()}
             node.create_subscription(NavSatFix, DATUM_TOPIC, lambda m: self._add(DATUM_TOPIC, m), DATUM_QOS)
             self.pub = {B.TOPIC_GNSS_FIX: node.create_publisher(NavSatFix, B.TOPIC_GNSS_FIX, RESULT_QOS),
                         B.TOPIC_IMAGE: node.create_publisher(Image, B.TOPIC_IMAGE, RESULT_QOS),
@@ -174,6 +174,15 @@ class Sensors(Recording):
             return node
 
         self.started = Started(make)
+
+    def wait_connected(self, node_name: str, inputs, outputs=("/cvgl/cross_view/frame_status",),
+                       timeout_s: float = 30.0) -> bool:
+        """Matched both ways before anything is published once: the node's subscriptions to
+        `inputs` (its `publishers_<topic>` diagnostics) and this probe's subscriptions to the
+        node's `outputs`. Matching is per direction in DDS; a message sent before its reader
+        matched is lost, whatever the QoS (volatile durability)."""
+        return self.wait(lambda: all(int(self.last_diag(node_name).get(f"publishers_{t}", 0)) >= 1 for t in inputs)
+                         and all(self.sub[t].get_publisher_count() >= 1 for t in outputs), timeout_s)
 
     def frame(self, stamp_ns: int, image_hw, seed: int = 0, timeout_s: float = 60.0):
         from test_nodes_support import camera
@@ -212,8 +221,7 @@ def test_default_start_waits_for_the_datum_then_searches_the_full_circle_every_n
     cross_view = start_node(CrossViewNode, tiles=str(tiles), model=str(model), providers=["cpu"],
                             diagnostics_period_s=0.1)
     try:
-        assert sensors.wait(lambda: all(sensors.pub[t].get_subscription_count() for t in
-                                        (B.TOPIC_GNSS_FIX, B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, DATUM_TOPIC)), 30)
+        assert sensors.wait_connected("cross_view_node", (B.TOPIC_GNSS_FIX, B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, DATUM_TOPIC))
         la, lo, al = DATUM.to_wgs84(3.0, -2.0, 0.0)
         sensors.publish(B.TOPIC_GNSS_FIX, B.navsatfix_msg(float(la), float(lo), float(al), T0, sigma_m=2.0))
         status = sensors.frame(T0 + S // 10, hw)
@@ -291,8 +299,7 @@ def test_nodes_started_3_s_apart_without_a_datum_share_the_filters_map_frame(til
         wrong = [DATUM.lat_deg + 1e-4, DATUM.lon_deg, DATUM.alt_m]
         cross_view = start_node(CrossViewNode, tiles=str(tiles), model=str(model), providers=["cpu"],
                                 diagnostics_period_s=0.1, datum=wrong, **fast)
-        assert sensors.wait(lambda: all(int(sensors.last_diag("cross_view_node").get(f"publishers_{t}", 0)) >= 1
-                                        for t in (B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, B.TOPIC_GNSS_FIX)), 30)
+        assert sensors.wait_connected("cross_view_node", (B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, B.TOPIC_GNSS_FIX))
         assert sensors.wait(lambda: sensors.last_diag("cross_view_node").get("datum", "").endswith("(from the filter)"),
                             10), "the latched datum reaches a node started later"
         d = sensors.last_diag("cross_view_node")
@@ -380,9 +387,8 @@ def test_a_turn_on_imu_data_widens_the_yaw_search_to_adjacent_windows(tiles):
     cross_view = start_node(CrossViewNode, tiles=str(tiles), model=str(model), providers=["cpu"],
                             diagnostics_period_s=0.1)
     try:
-        assert sensors.wait(lambda: all(int(sensors.last_diag("cross_view_node").get(f"publishers_{t}", 0)) >= 1
-                                        for t in (B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, "/cvgl/pose", B.TOPIC_IMU,
-                                                  DATUM_TOPIC)), 30)
+        assert sensors.wait_connected("cross_view_node", (B.TOPIC_IMAGE, B.TOPIC_CAMERA_INFO, "/cvgl/pose", B.TOPIC_IMU,
+                                                          DATUM_TOPIC))
         sensors.publish(DATUM_TOPIC, datum_msg(DATUM, T0, "map"))
         cov = np.diag([1.0, 1.0, math.radians(1.0) ** 2])
         yaw = 0.5
