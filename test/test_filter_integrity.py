@@ -147,6 +147,44 @@ def test_relocked_by_the_integrity_monitor_when_the_yaw_is_wrong(wheels):
     assert math.hypot(est.east_m - 80.0, est.north_m - 10.0 * (est.stamp_s - 8.0)) < 12.0
 
 
+def opposite_heading_volume(est) -> LikelihoodVolume:
+    """A network that sees the road only at the estimate's heading + 180 deg: spatially flat
+    (no pull on the position), so the particles' own heading scores below the volume's mean."""
+    ll = np.zeros((len(YAWS), 60, 60), np.float32)
+    ll[int(np.argmin(np.abs(np.remainder(YAWS - est.yaw_enu_rad, 2 * math.pi) - math.pi)))] = 10.0
+    return LikelihoodVolume(ll, est.east_m, est.north_m, 0.6, YAWS)
+
+
+@pytest.mark.parametrize("contradict_evidence", [0.0, -100.0])
+def test_relocked_at_once_when_cross_view_contradicts_the_estimate_after_a_gnss_fault(contradict_evidence):
+    """The truth turns north at t=8 while the estimate carries on east; GNSS's first fixes after
+    the turn jump 25 m (a GNSS fault: the streak is GNSS's suspect, the timed re-lock waits
+    relock_after_confirmed_s), then track the truth. Cross-view contradicts the estimate: the
+    sequence test re-locks one window after the jump has left it. Without the contradiction
+    test (-100) nothing re-locks before relock_after_confirmed_s. The direction test is off."""
+    pf = settled_filter(integrity_yaw_tolerance_deg=180.0, relock_after_s=10.0, relock_after_confirmed_s=30.0,
+                        integrity_contradict_evidence=contradict_evidence)
+    decisions = []
+    rng = np.random.default_rng(4)
+    for k, t in enumerate(np.arange(8.1, 16.0, 0.1)):
+        t = float(round(t, 6))
+        pf.add_cross_view(t, opposite_heading_volume(pf.estimate(t)))
+        if k % 2 == 0:
+            jump = 25.0 if t < 8.6 else 0.0
+            decisions.append((t, pf.add_gnss(t, 80.0 + jump + rng.normal(0, 1), 10.0 * (t - 8.0) + rng.normal(0, 1),
+                                             2.0, True)))
+    assert decisions[0][1] is GnssDecision.REJECTED_OUTLIER
+    relocks = [t for t, d in decisions if d is GnssDecision.RELOCKED_INTEGRITY]
+    if contradict_evidence < -99:
+        assert not relocks and GnssDecision.RELOCKED not in {d for _, d in decisions}
+        return
+    assert relocks, [d.value for _, d in decisions]
+    assert relocks[0] - 8.6 <= pf.config.integrity_window_s + 1.0
+    assert "contradicts" in pf.diagnostics["last_integrity_alarm"], pf.diagnostics["last_integrity_alarm"]
+    est = pf.estimate()
+    assert math.hypot(est.east_m - 80.0, est.north_m - 10.0 * (est.stamp_s - 8.0)) < 12.0
+
+
 def test_fit_track_gives_the_course_and_speed():
     epochs = [Epoch(t, 3.0 * t, 4.0 * t, 1.0, True) for t in np.arange(0, 3, 0.2)]
     fit = fit_track(epochs)
@@ -218,7 +256,7 @@ def test_without_widening_or_integrity_monitor_the_turn_is_lost(turn_after_gap):
     """Both switched off, the filter stays off for relock_after_s: the two tests above would
     fail without what they test."""
     run, t_turn = run_turn(turn_after_gap, with_motion=False, widen=False, integrity_yaw_tolerance_deg=180.0,
-                           integrity_min_evidence=-100.0)
+                           integrity_min_evidence=-100.0, integrity_contradict_evidence=-100.0)
     assert run.window(t_turn + 3.0 + 6.0, t_turn + 3.0 + 8.0).max() > 10.0
 
 

@@ -47,7 +47,9 @@ declared wrong when, together,
      integrity_consistency_sigmas * median(sigma_gps) (floored at 1 m);
   c. the recent cross-view evidence for the estimate is weak (below integrity_min_evidence;
      see ParticleFilter.update_cross_view) and no GNSS fault was seen in this streak of
-     rejections (below): the estimate is wrong (no further test); else
+     rejections (below), or cross-view contradicts the estimate (evidence below
+     integrity_contradict_evidence: the particles sit where the volume is below its mean),
+     fault or not: the estimate is wrong (no further test); else
   c'. where wheel odometry covers the window, they agree with the measured motion: GNSS
      moved as far as the wheels did, | |D_gnss| - d | <= max(3 m, 30 % of d);
   d. and the estimate disagrees with them in a way a GNSS error cannot explain: the
@@ -61,10 +63,15 @@ shorter than the vehicle's motion and c' fails; and cross-view still confirms th
 A filter that ran off along the wrong road at a turn fails d on its direction: it re-locks
 after T (2 T without wheels) instead of relock_after_s.
 A GNSS fault seen: the streak of rejections began with a jump, or with fixes that moved
-unlike the wheels (c' failed once). GNSS is then the suspect: the evidence test (c) is off
-(a real network's evidence dips on plain roads while the estimate is right), the direction
-test (d) needs two windows in a row even with wheels, and the timed re-lock waits
-relock_after_confirmed_s. The flag clears with the streak (a fix used again, or a re-lock).
+unlike the wheels (c' failed once). GNSS is then the suspect: the evidence test (c) asks
+for contradiction, not mere weakness (a real network's evidence dips toward 0 on plain
+roads while the estimate is right), the direction test (d) needs two windows in a row even
+with wheels, and the timed re-lock waits relock_after_confirmed_s unless cross-view
+contradicts the estimate. The flag clears with the streak (a fix used again, or a re-lock).
+Why contradiction overrides the fault: without wheels, a multipath episode's onset is
+flagged as a jump, and the flag stays while every fix is rejected. If the estimate is lost
+meanwhile (a turn the constant-velocity model missed), nothing but cross-view can say so;
+on the fleet, a negative mean evidence over the window came with errors of 4-40 m.
 Only an integrity re-lock seeds the yaw from the course over ground (a timed re-lock may
 come at the end of a multipath episode, whose ramp-out reverses the apparent course).
 """
@@ -252,8 +259,9 @@ class GnssGate:
             state.last_alarm = alarm
             state.disagreement = None  # the estimate was found wrong: GNSS is trusted again
             return self._relock(state, GnssDecision.RELOCKED_INTEGRITY, alarm, fit)
-        confirmed = state.gnss_fault_seen or (view.cross_view_evidence is not None
-                                              and view.cross_view_evidence >= cfg.integrity_min_evidence)
+        evidence = view.cross_view_evidence
+        confirmed = (evidence is not None and evidence >= cfg.integrity_min_evidence) or (
+            state.gnss_fault_seen and not self._contradicted(view))
         limit = cfg.relock_after_confirmed_s if confirmed else cfg.relock_after_s
         if rejecting_s >= limit:  # no course: the fixes were not checked against the motion
             state.disagreement = (fix.stamp_s + cfg.relock_memory_s, view.distance_m)  # either may be wrong
@@ -289,10 +297,11 @@ class GnssGate:
             return "", fit  # the fixes disagree with one another: GNSS itself is unreliable
         span = window[-1].stamp_s - window[0].stamp_s
         gap = math.hypot(fix.east_m - view.east_m, fix.north_m - view.north_m)
-        if (not state.gnss_fault_seen and view.cross_view_evidence is not None
-                and view.cross_view_evidence < cfg.integrity_min_evidence):
+        weak = view.cross_view_evidence is not None and view.cross_view_evidence < cfg.integrity_min_evidence
+        if (weak and not state.gnss_fault_seen) or self._contradicted(view):
+            verb = "contradicts" if self._contradicted(view) else "no longer confirms"
             return (f"integrity: {len(window)} consistent GNSS fixes over {span:.1f} s, {gap:.0f} m "
-                    f"from an estimate that cross-view no longer confirms (evidence "
+                    f"from an estimate that cross-view {verb} (evidence "
                     f"{view.cross_view_evidence:.2f}): re-locked"), fit
         d_gnss = math.hypot(fit.displacement_e, fit.displacement_n)
         d_est_e, d_est_n = window[-1].estimate_e - window[0].estimate_e, window[-1].estimate_n - window[0].estimate_n
@@ -316,6 +325,10 @@ class GnssGate:
             return "", fit  # the disagreement must outlast a multipath ramp (one more window)
         return (f"integrity: {len(window)} consistent GNSS fixes over {span:.1f} s, {gap:.0f} m from the "
                 f"estimate, which moves {off:.0f} deg off their course over ground: re-locked"), fit
+
+    def _contradicted(self, view: EstimateView) -> bool:
+        """Cross-view's recent mean log-evidence is below integrity_contradict_evidence."""
+        return view.cross_view_evidence is not None and view.cross_view_evidence < self.config.integrity_contradict_evidence
 
     def _yaw_disagrees(self, view: EstimateView, fit: TrackFit | None) -> bool:
         cfg = self.config

@@ -113,7 +113,7 @@ from cvgl_ros.likelihood import LikelihoodVolume
 
 UNINITIALIZED_VARIANCE = 1.0e12  # covariance diagonal of an estimate before initialization
 INTEGER_FIELDS = ("num_particles", "integrity_min_fixes")
-SIGNED_FIELDS = ("integrity_min_evidence", "camera_x_m", "camera_y_m", "antenna_x_m", "antenna_y_m")
+SIGNED_FIELDS = ("integrity_min_evidence", "integrity_contradict_evidence", "camera_x_m", "camera_y_m", "antenna_x_m", "antenna_y_m")
 
 __all__ = ["ParticleFilter", "ParticleFilterConfig", "PoseEstimate", "GnssDecision", "GnssFix"]
 
@@ -159,6 +159,7 @@ class ParticleFilterConfig:
     integrity_min_speed_mps: float = 2.0     # course over ground is tested above this speed
     integrity_yaw_tolerance_deg: float = 45.0  # yaw farther than this from the course: the estimate is wrong
     integrity_min_evidence: float = 0.5      # mean cross-view log-evidence below this: not confirmed
+    integrity_contradict_evidence: float = 0.0  # ... below this: cross-view contradicts the estimate
     relock_yaw_sigma_deg: float = 15.0       # yaw spread around the course over ground after a re-lock
     default_gnss_sigma_m: float = 5.0        # used when a fix reports no (finite, positive) sigma
     min_gnss_sigma_m: float = 0.5            # reported sigmas are floored to this
@@ -198,6 +199,8 @@ class ParticleFilterConfig:
                 raise InputError(f"particle filter {name} must be > 0")
         if self.backwards_reset_s < self.history_s:
             raise InputError("backwards_reset_s must be >= history_s")
+        if self.integrity_contradict_evidence > self.integrity_min_evidence:
+            raise InputError("integrity_contradict_evidence must be <= integrity_min_evidence")
 
     @property
     def motion_noise(self) -> MotionNoise:

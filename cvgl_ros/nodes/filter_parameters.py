@@ -56,6 +56,8 @@ FILTER_PARAMS = {
                                     "means the estimate is wrong, deg", 1.0, 180.0),
     "integrity_min_evidence": ("integrity monitor: mean cross-view log-evidence below this means cross-view "
                                "no longer confirms the estimate", -100.0, 100.0),
+    "integrity_contradict_evidence": ("integrity monitor: mean cross-view log-evidence below this means cross-view "
+                                      "contradicts the estimate, even after a GNSS fault", -100.0, 100.0),
     "relock_yaw_sigma_deg": ("yaw spread around the course over ground after an integrity re-lock, deg",
                              0.0, 180.0),
     "default_gnss_sigma_m": ("1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
