@@ -241,3 +241,21 @@ def test_the_follower_waits_uses_the_owners_datum_and_reports_a_mismatch():
     assert wrong.mismatch and "11.1" in wrong.mismatch and "using the filter's" in wrong.mismatch
     assert checked.datum == Datum(49.0001, 8.4, 110.0)
     assert datum_offset_m(Datum(49.0, 8.4, 0.0), Datum(49.0, 8.4, 3.0)) == pytest.approx(3.0, abs=1e-6)
+
+
+def test_waiting_for_the_filter_pose_returns_when_it_comes_or_at_the_timeout():
+    """A lockstep replay's wait (wall time) for the filter's answer to the previous frame."""
+    import threading
+    import time
+
+    sel = selector()
+    sel.add_filter_pose(T0, 0.0, 0.0, 0.0, 0.01)
+    assert sel.wait_for_filter_pose(T0, 0.0)                        # held already: no wait
+    late = threading.Timer(0.2, sel.add_filter_pose, args=(T0 + S, 1.0, 0.0, 0.0, 0.01))
+    late.start()
+    t = time.monotonic()
+    assert sel.wait_for_filter_pose(T0 + S, 10.0) and time.monotonic() - t < 5.0   # woken by the pose
+    assert sel.newest_filter_pose_ns == T0 + S
+    t = time.monotonic()
+    assert not sel.wait_for_filter_pose(T0 + 2 * S, 0.3)            # never comes: False after the timeout
+    assert time.monotonic() - t >= 0.29

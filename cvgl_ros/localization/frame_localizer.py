@@ -120,6 +120,7 @@ class FrameSettings:
     camera_pitch_deg: float = 0.0
     min_patch_valid_fraction: float = 0.5
     overlay_every_n: int = 5
+    filter_pose_wait_s: float = 0.0   # > 0 (lockstep replays): wait this long for the previous frame's fused pose
 
 
 @dataclass
@@ -171,6 +172,7 @@ class FrameLocalizer:
         self.stamp_order = StampOrder()
         self._lock = threading.Lock()
         self.processed = 0
+        self._answer_due_ns: int | None = None   # the newest processed frame: the filter answers it with a pose
 
     def take(self, stamp_ns: int) -> str | None:
         """Why the frame taken now is out of order (the priors are then cleared), or None."""
@@ -216,10 +218,18 @@ class FrameLocalizer:
         for stage, ms in timings.items():
             self.health.latency(stage[:-3], ms)
         self.health.count("frames_processed")
+        self._answer_due_ns = stamp_ns
         return FrameOutcome(stamp_ns, OK, "processed", timings, messages)
 
     def _prior(self, stamp_ns: int):
-        """The frame's prior (`PriorSelector`); FrameWaiting when it waits for the yaw, InputError: none."""
+        """The frame's prior (`PriorSelector`); FrameWaiting when it waits for the yaw, InputError: none.
+        With `filter_pose_wait_s` > 0 the filter's pose answering the previous processed frame
+        is awaited first (once: a pose that does not come in time is not awaited again)."""
+        due, wait_s = self._answer_due_ns, self.settings.filter_pose_wait_s
+        if wait_s > 0 and due is not None and due < stamp_ns:
+            self._answer_due_ns = None
+            if not self.priors.wait_for_filter_pose(due, wait_s):
+                self.health.count("filter_pose_waits_timed_out")
         choice = self.priors.select(stamp_ns)
         for counter in choice.counters:
             self.health.count(counter)

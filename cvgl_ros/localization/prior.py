@@ -126,6 +126,7 @@ class PriorSelector:
         self.policy = policy
         self.window_reach_rad = float(window_reach_rad)
         self._lock = threading.Lock()
+        self._pose_came = threading.Condition(self._lock)
         self._unknown_yaw_run = 0   # unknown-yaw frames since the last frame with a known yaw
         self.clear()
 
@@ -157,6 +158,7 @@ class PriorSelector:
             window_ns = self.policy.yaw_rate_window_s * 1e9
             while len(history) > 2 and stamp_ns - history[1][0] >= window_ns:
                 history.popleft()  # keep the oldest pose at least a window back
+            self._pose_came.notify_all()
             return True
 
     def add_gnss_fix(self, stamp_ns: int, east_m: float, north_m: float) -> bool:
@@ -178,6 +180,14 @@ class PriorSelector:
                 return False
             self._imu = (int(stamp_ns), float(yaw_rate_radps))
             return True
+
+    def wait_for_filter_pose(self, stamp_ns: int, timeout_s: float) -> bool:
+        """Block (wall time, at most `timeout_s`) until a filter pose stamped `stamp_ns` or later
+        is held; True when one is. A replay in lockstep waits so for the filter's answer to the
+        previous frame, which races the next camera frame over DDS."""
+        with self._pose_came:
+            return self._pose_came.wait_for(lambda: self._pose is not None and self._pose.stamp_ns >= stamp_ns,
+                                            timeout_s)
 
     @property
     def newest_filter_pose_ns(self) -> int | None:

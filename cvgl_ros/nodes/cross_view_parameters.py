@@ -64,6 +64,9 @@ PARAMS = [
     Param("camera_roll_deg", 0.0, "the camera's roll in base_link (REP-103), deg, levelled the same way", -45.0, 45.0),
     Param("default_gnss_sigma_m", 5.0, "1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
     Param("map_frame", "map", "frame of the published likelihood and pose (ENU at the datum)"),
+    Param("lockstep_filter_pose_wait_s", 0.0, "replays in lockstep only: before a frame's prior, wait up to this "
+          "long (wall clock) for the filter's pose answering the previous processed frame, so that the replay "
+          "does not depend on the machine's speed; 0 (live): never wait, s", 0.0, 60.0),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics, s (wall clock)", 0.05, 60.0),
 ]
 
@@ -81,7 +84,8 @@ def prior_policy(p: dict) -> PriorPolicy:
 def frame_settings(p: dict) -> FrameSettings:
     """The parameters of `p` (name -> value) a camera frame needs, as FrameSettings."""
     return FrameSettings(camera_roll_deg=p["camera_roll_deg"], camera_pitch_deg=p["camera_pitch_deg"],
-                         min_patch_valid_fraction=p["min_patch_valid_fraction"], overlay_every_n=p["overlay_every_n"])
+                         min_patch_valid_fraction=p["min_patch_valid_fraction"], overlay_every_n=p["overlay_every_n"],
+                         filter_pose_wait_s=p["lockstep_filter_pose_wait_s"])
 
 
 def open_model_and_tiles(p: dict, model: Path | None, health):

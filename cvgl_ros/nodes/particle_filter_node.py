@@ -117,8 +117,6 @@ class ParticleFilterNode(Node):
             self.health.problem(f"datum unset: map frame anchored at the first valid fix {self.health.values['datum']}"
                                 f", published on {DATUM_TOPIC}")
         fix = conv.navsatfix_to_enu(msg, self.datum_owner.datum, self.pf.config.default_gnss_sigma_m)
-        self.pub_gnss_pose.publish(conv.pose_with_covariance_msg(
-            t_ns, self.p["map_frame"], fix.east_m, fix.north_m, 0.0, np.diag([fix.sigma_m**2, fix.sigma_m**2, math.pi**2])))
         t0 = time.perf_counter()
         decision = self.pf.add_gnss(t_ns * 1e-9, fix.east_m, fix.north_m, fix.sigma_m, status_ok=True)
         self.health.latency("filter_gnss", (time.perf_counter() - t0) * 1e3)
@@ -137,6 +135,8 @@ class ParticleFilterNode(Node):
             self.health.count("gnss_rejected")
         if decision.used or decision in (GnssDecision.REJECTED_OUTLIER, GnssDecision.REJECTED_GATE):
             self._publish_after(t_ns)
+        self.pub_gnss_pose.publish(conv.pose_with_covariance_msg(  # last: to a lockstep replay, "fused, pose out"
+            t_ns, self.p["map_frame"], fix.east_m, fix.north_m, 0.0, np.diag([fix.sigma_m**2, fix.sigma_m**2, math.pi**2])))
 
     def on_imu(self, msg: Imu) -> None:
         self.health.tick("imu")

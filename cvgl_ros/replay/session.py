@@ -19,8 +19,11 @@
 3. Plays the bag with `/clock` (`BagPlayer`) at `rate` x real time, or in **lockstep**: after
    each camera frame it waits for the cross-view node's frame status (processed / skipped)
    and, for a processed frame, for the filter's `/cvgl/pose` at that stamp; after each valid
-   GNSS fix it waits for the filter's echo on `/cvgl/gnss/pose`. So no message is dropped
-   and a run is reproducible whatever the machine's speed. With `frames_in_flight` N > 1
+   GNSS fix it waits for the filter's echo on `/cvgl/gnss/pose` (sent once the fix is fused
+   and its pose published). The fused pose of one frame is the next frame's prior, and it
+   travels to the cross-view node beside the player's next frame: the cross-view node
+   waits for it (`lockstep_filter_pose_wait_s`). So no message is dropped and a run does
+   not depend on the machine's speed. With `frames_in_flight` N > 1
    the player keeps up to N frames in the nodes at once (N inference workers): every frame
    still gets its result, at more throughput (`cvgl bench --only pipeline` measures it).
 4. Records every `/cvgl/*` topic and `/diagnostics` (`Recorder`) into `out` (MCAP rosbag2,
@@ -67,6 +70,7 @@ FRAME_STATUS = "/cvgl/cross_view/frame_status"
 POSE = "/cvgl/pose"
 GNSS_POSE = "/cvgl/gnss/pose"  # the filter node's echo of each valid fix it took in
 RESEND_AFTER_S = 10.0          # lockstep: a camera frame with no status by then is published again (once)
+FILTER_POSE_WAIT_S = 2.0       # lockstep: the cross-view node waits this long for the previous frame's fused pose
 REPEATED_STATUS = "skipped: camera stamp repeated"  # the cross-view node's answer to a frame it has seen
 PERIODIC_TOPICS = ("/diagnostics", "/cvgl/path")  # on timers: they never fall quiet, so no sign of a result
 QUIET_S = 1.0                  # after playing: the run is over once no result came for this long
@@ -315,6 +319,8 @@ def plan_replay(bag, out, tiles=None, model=None, rate: float = 1.0, lockstep: b
     if camera_topic not in topics:
         raise InputError(f"image_transport {transport}: bag {bag} has no {camera_topic}")
     node_params["image_transport"] = transport
+    if lockstep:  # the fused pose of one frame is the prior of the next: not a race with the next frame
+        node_params["lockstep_filter_pose_wait_s"] = FILTER_POSE_WAIT_S
     node_params.update(overrides or {})
     played = {t: v for t, v in topics.items() if t not in CAMERA_TOPICS or t == camera_topic}
     return ReplayPlan(bag, out, played, camera_topic, node_params, datum)
