@@ -25,7 +25,7 @@ TINY_MODEL = dict(image_hw=(32, 128), patch_px=64, patch_mpp=0.8, ground_channel
 def exported(tmp_path_factory, cvgl_bin_module):
     tmp = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
-    config = FullConfig(PoseNetConfig(**TINY_MODEL).validate(), TrainConfig(seed=3))
+    config = FullConfig(model=PoseNetConfig(**TINY_MODEL), train=TrainConfig(seed=3))
     model = PoseNet(config.model)
     with torch.no_grad():                      # non-trivial batch-norm statistics
         model.train()
@@ -101,7 +101,7 @@ def test_temperature_fit_lowers_the_held_out_nll(tmp_path):
 
     data = write_flat_pairs(tmp_path / "flat", {"train": 2, "same_area": 12}, seed=9)
     torch.manual_seed(0)
-    model = PoseNet(PoseNetConfig(**TINY_MODEL).validate()).eval()
+    model = PoseNet(PoseNetConfig(**TINY_MODEL)).eval()
     with torch.no_grad():
         model.log_scale.fill_(4.0)                   # an over-confident volume
     fit = fit_temperature(model, PairDataset(data, "same_area"))

@@ -31,7 +31,7 @@ def test_encoders_only_the_encoders_reach_the_server_and_agree_on_every_vehicle(
     data = write_tiny_pairs(tmp_path / "ds", worlds=2, drives_per_world=2, pairs_per_drive=4)
     config = write_tiny_model_config(tmp_path / "tiny.yaml")
     run = tmp_path / "run"
-    settings = FederationSettings(strategy="encoders", vehicles=2, rounds=2, data=str(data), model_config=str(config),
+    settings = FederationSettings(strategy="encoders", vehicles=2, rounds=2, data=str(data), config_file=str(config),
                                   out=str(run), min_available=2, join_timeout_s=120, straggler_timeout_s=120,
                                   evaluate_every=2)
     started = []

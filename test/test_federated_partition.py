@@ -93,8 +93,8 @@ def test_the_training_loop_runs_on_a_vehicle_share(tiny):
     from cvgl_ros.federated.task import PoseTask
 
     data, config = tiny
-    task = PoseTask(FederationSettings(vehicles=3, data=str(data), model_config=str(config), out="unused",
-                                       rounds=2).validate())
+    task = PoseTask(FederationSettings(vehicles=3, data=str(data), config_file=str(config), out="unused",
+                                       rounds=2).runnable())
     model = task.build_model()
     share = task.vehicle_data(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}

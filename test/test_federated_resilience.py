@@ -1,5 +1,4 @@
 """A vehicle that crashes mid-round does not stop the federation (real SuperLink + 3 SuperNodes)."""
-import dataclasses
 import json
 import time
 
@@ -23,10 +22,10 @@ def test_killing_one_of_three_vehicles_mid_round_leaves_the_others_to_finish(tmp
     write_tiny_pairs(tmp_path / "ds", worlds=3, drives_per_world=1, pairs_per_drive=12)
     write_tiny_model_config(tmp_path / "tiny.yaml")
     run = tmp_path / "run"
-    settings = FederationSettings(strategy="fedavg", vehicles=3, rounds=2, data="ds", model_config="tiny.yaml",
+    settings = FederationSettings(strategy="fedavg", vehicles=3, rounds=2, data="ds", config_file="tiny.yaml",
                                   out="run", min_available=2, join_timeout_s=120, straggler_timeout_s=5,
                                   evaluate_every=2, max_eval_pairs=2)
-    given = dataclasses.replace(settings)
+    given = settings.replace()
     # An earlier run's log in which vehicle 2 had started training: the rerun starts without it.
     (run / "vehicles" / "v2").mkdir(parents=True)
     (run / "vehicles" / "v2" / "rounds.jsonl").write_text(json.dumps({"round": 1, "phase": "train-start"}) + "\n")

@@ -14,7 +14,7 @@ def test_fedavg_on_the_simulation_engine_averages_by_local_data_size(tmp_path):
     data = write_tiny_pairs(tmp_path / "ds", worlds=1, drives_per_world=3, pairs_per_drive=4)
     config = write_tiny_model_config(tmp_path / "tiny.yaml")
     run = tmp_path / "run"
-    settings = FederationSettings(strategy="fedavg", vehicles=2, rounds=2, data=str(data), model_config=str(config),
+    settings = FederationSettings(strategy="fedavg", vehicles=2, rounds=2, data=str(data), config_file=str(config),
                                   out=str(run), max_eval_pairs=2)
     summary = run_federation(settings, engine="simulation", progress=False, timeout_s=560)
     assert summary["engine"] == "simulation" and summary["result"]["status"] == "completed"

@@ -39,17 +39,6 @@ def drive_straight(pf, t0, t1, speed=10.0, yaw=0.0, rate_hz=5.0, sigma=3.0, rng=
     return decisions
 
 
-def test_config_rejects_bad_values():
-    with pytest.raises(InputError):
-        ParticleFilterConfig(num_particles=0)
-    with pytest.raises(InputError):
-        ParticleFilterConfig(accel_noise_mps2=float("nan"))
-    with pytest.raises(InputError):
-        ParticleFilterConfig(cross_view_outlier_prob=1.0)
-    with pytest.raises(InputError):
-        ParticleFilterConfig(history_s=2.0, backwards_reset_s=1.0)
-
-
 def test_initialization_follows_the_paper():
     pf = ParticleFilter(ParticleFilterConfig(), seed=1)
     est = pf.estimate()

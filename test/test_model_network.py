@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from cvgl_ros.errors import InputError
-from cvgl_ros.models import ENCODER_MODULES, PoseNet, PoseNetConfig, load_config
+from cvgl_ros.models import ENCODER_MODULES, FullConfig, PoseNet, PoseNetConfig, load_config
 from cvgl_ros.models.bev_projection import BEVProjection
 from cvgl_ros.models.correlation import (LocalCorrelation, all_pairs_correlation, rigid_volume, rigid_volume_gather,
                                          volume_band_spread)
@@ -125,7 +125,7 @@ def test_local_correlation_window_equals_direct_sampling():
 
 def test_network_outputs_shapes_normalized_volume_and_gradients():
     torch.manual_seed(0)
-    cfg = PoseNetConfig(**TINY).validate()
+    cfg = PoseNetConfig(**TINY)
     model = PoseNet(cfg)
     b = 2
     k = torch.tensor(pinhole(32, 128), dtype=torch.float32).expand(b, 3, 3)
@@ -147,12 +147,20 @@ def test_config_file_and_bad_values(tmp_path, repo_root):
     cfg = load_config(repo_root / "config" / "train_pose.yaml")
     assert cfg.model.image_hw == (64, 256) and cfg.model.volume_cell_m == pytest.approx(1.6)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  no_such_setting: 3\n")
-    with pytest.raises(InputError, match="no_such_setting"):
-        load_config(bad)
-    bad.write_text("model:\n  volume_cells: 40\n")
-    with pytest.raises(InputError, match="volume_cells"):
-        load_config(bad)
-    bad.write_text("model: [1, 2\n")
-    with pytest.raises(InputError, match="not valid YAML"):
-        load_config(bad)
+    for text, words in (("model:\n  no_such_setting: 3\n", ["unknown model setting", "no_such_setting"]),
+                        ("trian:\n  epochs: 3\n", ["unknown config section", "trian", "did you mean train"]),
+                        ("model:\n  volume_cells: 40\n", ["volume_cells"]),
+                        ("model:\n  yaw_bins: 0\n", ["yaw_bins", "greater than or equal to 1"]),
+                        ("model:\n  image_hw: [64, 256.5]\n", ["image_hw", "integer"]),
+                        ("train:\n  epochs: 2.5\n", ["training setting epochs", "2.5", "integer"]),
+                        ("train:\n  lr: 2.0\n", ["lr", "less than or equal to 1"]),
+                        ("train:\n  lr: .nan\n", ["lr", "finite"]),
+                        ("train:\n  lr: nan\n", ["lr", "number"]),  # YAML's NaN is .nan: this is a string
+                        ("model: [1, 2\n", ["not valid YAML"])):
+        bad.write_text(text)
+        with pytest.raises(InputError) as info:
+            load_config(bad)
+        assert "\n" not in str(info.value) and all(w in str(info.value) for w in words), (text, str(info.value))
+    bad.write_text("train:\n  epochs: 2.0\n  lr: 2e-4\n")
+    assert (load_config(bad).train.epochs, load_config(bad).train.lr) == (2, 2e-4)  # 2.0 is 2; 2e-4 a float
+    assert FullConfig.from_dict(FullConfig().to_dict()) == FullConfig()  # a checkpoint's config reads back

@@ -48,8 +48,8 @@ def tiny_yaml(tmp_path):
 
 def test_training_lowers_the_loss_on_repeated_data(flat_set, one_thread):
     torch.manual_seed(0)
-    cfg = FullConfig(PoseNetConfig.from_dict(TINY_MODEL), TrainConfig(batch_size=4, lr=3e-3, switch_epoch=100,
-                                                                      photometric_jitter=0.0, threads=1))
+    cfg = FullConfig(model=PoseNetConfig.from_dict(TINY_MODEL),
+                     train=TrainConfig(batch_size=4, lr=3e-3, switch_epoch=100, photometric_jitter=0.0, threads=1))
     model = PoseNet(cfg.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     data = PairDataset(flat_set, "train")

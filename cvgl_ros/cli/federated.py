@@ -19,12 +19,12 @@ def _settings(args, strategy: str):
     min_available = args.min_clients if args.min_clients is not None else min(2, args.clients)
     return FederationSettings(
         strategy=strategy, vehicles=args.clients, rounds=args.rounds, local_epochs=args.local_epochs,
-        data=str(args.data), model_config=str(args.config) if args.config else "", out=str(args.out),
+        data=str(args.data), config_file=str(args.config) if args.config else "", out=str(args.out),
         min_available=min_available, join_timeout_s=args.join_timeout_s, round_timeout_s=args.round_timeout_s,
         straggler_timeout_s=args.straggler_timeout_s, max_train_pairs=args.max_train_pairs,
         max_eval_pairs=args.max_eval_pairs, eval_split=args.eval_split, evaluate_every=args.evaluate_every,
         seed=args.seed,
-    ).validate()
+    ).runnable()
 
 
 def _run(args) -> int:

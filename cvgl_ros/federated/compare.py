@@ -17,7 +17,6 @@ model config, evaluation split) and write
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -56,10 +55,9 @@ def run_compare(base: FederationSettings, engine: str = "deployment", progress: 
     bar = tqdm(total=len(SCENARIOS), desc="scenarios", unit="scenario", disable=not progress)
     for scenario in SCENARIOS:
         bar.set_postfix_str(scenario)
-        settings = copy.deepcopy(base)
-        settings.out = str(out / scenario)
+        settings = base.replace(out=str(out / scenario))
         if scenario in ("fedavg", "encoders"):
-            settings.strategy = scenario
+            settings = settings.replace(strategy=scenario)
             summary = run_federation(settings, engine=engine, progress=progress)
             rows = summary["rounds"]
             histories[scenario] = [{"round": r["round"], "metrics": r["metrics"], "wall_s": r["wall_s"]} for r in rows]

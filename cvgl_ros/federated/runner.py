@@ -21,7 +21,6 @@ A rerun into the same RUN first removes what the earlier run wrote in server/ an
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import shutil
@@ -41,11 +40,11 @@ def preflight(settings: FederationSettings) -> dict:
     from cvgl_ros.datasets.pairs import PairDataset
     from cvgl_ros.federated.partition import cap_evenly, partition_dataset
 
-    settings.validate()
+    settings.runnable()
     if not Path(settings.data).is_dir():
         raise InputError(f"no such data set directory: {settings.data}")
-    if settings.model_config and not Path(settings.model_config).is_file():
-        raise InputError(f"no such config file: {settings.model_config}")
+    if settings.config_file and not Path(settings.config_file).is_file():
+        raise InputError(f"no such config file: {settings.config_file}")
     parts = partition_dataset(PairDataset(settings.data, "train"), settings.vehicles)
     evaluation = PairDataset(settings.data, settings.eval_split)
     if len(evaluation) == 0:
@@ -128,8 +127,8 @@ def run_federation(settings: FederationSettings, engine: str = "deployment", pro
 
     out = Path(settings.out).resolve()
     # The fleet's processes get absolute paths; the caller's settings stay as they were given.
-    settings = dataclasses.replace(settings, out=str(out), data=str(Path(settings.data).resolve()),
-                                   model_config=str(Path(settings.model_config).resolve()) if settings.model_config else "")
+    settings = settings.replace(out=str(out), data=str(Path(settings.data).resolve()),
+                                config_file=str(Path(settings.config_file).resolve()) if settings.config_file else "")
     remove_earlier_run(settings)
     workdir = out / "flower"
     rounds_file = settings.server_dir / ROUNDS_FILE

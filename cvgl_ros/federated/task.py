@@ -26,7 +26,7 @@ class PoseTask:
         self.settings = settings
         self._train: PairDataset | None = None
         # as `cvgl train`: the data's camera mounting goes into the model config
-        self.config = camera_from_meta(load_config(settings.model_config or None), self.train_split.meta)
+        self.config = camera_from_meta(load_config(settings.config_file or None), self.train_split.meta)
 
     # -- model --------------------------------------------------------------------------------
     def build_model(self):
@@ -69,8 +69,6 @@ class PoseTask:
         cosine learning rate continue from round to round. The optimizer (Adam) starts
         afresh each round, as in classical FedAvg.
         """
-        import dataclasses
-
         import torch
 
         from cvgl_ros.train.loop import train_one_epoch
@@ -81,7 +79,7 @@ class PoseTask:
         first_epoch = (round_index - 1) * epochs
         # `cvgl train`'s optimizer and schedule (warm-up, cosine) over all rounds x local epochs,
         # entered at this round's step
-        whole_run = dataclasses.replace(self.config, train=dataclasses.replace(t, epochs=rounds * epochs))
+        whole_run = self.config.replace(train=t.replace(epochs=rounds * epochs))
         optimizer, schedule = make_optimizer(model, whole_run, steps_per_epoch)
         factor = schedule.lr_lambdas[0]
         offset = first_epoch * steps_per_epoch
@@ -106,7 +104,7 @@ class PoseTask:
         from cvgl_ros.train.checkpoint import save_checkpoint
 
         split = self.train_split
-        provenance = {"data": self.settings.data, "config_file": self.settings.model_config or None,
+        provenance = {"data": self.settings.data, "config_file": self.settings.config_file or None,
                       "command": federated.pop("command", "cvgl federated"),
                       "train_pairs": len(dataset) if dataset is not None else len(split),
                       "worlds": split.index.get("worlds", {}), "data_meta": split.meta,

@@ -99,9 +99,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 
+from cvgl_ros.config import Settings, setting
 from cvgl_ros.errors import InputError
 from cvgl_ros.filter import motion
 from cvgl_ros.filter.gnss_gate import EstimateView, GateState, GnssDecision, GnssFix, GnssGate, Verdict
@@ -112,91 +114,102 @@ from cvgl_ros.geo.yaw import wrap_angle
 from cvgl_ros.likelihood import LikelihoodVolume
 
 UNINITIALIZED_VARIANCE = 1.0e12  # covariance diagonal of an estimate before initialization
-INTEGER_FIELDS = ("num_particles", "integrity_min_fixes")
-SIGNED_FIELDS = ("integrity_min_evidence", "integrity_contradict_evidence", "camera_x_m", "camera_y_m", "antenna_x_m", "antenna_y_m")
 
 __all__ = ["ParticleFilter", "ParticleFilterConfig", "PoseEstimate", "GnssDecision", "GnssFix"]
 
 
-@dataclass(frozen=True)
-class ParticleFilterConfig:
-    """Parameters; the defaults follow the paper where it gives a value."""
+class ParticleFilterConfig(Settings):
+    """Parameters, each with its unit and range; the defaults follow the paper where it gives a
+    value. The particle-filter node declares each as the ROS parameter `filter.<name>`."""
 
-    num_particles: int = 2000                # M
-    camera_x_m: float = 0.0                  # the camera in base_link (REP-103: x forward, y left), m
-    camera_y_m: float = 0.0
-    antenna_x_m: float = 0.0                 # the GNSS antenna in base_link (its lever arm), m
-    antenna_y_m: float = 0.0
-    init_speed_max_mps: float = 5.0          # v ~ U[0, 5] m/s at initialization
-    accel_noise_mps2: float = 2.0            # sigma_a, m/s^2 per sqrt(s)
-    yaw_rate_noise_radps: float = 0.5        # sigma_omega, rad/s per sqrt(s)
-    position_noise_mps: float = 0.3          # sigma_p, m per sqrt(s)
-    max_speed_mps: float = 70.0              # speeds are clipped to this
-    gyro_noise_radps: float = 0.02           # sigma_g floor with an IMU, rad/s per sqrt(s)
-    gyro_bias_init_radps: float = 0.01       # sigma_b0 of the gyro bias state
-    gyro_bias_walk_radps: float = 0.002      # sigma_bw, rad/s per sqrt(s)
-    speed_scale_sigma: float = 0.02          # sigma_s of the wheel speed (fraction)
-    speed_noise_mps: float = 0.1             # sigma_v floor of the wheel speed, m/s
-    motion_timeout_s: float = 0.2            # IMU / odometry samples farther apart than this: a gap
-    use_cross_view: bool = True              # False: the paper's GNSS-only baseline
-    cross_view_outlier_prob: float = 0.05    # alpha of the cross-view mixture
-    cross_view_timeout_s: float = 5.0        # a cross-view update this recent "holds" the estimate (> the 2 s
-    #                                          between full-circle searches while the yaw is unknown)
-    evidence_window_s: float = 2.0           # cross-view evidence is averaged over this
-    gate_sigmas: float = 3.0                 # particles outside gate_sigmas * sigma_gps are discarded
-    gate_min_weight: float = 1e-3            # less weight than this inside the circle: "none"
-    gate_suspicious_weight: float = 0.5      # less weight than this inside the circle: suspicious fix
-    gate_suspicious_min_m: float = 8.0       # ... but only farther than this from the estimate
-    outlier_sigmas: float = 3.0              # r_outlier = outlier_sigmas * sigma_gps + v dt (+ spread)
-    jump_test_max_gap_s: float = 1.0         # no jump test across a longer gap between valid fixes
-    outlier_warmup_s: float = 3.0            # no outlier test this long after a (re)initialization
-    relock_after_s: float = 10.0             # re-seed around GNSS after rejecting fixes this long
-    relock_after_confirmed_s: float = 30.0   # ... while cross-view confirms the estimate
-    relock_memory_s: float = 30.0            # after a timed re-lock the protection level keeps the gap this long
-    integrity_window_s: float = 2.0          # T of the sequence test
-    integrity_min_fixes: int = 5             # fixes in the window needed for the sequence test
-    integrity_consistency_sigmas: float = 3.0  # fit residual below this * sigma_gps: consistent fixes
-    integrity_min_speed_mps: float = 2.0     # course over ground is tested above this speed
-    integrity_yaw_tolerance_deg: float = 45.0  # yaw farther than this from the course: the estimate is wrong
-    integrity_min_evidence: float = 0.5      # mean cross-view log-evidence below this: not confirmed
-    integrity_contradict_evidence: float = 0.0  # ... below this: cross-view contradicts the estimate
-    relock_yaw_sigma_deg: float = 15.0       # yaw spread around the course over ground after a re-lock
-    default_gnss_sigma_m: float = 5.0        # used when a fix reports no (finite, positive) sigma
-    min_gnss_sigma_m: float = 0.5            # reported sigmas are floored to this
-    resample_ess_fraction: float = 0.5       # resample when ESS < fraction * M
-    history_s: float = 1.0                   # late measurements within this are applied at their stamp (a
-    #                                          full-circle search takes ~1 s of CPU: its result comes late)
-    backwards_reset_s: float = 1.5           # a GNSS stamp this far behind resets the filter
-    covariance_scale: float = 1.5            # c_P: the published covariance is c_P times the particles' (+ floor)
-    covariance_floor_m: float = 0.25         # sigma_0: published position covariance >= sigma_0^2 I
-    covariance_floor_yaw_deg: float = 0.5    # ... and yaw variance >= this^2
-    unverified_sigma_m: float = 25.0         # sigma_u: added while no cross-view confirmed a GNSS (re)seed (0: off)
-    protection_level_sigmas: float = 3.72    # k_PL
-    protection_level_scale: float = 1.0      # c_PL
+    what: ClassVar[str] = "particle filter setting"
 
-    def __post_init__(self):
-        for name in INTEGER_FIELDS:
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise InputError(f"particle filter {name} must be a positive integer, got {value!r}")
-        if self.num_particles < 10:
-            raise InputError(f"num_particles must be an integer >= 10, got {self.num_particles!r}")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in INTEGER_FIELDS or f.name == "use_cross_view":
-                continue
-            if f.name in SIGNED_FIELDS and isinstance(value, (int, float)) and math.isfinite(value):
-                continue  # a log-evidence or a mounting offset: any finite value
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise InputError(f"particle filter {f.name} must be a finite number >= 0, got {value!r}")
-        if not 0.0 < self.cross_view_outlier_prob < 1.0:
-            raise InputError(f"cross_view_outlier_prob must be in (0, 1), got {self.cross_view_outlier_prob}")
-        if not 0.0 < self.resample_ess_fraction <= 1.0:
-            raise InputError(f"resample_ess_fraction must be in (0, 1], got {self.resample_ess_fraction}")
-        for name in ("gate_sigmas", "outlier_sigmas", "default_gnss_sigma_m", "min_gnss_sigma_m",
-                     "motion_timeout_s", "protection_level_sigmas", "protection_level_scale"):
-            if getattr(self, name) <= 0:
-                raise InputError(f"particle filter {name} must be > 0")
+    num_particles: int = setting(2000, "particles M (seed 001: 2000)", ge=10, le=1_000_000)
+    camera_x_m: float = setting(0.0, "the camera's position in base_link, forward (REP-103 x), m: the likelihood "
+                                "is the camera's", ge=-50.0, le=50.0)
+    camera_y_m: float = setting(0.0, "the camera's position in base_link, left (y), m", ge=-50.0, le=50.0)
+    antenna_x_m: float = setting(0.0, "the GNSS antenna's lever arm in base_link, forward (x), m", ge=-50.0, le=50.0)
+    antenna_y_m: float = setting(0.0, "the GNSS antenna's lever arm in base_link, left (y), m", ge=-50.0, le=50.0)
+    init_speed_max_mps: float = setting(5.0, "initial speeds ~ U[0, this] m/s", ge=0.0, le=100.0)
+    accel_noise_mps2: float = setting(2.0, "sigma_a: acceleration noise density, m/s^2 per sqrt(s)", ge=0.0, le=50.0)
+    yaw_rate_noise_radps: float = setting(0.5, "sigma_omega: yaw-rate noise density, rad/s per sqrt(s)",
+                                          ge=0.0, le=10.0)
+    position_noise_mps: float = setting(0.3, "sigma_p: position diffusion, m per sqrt(s)", ge=0.0, le=10.0)
+    max_speed_mps: float = setting(70.0, "speeds are clipped to this, m/s", ge=0.0, le=200.0)
+    gyro_noise_radps: float = setting(0.02, "with an IMU: sigma_g, the yaw-rate noise density floor, rad/s per "
+                                      "sqrt(s)", ge=0.0, le=10.0)
+    gyro_bias_init_radps: float = setting(0.01, "with an IMU: sigma_b0, 1-sigma of the initial gyro bias, rad/s",
+                                          ge=0.0, le=1.0)
+    gyro_bias_walk_radps: float = setting(0.002, "with an IMU: sigma_bw, gyro bias random walk, rad/s per sqrt(s)",
+                                          ge=0.0, le=1.0)
+    speed_scale_sigma: float = setting(0.02, "with wheel odometry: sigma_s, 1-sigma speed scale error (fraction)",
+                                       ge=0.0, le=1.0)
+    speed_noise_mps: float = setting(0.1, "with wheel odometry: sigma_v, the speed noise floor, m/s", ge=0.0, le=10.0)
+    motion_timeout_s: float = setting(0.2, "IMU / odometry samples farther apart than this are a gap "
+                                      "(constant-velocity model meanwhile), s", ge=0.001, le=10.0)
+    use_cross_view: bool = setting(True, "fuse cross-view likelihoods (false: the paper's GNSS-only baseline)")
+    cross_view_outlier_prob: float = setting(0.05, "alpha: weight of the uniform component of the cross-view factor",
+                                             ge=1e-6, le=0.999)
+    # > the 2 s between full-circle searches while the yaw is unknown
+    cross_view_timeout_s: float = setting(5.0, "a cross-view update this recent holds the estimate against GNSS, s",
+                                          ge=0.0, le=60.0)
+    evidence_window_s: float = setting(2.0, "cross-view evidence for the estimate is averaged over this, s",
+                                       ge=0.0, le=60.0)
+    gate_sigmas: float = setting(3.0, "particles beyond this many GNSS sigmas are discarded (seed 001: 3)",
+                                 ge=0.1, le=100.0)
+    gate_min_weight: float = setting(1e-3, "less particle weight than this in the circle counts as none",
+                                     ge=0.0, le=1.0)
+    gate_suspicious_weight: float = setting(0.5, "while cross-view holds the estimate, a fix with less particle "
+                                            "weight than this inside its 3-sigma circle is suspicious (not fused)",
+                                            ge=0.0, le=1.0)
+    gate_suspicious_min_m: float = setting(8.0, "a fix closer than this to the estimate is never suspicious, m",
+                                           ge=0.0, le=1000.0)
+    outlier_sigmas: float = setting(3.0, "r_outlier = this * sigma_gps + v dt (seed 001: 3)", ge=0.1, le=100.0)
+    jump_test_max_gap_s: float = setting(1.0, "no jump test against the previous raw fix across a longer gap "
+                                         "between valid fixes, s", ge=0.0, le=60.0)
+    outlier_warmup_s: float = setting(3.0, "no outlier test this long after (re)initialization, s", ge=0.0, le=600.0)
+    relock_after_s: float = setting(10.0, "re-seed around GNSS after rejecting fixes this long, s", ge=0.0, le=3600.0)
+    relock_after_confirmed_s: float = setting(30.0, "... this long while cross-view confirms the estimate and its "
+                                              "yaw, s", ge=0.0, le=3600.0)
+    relock_memory_s: float = setting(30.0, "after a timed re-lock the protection level holds the gap it closed "
+                                     "this long, s", ge=0.0, le=3600.0)
+    integrity_window_s: float = setting(2.0, "integrity monitor: consistent fixes disagreeing with the estimate "
+                                        "this long re-lock it at once (T of the sequence test), s", ge=0.1, le=600.0)
+    integrity_min_fixes: int = setting(5, "integrity monitor: fixes needed in the window", ge=3, le=10_000)
+    integrity_consistency_sigmas: float = setting(3.0, "integrity monitor: fit residual below this * sigma_gps "
+                                                  "counts as consistent", ge=0.1, le=100.0)
+    integrity_min_speed_mps: float = setting(2.0, "integrity monitor: yaw is tested against the course over ground "
+                                             "above this speed, m/s", ge=0.0, le=100.0)
+    integrity_yaw_tolerance_deg: float = setting(45.0, "integrity monitor: yaw farther than this from the course "
+                                                 "over ground means the estimate is wrong, deg", ge=1.0, le=180.0)
+    integrity_min_evidence: float = setting(0.5, "integrity monitor: mean cross-view log-evidence below this means "
+                                            "cross-view no longer confirms the estimate", ge=-100.0, le=100.0)
+    integrity_contradict_evidence: float = setting(0.0, "integrity monitor: mean cross-view log-evidence below "
+                                                   "this means cross-view contradicts the estimate, even after a "
+                                                   "GNSS fault (<= integrity_min_evidence)", ge=-100.0, le=100.0)
+    relock_yaw_sigma_deg: float = setting(15.0, "yaw spread around the course over ground after an integrity "
+                                          "re-lock, deg", ge=0.0, le=180.0)
+    default_gnss_sigma_m: float = setting(5.0, "1-sigma of fixes that report no (finite, positive) covariance, m",
+                                          ge=0.01, le=1000.0)
+    min_gnss_sigma_m: float = setting(0.5, "reported GNSS sigmas are floored to this, m", gt=0.0, le=100.0)
+    resample_ess_fraction: float = setting(0.5, "resample when ESS < this * M", gt=0.0, le=1.0)
+    # a full-circle search takes ~1 s of CPU: its result comes late
+    history_s: float = setting(1.0, "late measurements within this are applied at their stamp, s", ge=0.0, le=10.0)
+    backwards_reset_s: float = setting(1.5, "a GNSS stamp this far in the past resets the filter (>= history_s), s",
+                                       ge=0.0, le=3600.0)
+    covariance_scale: float = setting(1.5, "c_P: the published covariance is this times the particles' spread "
+                                      "(calibrated by the fleet benchmark's NEES)", ge=0.1, le=100.0)
+    covariance_floor_m: float = setting(0.25, "sigma_0: the published position 1-sigma is at least this, m",
+                                        ge=0.0, le=100.0)
+    covariance_floor_yaw_deg: float = setting(0.5, "the published yaw 1-sigma is at least this, deg", ge=0.0, le=180.0)
+    unverified_sigma_m: float = setting(25.0, "sigma_u: added (in quadrature) to the position 1-sigma while the "
+                                        "estimate rests on GNSS alone: after a (re)seed, until cross-view first "
+                                        "confirms it; 0: off, m", ge=0.0, le=1000.0)
+    protection_level_sigmas: float = setting(3.72, "k_PL: Gaussian multiplier of the protection level",
+                                             ge=0.1, le=100.0)
+    protection_level_scale: float = setting(1.0, "c_PL: overall scale of the protection level", ge=0.01, le=100.0)
+
+    def check(self) -> None:
         if self.backwards_reset_s < self.history_s:
             raise InputError("backwards_reset_s must be >= history_s")
         if self.integrity_contradict_evidence > self.integrity_min_evidence:

@@ -1,4 +1,5 @@
-"""Configuration of the cross-view pose network: one dataclass, defaults in code, YAML overrides.
+"""Configuration of the cross-view pose network and its training: `cvgl_ros.config.Settings`
+(typed, ranged, unknown keys refused), defaults in code, YAML overrides.
 
 The architecture follows "Learning Dense Flow Field for Highly-accurate Cross-view Camera
 Localization" (seed 002): two encoders, ground-to-BEV projection at a fixed camera height,
@@ -16,43 +17,47 @@ Derived grids (all north-up / vehicle-frame metric grids, `cvgl_ros.geo.grid` co
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
+from cvgl_ros.config import Settings, read_yaml, setting
 from cvgl_ros.errors import InputError
 
 FINE_STRIDE = 2
 COARSE_STRIDE = 4
 
 
-@dataclass
-class PoseNetConfig:
+class PoseNetConfig(Settings):
+    """The network's shape; the paper's values are in the descriptions where we scaled them."""
+
+    what: ClassVar[str] = "model setting"
+
     # Inputs (what the model card promises; the runtime resizes or refuses other sizes).
-    image_hw: tuple[int, int] = (64, 256)       # ground image rows, cols (a 128x512 camera, halved)
-    patch_px: int = 128                          # satellite patch side, pixels
-    patch_mpp: float = 0.4                       # satellite metres per pixel (0.2 m data, halved)
+    image_hw: tuple[int, int] = setting((64, 256), "ground image rows, cols (a 128x512 camera, halved)")
+    patch_px: int = setting(128, "satellite patch side, pixels", ge=COARSE_STRIDE)
+    patch_mpp: float = setting(0.4, "satellite metres per pixel (0.2 m data, halved)", gt=0.0)
     # Encoders (paper: ResNet18, 256 channels at 1/8 of full-size images).
-    ground_channels: tuple[int, int, int] = (16, 24, 48)     # stem, stride-2, stride-4 stages
-    satellite_channels: tuple[int, int, int] = (16, 24, 48)
-    feature_dim: int = 32                        # matching features (BEV and satellite)
-    context_dim: int = 32                        # context features of the ground view
+    ground_channels: tuple[int, int, int] = setting((16, 24, 48), "ground encoder channels: stem, stride-2, "
+                                                    "stride-4 stages (paper: ResNet18)")
+    satellite_channels: tuple[int, int, int] = setting((16, 24, 48), "satellite encoder channels, the same stages")
+    feature_dim: int = setting(32, "matching features, BEV and satellite (paper: 256)", ge=1)
+    context_dim: int = setting(32, "context features of the ground view", ge=1)
     # Ground-to-BEV projection (vehicle frame: x forward, y left; camera on the x axis).
-    bev_forward_m: float = 20.8                  # BEV covers x in (0, bev_forward_m]
-    bev_half_width_m: float = 12.0               # and y in [-w, w]
-    camera_pitch_rad: float = 0.0                # downward pitch of the optical axis
-    camera_forward_m: float = 0.0                # camera position ahead of the vehicle origin
+    bev_forward_m: float = setting(20.8, "the BEV covers x in (0, bev_forward_m], m", gt=0.0)
+    bev_half_width_m: float = setting(12.0, "and y in [-w, w], m", gt=0.0)
+    camera_pitch_rad: float = setting(0.0, "downward pitch of the optical axis, rad")
+    camera_forward_m: float = setting(0.0, "camera position ahead of the vehicle origin, m")
     # Coarse likelihood volume over (yaw, y, x).
-    volume_cells: int = 26                       # H = W cells of volume_cell_m, centred on the prior
-    yaw_window_deg: float = 12.0                 # bins span prior +- window
-    yaw_bins: int = 9
+    volume_cells: int = setting(26, "H = W cells of volume_cell_m, centred on the prior", ge=2)
+    yaw_window_deg: float = setting(12.0, "the yaw bins span prior +- this, deg", gt=0.0, le=180.0)
+    yaw_bins: int = setting(9, "yaw bins of the volume (an export may sample the window with 1)", ge=1)
     # Dense-flow refinement (paper: 12 GRU iterations, 4-level pyramid, lookup radius 4).
-    iterations: int = 3
-    corr_levels: int = 2
-    corr_window: int = 5                         # correlation window around the start match, cells
-    corr_radius: int = 3                         # lookup radius around the current match, cells
-    hidden_dim: int = 32
+    iterations: int = setting(3, "refinement iterations (paper: 12)", ge=1)
+    corr_levels: int = setting(2, "correlation pyramid levels (paper: 4)", ge=1)
+    corr_window: int = setting(5, "correlation window around the start match, cells", ge=1)
+    corr_radius: int = setting(3, "lookup radius around the current match, cells (paper: 4)", ge=1)
+    hidden_dim: int = setting(32, "hidden state of the update block (paper: 128)", ge=1)
 
     # -- derived geometry -------------------------------------------------------------
     @property
@@ -87,146 +92,77 @@ class PoseNetConfig:
             return [0.0]
         return [-w + 2 * w * k / (self.yaw_bins - 1) for k in range(self.yaw_bins)]
 
-    def validate(self) -> "PoseNetConfig":
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            values = value if isinstance(value, tuple) else (value,)
-            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-                raise InputError(f"model setting {f.name} = {value} is not finite")
+    def check(self) -> None:
+        """The grids fit together: strides divide the inputs, the volume fits the coarse grid."""
         h, w = self.image_hw
-        if h % COARSE_STRIDE or w % COARSE_STRIDE:
-            raise InputError(f"image_hw {self.image_hw} must be multiples of {COARSE_STRIDE}")
+        if h % COARSE_STRIDE or w % COARSE_STRIDE or h <= 0 or w <= 0:
+            raise InputError(f"image_hw {self.image_hw} must be positive multiples of {COARSE_STRIDE}")
         if self.patch_px % COARSE_STRIDE:
             raise InputError(f"patch_px {self.patch_px} must be a multiple of {COARSE_STRIDE}")
         if self.fine_px % (2 ** (self.corr_levels - 1)):
             raise InputError(f"fine satellite grid {self.fine_px} is not divisible by 2^(corr_levels-1)")
-        if (self.coarse_px - self.volume_cells) % 2 or self.volume_cells > self.coarse_px or self.volume_cells < 2:
+        if (self.coarse_px - self.volume_cells) % 2 or self.volume_cells > self.coarse_px:
             raise InputError(f"volume_cells {self.volume_cells} must be <= {self.coarse_px} with the same parity")
         if self.bev_rows % 2 or self.bev_cols % 2:
             raise InputError("BEV extent must be an even number of fine cells (it is pooled 2x2)")
-        if not (self.patch_mpp > 0 and self.bev_forward_m > 0 and self.bev_half_width_m > 0):
-            raise InputError("patch_mpp and BEV extents must be positive")
-        if self.yaw_bins < 2 or not 0 < self.yaw_window_deg <= 180:
-            raise InputError("need >= 2 yaw bins and a yaw window in (0, 180] degrees")
-        if self.iterations < 1:
-            raise InputError("iterations must be >= 1")
-        if not 1 <= self.corr_radius <= self.corr_window:
-            raise InputError("need 1 <= corr_radius <= corr_window")
-        return self
-
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "PoseNetConfig":
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise InputError(f"unknown model setting(s): {', '.join(unknown)}")
-        kwargs = {}
-        for name, value in values.items():
-            default = known[name].default
-            kwargs[name] = tuple(value) if isinstance(default, tuple) else type(default)(value)
-        return cls(**kwargs).validate()
+        if self.corr_radius > self.corr_window:
+            raise InputError(f"corr_radius {self.corr_radius} must be <= corr_window {self.corr_window}")
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Training hyper-parameters (seed 002 §3.4 and §4.3, scaled to CPU)."""
 
-    seed: int = 0
-    epochs: int = 8                      # paper: 25
-    batch_size: int = 8                  # paper: 6
-    lr: float = 1e-3                     # paper: 2e-5 (Adam); from scratch on small nets a larger rate
-    weight_decay: float = 0.0
-    lr_final_fraction: float = 0.1       # cosine decay to lr * this
-    grad_clip: float = 5.0
-    alpha_confidence: float = 100.0      # alpha of Eq. 7
-    beta_position: float = 1.0           # beta of Eq. 7 before the switch
-    beta_position_late: float = 10.0     # ... and after it
-    kappa: float = 200.0                 # kappa of Eq. 5 before the switch
-    kappa_late: float = 20.0             # ... and after it
-    switch_epoch: int = 5                # paper: epoch 15 of 25
-    nll_weight: float = 1.0              # negative log-likelihood of the truth in the volume
-    matching_weight: float = 1.0         # scale of sum_l L_m
-    refine_init_noise_m: float = 1.6     # training: refinement starts at truth + noise ...
-    refine_init_noise_deg: float = 3.0
-    refine_init_from_volume: float = 0.5  # ... or (this fraction of samples) at the volume's argmax
-    yaw_prior_noise_deg: float = 10.0    # resample the yaw prior uniformly within +- this
-    photometric_jitter: float = 0.15     # brightness/contrast jitter of both images
-    threads: int = 2
-    log_every: int = 20
+    what: ClassVar[str] = "training setting"
 
-    # (field, low, high, low inclusive): every number must be finite and in its range.
-    RANGES = (
-        ("seed", 0, math.inf, True), ("epochs", 1, math.inf, True), ("batch_size", 1, math.inf, True),
-        ("lr", 0.0, 1.0, False), ("weight_decay", 0.0, math.inf, True), ("lr_final_fraction", 0.0, 1.0, True),
-        ("grad_clip", 0.0, math.inf, False), ("alpha_confidence", 0.0, math.inf, True),
-        ("beta_position", 0.0, math.inf, True), ("beta_position_late", 0.0, math.inf, True),
-        ("kappa", 0.0, math.inf, False), ("kappa_late", 0.0, math.inf, False), ("switch_epoch", 0, math.inf, True),
-        ("nll_weight", 0.0, math.inf, True), ("matching_weight", 0.0, math.inf, True),
-        ("refine_init_noise_m", 0.0, math.inf, True), ("refine_init_noise_deg", 0.0, math.inf, True),
-        ("refine_init_from_volume", 0.0, 1.0, True), ("yaw_prior_noise_deg", 0.0, 180.0, True),
-        ("photometric_jitter", 0.0, 1.0, True), ("threads", 1, 1024, True), ("log_every", 1, math.inf, True),
-    )
-
-    def validate(self) -> "TrainConfig":
-        """InputError for a setting that is not finite (`lr: nan`) or outside its range."""
-        for name, low, high, low_inclusive in self.RANGES:
-            value = getattr(self, name)
-            if not math.isfinite(value):
-                raise InputError(f"training setting {name} = {value} is not a finite number")
-            if value < low or (value == low and not low_inclusive) or value > high:
-                bracket = "[" if low_inclusive else "("
-                raise InputError(f"training setting {name} = {value} is outside {bracket}{low}, {high}]")
-        return self
+    seed: int = setting(0, "random seed", ge=0)
+    epochs: int = setting(8, "passes over the training pairs (paper: 25)", ge=1)
+    batch_size: int = setting(8, "pairs per step (paper: 6)", ge=1)
+    lr: float = setting(1e-3, "Adam learning rate (paper: 2e-5; from scratch on small nets a larger rate)",
+                        gt=0.0, le=1.0)
+    weight_decay: float = setting(0.0, "Adam weight decay", ge=0.0)
+    lr_final_fraction: float = setting(0.1, "cosine decay to lr * this", ge=0.0, le=1.0)
+    grad_clip: float = setting(5.0, "gradient norm clip", gt=0.0)
+    alpha_confidence: float = setting(100.0, "alpha of Eq. 7", ge=0.0)
+    beta_position: float = setting(1.0, "beta of Eq. 7 before the switch", ge=0.0)
+    beta_position_late: float = setting(10.0, "... and after it", ge=0.0)
+    kappa: float = setting(200.0, "kappa of Eq. 5 before the switch", gt=0.0)
+    kappa_late: float = setting(20.0, "... and after it", gt=0.0)
+    switch_epoch: int = setting(5, "the epoch kappa and beta switch (paper: 15 of 25)", ge=0)
+    nll_weight: float = setting(1.0, "weight of the negative log-likelihood of the truth in the volume", ge=0.0)
+    matching_weight: float = setting(1.0, "scale of sum_l L_m", ge=0.0)
+    refine_init_noise_m: float = setting(1.6, "refinement starts at truth + this much noise, m ...", ge=0.0)
+    refine_init_noise_deg: float = setting(3.0, "... and this much in yaw, deg", ge=0.0)
+    refine_init_from_volume: float = setting(0.5, "... or, for this fraction of samples, at the volume's argmax",
+                                             ge=0.0, le=1.0)
+    yaw_prior_noise_deg: float = setting(10.0, "the yaw prior is resampled uniformly within +- this, deg",
+                                         ge=0.0, le=180.0)
+    photometric_jitter: float = setting(0.15, "brightness/contrast jitter of both images", ge=0.0, le=1.0)
+    threads: int = setting(2, "torch threads", ge=1, le=1024)
+    log_every: int = setting(20, "log every n-th step", ge=1)
 
 
-@dataclass
-class FullConfig:
-    model: PoseNetConfig = field(default_factory=PoseNetConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+class FullConfig(Settings):
+    """A YAML config file: a `model:` and a `train:` section."""
 
-    def to_dict(self) -> dict:
-        return {"model": self.model.to_dict(), "train": dataclasses.asdict(self.train)}
+    what: ClassVar[str] = "config section"
 
-
-def _train_from_dict(values: dict) -> TrainConfig:
-    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
-    return TrainConfig(**{k: type(known[k].default)(v) for k, v in values.items()}).validate()
+    model: PoseNetConfig = setting(PoseNetConfig(), "the pose network")
+    train: TrainConfig = setting(TrainConfig(), "its training")
 
 
 def config_from_dict(values: dict) -> FullConfig:
-    unknown = sorted(set(values) - {"model", "train"})
-    if unknown:
-        raise InputError(f"unknown config section(s): {', '.join(unknown)}; expected model, train")
-    return FullConfig(
-        model=PoseNetConfig.from_dict(values.get("model") or {}),
-        train=_train_from_dict(values.get("train") or {}),
-    )
+    """The sections of `values` (missing or empty ones: the defaults) as a FullConfig."""
+    if not isinstance(values, dict):
+        raise InputError(f"a config must be a mapping with model: and train: sections, got {values!r}")
+    return FullConfig(**{k: v or {} for k, v in values.items()})
 
 
 def load_config(path: str | Path | None) -> FullConfig:
     """Defaults merged with a YAML file holding `model:` and `train:` sections."""
     if path is None:
-        return FullConfig(model=PoseNetConfig().validate())
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no such config file: {path}")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise InputError(f"{path} must hold a mapping with model: and train: sections")
+        return FullConfig()
+    values = read_yaml(path)
     try:
         return config_from_dict(values)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise InputError(f"{path}: {exc}") from None
-        raise InputError(f"{path}: bad value ({exc})") from None
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None

@@ -43,7 +43,7 @@ ENCODER_MODULES = ("ground_encoder", "satellite_encoder")
 class PoseNet(nn.Module):
     def __init__(self, config: PoseNetConfig | None = None):
         super().__init__()
-        cfg = (config or PoseNetConfig()).validate()
+        cfg = config or PoseNetConfig()
         self.config = cfg
         d = cfg.feature_dim
         self.ground_encoder = GroundEncoder(cfg.ground_channels, d, cfg.context_dim)

@@ -1,48 +1,72 @@
-"""Declared, described and range-checked node parameters.
+"""Declared, described and range-checked node parameters, derived from typed settings.
 
-Each node lists its parameters as `Param`s; `declare_params` declares them on the node with
-a `ParameterDescriptor` (description, numeric range, read-only unless the `Param` is `live`)
-and returns their values, checked. Structural parameters (the model, the tiles, the
-particle count, frames, topics) are read once at start-up; tuning parameters marked `live`
-can be changed on a running node (`ros2 param set`): `accept_live_changes` checks each new
-value like a start-up one and hands it to the node, or refuses it with the reason. A value of the wrong type or outside its
-range raises `InputError` with one line naming the parameter, which the node's `main`
-prints before exiting with status 2. Values come from `config/cvgl.yaml`
-(`/**: ros__parameters:`), from `-p name:=value`, or from the defaults here.
+A node's parameters are the fields of `cvgl_ros.config.Settings` classes (the node's own, and
+for the particle-filter node `ParticleFilterConfig` as `filter.<name>`): `params_of` makes a
+`Param` of each field, and that field's declaration is the one source of the parameter's name,
+type, default, range and description. `declare_params` declares them on the node with a
+`ParameterDescriptor` (description, `FloatingPointRange` / `IntegerRange` from the field's
+bounds, read-only unless the parameter is live) and returns their values, checked by the
+field's own rules. Structural parameters (the model, the tiles, the particle count, frames,
+topics) are read once at start-up; tuning parameters declared `live` can be changed on a
+running node (`ros2 param set`): `accept_live_changes` checks each new value like a start-up
+one and hands it to the node, or refuses it with the reason. A value of the wrong type or
+outside its range raises `InputError` with one line naming the parameter, which the node's
+`main` prints before exiting with status 2. Values come from `config/cvgl.yaml`
+(`/**: ros__parameters:`), from `-p name:=value`, or from the defaults.
 """
 from __future__ import annotations
 
-import math
+import typing
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from cvgl_ros.config import FieldSpec, check_field, specs
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
 
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: name, default (its type fixes the parameter's type), description, range."""
+    """One ROS parameter: the field `field` of the settings class `settings`, declared as `name`."""
 
     name: str
-    default: Any
-    description: str
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[str, ...] | None = None
+    settings: type
+    field: str
     live: bool = False  # safe to change on a running node
 
     @property
+    def spec(self) -> FieldSpec:
+        return next(s for s in specs(self.settings) if s.name == self.field)
+
+    @property
+    def default(self) -> Any:
+        return self.spec.default
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    @property
+    def min(self):
+        return self.spec.low
+
+    @property
+    def max(self):
+        return self.spec.high
+
+    @property
+    def choices(self) -> tuple | None:
+        return self.spec.choices
+
+    @property
     def kind(self) -> type:
-        if isinstance(self.default, bool):
-            return bool
-        if isinstance(self.default, (int, float, str)):
-            return type(self.default)
-        if isinstance(self.default, (list, tuple)):
+        annotation = self.spec.annotation
+        origin = typing.get_origin(annotation)
+        if origin in (list, tuple):
             return list
-        return object  # None: optional value of any type (e.g. the datum)
+        return annotation if annotation in (bool, int, float, str) else object  # object: any type (the datum)
 
     def descriptor(self) -> ParameterDescriptor:
         text = self.description
@@ -57,37 +81,16 @@ class Param:
         return d
 
     def check(self, value: Any) -> Any:
-        """The value converted to this parameter's type, or InputError."""
-        where = f"parameter {self.name}"
-        kind = self.kind
-        if kind is object:
+        """The value as this parameter's type, its range and choices checked, or InputError."""
+        if self.kind is object:
             return value
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise InputError(f"{where} must be true or false, got {value!r}")
-            return value
-        if kind in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(f"{where} must be a number, got {value!r}")
-            if kind is int and isinstance(value, float):
-                if not value.is_integer():
-                    raise InputError(f"{where} must be an integer, got {value!r}")
-                value = int(value)
-            value = kind(value)
-            if not math.isfinite(value):
-                raise InputError(f"{where} must be finite, got {value!r}")
-            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-                raise InputError(f"{where} = {value} is outside [{self.min}, {self.max}]")
-            return value
-        if kind is str:
-            if not isinstance(value, str):
-                raise InputError(f"{where} must be a string, got {value!r}")
-            if self.choices and value not in self.choices:
-                raise InputError(f"{where} = {value!r} is not one of {', '.join(self.choices)}")
-            return value
-        if not isinstance(value, (list, tuple)):
-            raise InputError(f"{where} must be a list, got {value!r}")
-        return list(value)
+        return check_field(self.settings, self.field, value, f"parameter {self.name}")
+
+
+def params_of(settings: type, prefix: str = "", live: Callable[[str], bool] | None = None) -> list[Param]:
+    """A `Param` named `prefix + field` for every field of `settings`; live as the field
+    declares it, or as `live(field)` says."""
+    return [Param(prefix + s.name, settings, s.name, s.live if live is None else live(s.name)) for s in specs(settings)]
 
 
 def declare_params(node, params: Sequence[Param]) -> dict[str, Any]:
@@ -128,12 +131,6 @@ def accept_live_changes(node, params: Sequence[Param], apply) -> None:
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
-
-
-DATUM_PARAM = Param(
-    "datum", None,
-    "map frame origin as [lat_deg, lon_deg, alt_m] (ENU, REP-105); unset: anchor at the first valid GNSS fix",
-)
 
 
 def parse_datum(value) -> Datum | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -95,7 +94,7 @@ class ParticleFilterNode(Node):
     def _retune(self, values: dict) -> None:
         """`ros2 param set` of filter.* tuning parameters (InputError: refused, nothing changed)."""
         changes = {name.removeprefix("filter."): value for name, value in values.items()}
-        self.pf.reconfigure(replace(self.pf.config, **changes))
+        self.pf.reconfigure(self.pf.config.replace(**changes))
         self.get_logger().info(f"filter retuned: {changes}")
 
     # -- inputs ---------------------------------------------------------------------------

@@ -7,7 +7,6 @@ refused when the log-likelihood volumes differ by more than `PARITY_TOLERANCE`.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import math
 import platform
@@ -137,7 +136,7 @@ def build_card(config, state: dict, onnx_path: Path, parity_result: dict, evalua
             "pairs": prov.get("train_pairs"), "seed": config.train.seed, "epochs": state.get("epoch"),
             "command": prov.get("command"), "data_commands": list(data_commands or []),
             "export_command": export_command,
-            "pairs_config": meta.get("config"), "config": dataclasses.asdict(config.train),
+            "pairs_config": meta.get("config"), "config": config.train.to_dict(),
             "history_last": (state.get("history") or [{}])[-1],
         },
         "evaluation": evaluation or {},
@@ -195,7 +194,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, *, eval_data: str | Pat
     model, state = load_model(ckpt)
     config = config_from_dict(state["config"])
     if yaw_bins is not None and yaw_bins != config.model.yaw_bins:
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, yaw_bins=int(yaw_bins)))
+        config = config.replace(model=config.model.replace(yaw_bins=int(yaw_bins)))
         resampled = PoseNet(config.model)
         resampled.load_state_dict(model.state_dict())
         model = resampled.eval()

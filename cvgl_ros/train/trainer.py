@@ -8,7 +8,6 @@ continues from), `best.pt` (lowest validation median position error), `history.j
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shlex
@@ -45,7 +44,7 @@ def camera_from_meta(config: FullConfig, meta: dict) -> FullConfig:
                 updates[key] = float(value)
                 break
     if updates:
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, **updates).validate())
+        config = config.replace(model=config.model.replace(**updates))
     return config
 
 
@@ -102,7 +101,7 @@ def run_training(data: str | Path, config_path: str | Path | None, out: str | Pa
                       "worlds": train_set.index.get("worlds", {}), "data_meta": train_set.meta,
                       "validation_split": val_split}
     if epochs is not None:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=int(epochs)))
+        config = config.replace(train=config.train.replace(epochs=int(epochs)))
     torch.set_num_threads(max(1, config.train.threads))
     torch.manual_seed(config.train.seed)
     model = PoseNet(config.model)

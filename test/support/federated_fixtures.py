@@ -10,7 +10,7 @@ import numpy as np
 
 from cvgl_ros.datasets.pairs import PairWriter
 
-# The smallest pose network that passes PoseNetConfig.validate(): 32x64 camera images,
+# The smallest pose network PoseNetConfig accepts: 32x64 camera images,
 # 64 px satellite patches at 0.5 m/px, one refinement iteration.
 TINY_MODEL_YAML = """\
 model:
