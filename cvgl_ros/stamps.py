@@ -14,6 +14,7 @@ rclcpp refuse negative times) or a later one is an InputError.
 Reading (`stamp_to_ns` of any object with `sec` and `nanosec`, rosbags or rclpy; and
 `header_stamp_ns` of a serialized message) is exact and never refuses: a received stamp is
 what its sender wrote, and whoever uses it judges it (the nodes' backward-stamp checks).
+Every reader and writer of a stamp, on the vehicle and off it, imports these from here.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from cvgl_ros.datasets import bag as bagio
 from cvgl_ros.datasets.pairs import PairDataset, PairWriter
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo import Datum, quaternion_to_yaw
+from cvgl_ros.stamps import stamp_to_ns
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -57,7 +58,7 @@ def test_bag_round_trip_with_datum(tmp_path):
     pose = msgs[2][3]
     q = pose.pose.orientation
     assert float(quaternion_to_yaw(q.x, q.y, q.z, q.w)) == pytest.approx(0.7)
-    assert pose.header.frame_id == "map" and bagio.stamp_to_ns(pose.header.stamp) == 3_000
+    assert pose.header.frame_id == "map" and stamp_to_ns(pose.header.stamp) == 3_000
 
 
 def test_motion_sensor_and_per_axis_fix_messages_round_trip(tmp_path):

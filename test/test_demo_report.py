@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 
 from cvgl_ros.datasets.bag import read_messages
+from cvgl_ros.stamps import stamp_to_ns
 from test_nodes_support import DATUM, REPO, model_image_hw, shipped_model, write_drive, write_tiles
 
 pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)
 
 T0 = 1_700_000_000_000_000_000  # write_drive's first stamp
-
-
-def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def test_demo_replays_evaluates_and_writes_the_report(cvgl_bin, tmp_path):
@@ -59,12 +56,12 @@ def test_demo_replays_evaluates_and_writes_the_report(cvgl_bin, tmp_path):
     first, last = T0, T0 + 14 * 200_000_000              # the 15 ground-truth poses (5 Hz)
     fused = {}                                           # one pose per stamp: the last one recorded
     for _, _, _, msg in read_messages(data / f"estimate_{drive.name}", ["/cvgl/pose"]):
-        fused[stamp_ns(msg)] = (msg.pose.pose.position.x, msg.pose.pose.position.y)
+        fused[stamp_to_ns(msg.header.stamp)] = (msg.pose.pose.position.x, msg.pose.pose.position.y)
     fused_errors = [truth_error(t, *xy) for t, xy in fused.items() if first <= t <= last]
     raw_errors = []
     for _, _, _, msg in read_messages(drive, ["/gnss/fix"]):
         east, north, _ = DATUM.to_enu(msg.latitude, msg.longitude, msg.altitude)
-        raw_errors.append(truth_error(stamp_ns(msg), float(east), float(north)))
+        raw_errors.append(truth_error(stamp_to_ns(msg.header.stamp), float(east), float(north)))
     expected = {"fused": fused_errors, "gnss_raw": raw_errors}
     for method, errors in expected.items():
         row = metrics["methods"][method]

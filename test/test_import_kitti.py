@@ -13,11 +13,11 @@ import pytest
 from cvgl_ros.datasets.bag import (
     GNSS_MODEL_KEY, TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_GT_FIX, TOPIC_GT_POSE, TOPIC_IMAGE,
     TOPIC_IMAGE_COMPRESSED, TOPIC_IMU, TOPIC_WHEEL_ODOM, bag_custom_data, bag_datum, bag_topics, read_messages,
-    stamp_to_ns,
 )
 from cvgl_ros.datasets.kitti import OXTS_FIELDS, import_kitti, oxts_trajectory, read_kitti_drive, satmap_mpp
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.yaw import quaternion_to_yaw
+from cvgl_ros.stamps import stamp_to_ns
 from cvgl_ros.imaging import decode_compressed
 
 WGS84_A = 6378137.0

@@ -9,10 +9,11 @@ import pytest
 
 from cvgl_ros.datasets.bag import (
     TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_GT_FIX, TOPIC_GT_POSE, TOPIC_IMAGE, TOPIC_IMU, TOPIC_WHEEL_ODOM,
-    bag_datum, bag_topics, read_messages, stamp_to_ns,
+    bag_datum, bag_topics, read_messages,
 )
 from cvgl_ros.datasets.robotcar import GPS_COLUMNS, INS_COLUMNS, import_robotcar
 from cvgl_ros.errors import InputError
+from cvgl_ros.stamps import stamp_to_ns
 from cvgl_ros.geo.yaw import quaternion_to_yaw
 
 WGS84_A = 6378137.0

@@ -77,7 +77,7 @@ def test_frames_arriving_faster_than_inference_are_dropped_not_queued(nodes):
 
 
 def test_two_workers_take_two_frames_at_once_and_publish_in_camera_order(tiles):
-    from cvgl_ros.nodes.conversions import stamp_ns
+    from cvgl_ros.stamps import stamp_to_ns
     from test_nodes_support import camera
 
     live = LiveNodes(tiles, shipped_model(), inference_workers=2, intra_op_threads=1)
@@ -105,7 +105,7 @@ def test_two_workers_take_two_frames_at_once_and_publish_in_camera_order(tiles):
         statuses = {t: live.status_for(t) for t in burst}
         assert any(s is not None and s.message.startswith("dropped") for s in statuses.values())
         assert statuses[burst[-1]].message == "processed"
-        clouds = [stamp_ns(m.header.stamp) for m in live.got["/cvgl/likelihood"]]
+        clouds = [stamp_to_ns(m.header.stamp) for m in live.got["/cvgl/likelihood"]]
         assert len(clouds) >= 3 and clouds == sorted(clouds) and len(set(clouds)) == len(clouds), clouds
         assert clouds[:2] == pair
     finally:
@@ -260,7 +260,8 @@ def test_nodes_started_3_s_apart_without_a_datum_share_the_filters_map_frame(til
     anchoring at its own first fix: its likelihood volumes and the fused pose line up with
     the truth in the filter's frame, and a datum parameter that disagrees is reported."""
     from cvgl_ros.geo.datum import Datum
-    from cvgl_ros.nodes.conversions import cloud_to_volume, stamp_ns
+    from cvgl_ros.nodes.conversions import cloud_to_volume
+    from cvgl_ros.stamps import stamp_to_ns
     from cvgl_ros.nodes.cross_view_node import CrossViewNode
     from cvgl_ros.nodes.datum_topic import DATUM_TOPIC
     from cvgl_ros.nodes.particle_filter_node import ParticleFilterNode
@@ -292,7 +293,7 @@ def test_nodes_started_3_s_apart_without_a_datum_share_the_filters_map_frame(til
         assert sensors.wait(lambda: sensors.got[DATUM_TOPIC], 10), "the filter publishes its datum"
         owner = sensors.got[DATUM_TOPIC][0]
         filter_datum = Datum(owner.latitude, owner.longitude, owner.altitude)
-        assert owner.header.frame_id == "map" and stamp_ns(owner.header.stamp) == t_start  # the first fix
+        assert owner.header.frame_id == "map" and stamp_to_ns(owner.header.stamp) == t_start  # the first fix
         time.sleep(max(0.0, wall0 + 3.0 - time.monotonic()))     # then, 3 s after the filter's first fix:
 
         # a datum parameter 11 m off: the cross-view node says so and still uses the filter's
@@ -332,10 +333,10 @@ def test_nodes_started_3_s_apart_without_a_datum_share_the_filters_map_frame(til
             volume = cloud_to_volume(cloud)
             te, tn = truth_in_filter_frame(volume.stamp_ns)
             assert np.hypot(volume.center_e_m - te, volume.center_n_m - tn) < 8.0
-        poses = [m for m in sensors.got["/cvgl/pose"] if stamp_ns(m.header.stamp) >= frames[0]]
+        poses = [m for m in sensors.got["/cvgl/pose"] if stamp_to_ns(m.header.stamp) >= frames[0]]
         assert poses
         for m in poses:
-            te, tn = truth_in_filter_frame(stamp_ns(m.header.stamp))
+            te, tn = truth_in_filter_frame(stamp_to_ns(m.header.stamp))
             assert np.hypot(m.pose.pose.position.x - te, m.pose.pose.position.y - tn) < 8.0
         # the cross-view node's own first fix was 15 m of driving later than the filter's
         first_late_fix = next(cdr for topic, _, _, cdr in late if topic == B.TOPIC_GNSS_FIX)
@@ -354,12 +355,12 @@ def test_nodes_started_3_s_apart_without_a_datum_share_the_filters_map_frame(til
 
 def test_the_datum_message_round_trips_and_names_its_frame():
     from cvgl_ros.errors import InputError
-    from cvgl_ros.nodes.conversions import stamp_ns
+    from cvgl_ros.stamps import stamp_to_ns
     from cvgl_ros.nodes.datum_topic import datum_msg, msg_to_datum
     from test_nodes_support import DATUM
 
     msg = datum_msg(DATUM, T0, "map")
-    assert msg.header.frame_id == "map" and stamp_ns(msg.header.stamp) == T0 and msg.status.status >= 0
+    assert msg.header.frame_id == "map" and stamp_to_ns(msg.header.stamp) == T0 and msg.status.status >= 0
     assert msg_to_datum(msg, "map") == DATUM
     with pytest.raises(InputError, match="expected 'world'"):
         msg_to_datum(msg, "world")

@@ -4,9 +4,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.serialization import deserialize_message, serialize_message
 
 from cvgl_ros.localization.frame_localizer import ERROR, OK, WARN
-from cvgl_ros.nodes.conversions import stamp_ns
 from cvgl_ros.nodes.cross_view_messages import frame_status_msg
 from cvgl_ros.nodes.diagnostics import diagnostic_values
+from cvgl_ros.stamps import stamp_to_ns
 
 
 @pytest.mark.parametrize("level, expected", [(OK, DiagnosticStatus.OK), (WARN, DiagnosticStatus.WARN),
@@ -16,6 +16,6 @@ def test_a_frame_status_keeps_its_level_text_stamp_and_timings(level, expected):
                            {"decode_ms": 1.23456, "total_ms": 20.0})
     back = deserialize_message(serialize_message(msg), DiagnosticArray)
     assert back.status[0].level == expected
-    assert stamp_ns(back.header.stamp) == 1_700_000_000_123_456_789 and back.header.frame_id == "map"
+    assert stamp_to_ns(back.header.stamp) == 1_700_000_000_123_456_789 and back.header.frame_id == "map"
     values = diagnostic_values(back, "cross_view_node frame")
     assert values == {"decode_ms": "1.235", "total_ms": "20.000", "level": str(level), "message": "processed"}

@@ -11,6 +11,7 @@ import numpy as np
 
 from cvgl_ros.datasets import bag as B
 from cvgl_ros.geo.datum import Datum
+from cvgl_ros.stamps import stamp_to_ns
 from support.waiting import wait_until
 
 DATUM = Datum(49.0100, 8.4200, 115.0)
@@ -190,7 +191,7 @@ class Recording:
         """The cross-view node's status of the frame stamped `stamp_ns`, None before it came."""
         with self.lock:
             for m in self.got["/cvgl/cross_view/frame_status"]:
-                if m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp_ns:
+                if stamp_to_ns(m.header.stamp) == stamp_ns:
                     return m.status[0]
         return None
 

@@ -8,8 +8,9 @@ from geometry_msgs.msg import TransformStamped
 
 from cvgl_ros.datasets.bag import TYPESTORE
 from cvgl_ros.geo.transforms import RigidTransform
-from cvgl_ros.nodes.conversions import pose_msg_to_xy_yaw, stamp_ns, to_stamp
+from cvgl_ros.nodes.conversions import pose_msg_to_xy_yaw, to_stamp
 from cvgl_ros.nodes.tf import TF_QOS, transform_from_msg
+from cvgl_ros.stamps import stamp_to_ns
 from test_nodes_filter_node import T0, Harness
 
 TFMessage = pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs not built: run `make setup`").TFMessage
@@ -33,13 +34,13 @@ class TfHarness(Harness):
         out = {}
         for t in self.tf:
             if (t.header.frame_id, t.child_frame_id) == ("map", child):
-                assert stamp_ns(t.header.stamp) not in out, "a transform sent twice at one stamp"
-                out[stamp_ns(t.header.stamp)] = transform_from_msg(t.transform)
+                assert stamp_to_ns(t.header.stamp) not in out, "a transform sent twice at one stamp"
+                out[stamp_to_ns(t.header.stamp)] = transform_from_msg(t.transform)
         return out
 
     def poses(self) -> dict:
         """{stamp_ns: map -> base_link} of /cvgl/pose (the last at each stamp)."""
-        return {stamp_ns(m.header.stamp): RigidTransform.planar(*pose_msg_to_xy_yaw(m)[:3])
+        return {stamp_to_ns(m.header.stamp): RigidTransform.planar(*pose_msg_to_xy_yaw(m)[:3])
                 for m in self.got["/cvgl/pose"]}
 
     def odom(self, t_ns: int, transform: RigidTransform) -> None:

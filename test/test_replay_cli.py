@@ -97,7 +97,8 @@ def test_replay_stopped_by_sigterm_stops_its_nodes(cvgl_bin, tmp_path):
 
 @pytest.mark.ros
 def test_rate_playback_follows_the_bag_clock(tmp_path):
-    from cvgl_ros.datasets.bag import read_messages, stamp_to_ns
+    from cvgl_ros.datasets.bag import read_messages
+    from cvgl_ros.stamps import stamp_to_ns
     from cvgl_ros.replay import replay_bag
     from test_nodes_support import write_drive
 

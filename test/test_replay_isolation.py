@@ -17,7 +17,8 @@ import numpy as np
 import psutil
 import pytest
 
-from cvgl_ros.datasets.bag import TOPIC_IMAGE, read_messages, stamp_to_ns
+from cvgl_ros.datasets.bag import TOPIC_IMAGE, read_messages
+from cvgl_ros.stamps import stamp_to_ns
 from test_nodes_support import REPO, write_drive
 
 pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)

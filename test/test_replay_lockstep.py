@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from cvgl_ros.datasets.bag import TOPIC_IMAGE, bag_datum, bag_topics, read_messages, stamp_to_ns
+from cvgl_ros.datasets.bag import TOPIC_IMAGE, bag_datum, bag_topics, read_messages
+from cvgl_ros.stamps import stamp_to_ns
 from test_nodes_support import DATUM, model_image_hw, shipped_model, write_drive, write_tiles
 
 pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)

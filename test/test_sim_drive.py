@@ -11,13 +11,13 @@ import pytest
 from cvgl_ros.datasets.bag import (
     MOTION_SENSORS_KEY, TOPIC_CAMERA_INFO, TOPIC_GNSS_FIX, TOPIC_GT_FIX, TOPIC_GT_POSE, TOPIC_IMAGE,
     TOPIC_IMAGE_COMPRESSED, TOPIC_IMU, TOPIC_WHEEL_ODOM, bag_custom_data, bag_datum, bag_topics, read_messages,
-    stamp_to_ns,
 )
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.yaw import angle_diff, quaternion_to_yaw
 from cvgl_ros.imaging import decode_compressed
 from cvgl_ros.sim.drive import SIM_EPOCH_NS, record_drive
 from cvgl_ros.sim.motion_sensors import ImuParams, WheelOdometryParams
+from cvgl_ros.stamps import stamp_to_ns
 from cvgl_ros.sim.world import World
 
 DURATION_S = 8.0

@@ -4,7 +4,7 @@ Bags are written as MCAP (rosbag2 format version 9, with metadata.yaml) into a t
 directory beside the target and renamed into place when closed, so an interrupted writer
 never leaves a half bag under the final name. Message builders here construct the standard
 messages of the Kilted typestore; stamps are integer nanoseconds of ROS time, converted to and
-from a header's (sec, nanosec) by `cvgl_ros.stamps` (its `stamp_to_ns` is importable from here too).
+from a header's (sec, nanosec) by `cvgl_ros.stamps` (`stamp_to_ns` reads a message's stamp).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from cvgl_ros.atomic import atomic_dir
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
 from cvgl_ros.geo.yaw import yaw_to_quaternion
-from cvgl_ros.stamps import ns_to_sec_nanosec, stamp_to_ns  # noqa: F401 (stamp_to_ns: for bag readers)
+from cvgl_ros.stamps import ns_to_sec_nanosec
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types  # message classes by type name

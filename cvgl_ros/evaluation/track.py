@@ -34,13 +34,14 @@ import numpy as np
 
 from cvgl_ros.atomic import write_json, write_text
 from cvgl_ros.datasets.bag import (COVARIANCE_TYPE_UNKNOWN, NAVSAT_STATUS_NO_FIX, TOPIC_GNSS_FIX, TOPIC_GT_POSE,
-                                   bag_datum, bag_topics, read_messages, recorded_datum, stamp_to_ns)
+                                   bag_datum, bag_topics, read_messages, recorded_datum)
 from cvgl_ros.errors import InputError
 from cvgl_ros.filter.kalman_baseline import run_kalman
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
 from cvgl_ros.geo.datum import Datum
 from cvgl_ros.geo.vehicle_errors import lateral_longitudinal
 from cvgl_ros.geo.yaw import angle_diff, quaternion_to_yaw
+from cvgl_ros.stamps import stamp_to_ns
 
 TOPIC_FUSED_POSE = "/cvgl/pose"
 MSG_POSE_WITH_COVARIANCE = "geometry_msgs/msg/PoseWithCovarianceStamped"

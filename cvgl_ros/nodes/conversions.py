@@ -35,9 +35,6 @@ from cvgl_ros.stamps import ns_to_sec_nanosec, stamp_to_ns
 
 # -- time (the conversion itself is cvgl_ros.stamps) -----------------------------------
 
-stamp_ns = stamp_to_ns  # a message's header.stamp -> integer nanoseconds, as the nodes call it
-
-
 def to_stamp(ns: int) -> Time:
     """Integer nanoseconds -> builtin_interfaces/Time (InputError: a stamp a ROS time cannot hold)."""
     sec, nanosec = ns_to_sec_nanosec(ns)

@@ -49,6 +49,7 @@ from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
 from cvgl_ros.nodes.parameters import accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 from cvgl_ros.share import default_model_path
+from cvgl_ros.stamps import stamp_to_ns
 
 NODE_NAME = "cross_view_node"
 FRAME_STATUS_TOPIC = "/cvgl/cross_view/frame_status"
@@ -151,7 +152,7 @@ class CrossViewNode(Node):
             return
         east, north, yaw, cov = conv.pose_msg_to_xy_yaw(msg)
         if np.all(np.isfinite(cov)):
-            self.priors.add_filter_pose(conv.stamp_ns(msg.header.stamp), east, north, yaw,
+            self.priors.add_filter_pose(stamp_to_ns(msg.header.stamp), east, north, yaw,
                                         math.sqrt(max(cov[2, 2], 0.0)))
 
     def on_gnss(self, msg: NavSatFix) -> None:
@@ -170,7 +171,7 @@ class CrossViewNode(Node):
 
     def on_imu(self, msg: Imu) -> None:
         self.health.tick("imu")
-        self.priors.add_yaw_rate(conv.stamp_ns(msg.header.stamp), float(msg.angular_velocity.z))
+        self.priors.add_yaw_rate(stamp_to_ns(msg.header.stamp), float(msg.angular_velocity.z))
 
     def on_image(self, msg) -> None:
         self.health.tick("image")
@@ -179,13 +180,13 @@ class CrossViewNode(Node):
     # -- frames: taken, run and published by the FrameScheduler --------------------------
 
     def _drop_frame(self, msg) -> None:
-        self._publish_status(FrameOutcome(conv.stamp_ns(msg.header.stamp), WARN,
+        self._publish_status(FrameOutcome(stamp_to_ns(msg.header.stamp), WARN,
                                           "dropped: a newer frame arrived before inference was free"))
         self.health.count("frames_dropped_stale")
 
     def _take_frame(self, msg) -> tuple[int, str | None]:
         """In the order frames are taken: (stamp, why it is out of order or None)."""
-        t_ns = conv.stamp_ns(msg.header.stamp)
+        t_ns = stamp_to_ns(msg.header.stamp)
         return t_ns, self.frames.take(t_ns)
 
     def _run_frame(self, msg, taken: tuple[int, str | None]) -> FrameOutcome:
@@ -210,7 +211,7 @@ class CrossViewNode(Node):
         """Anything unexpected in a frame: the node keeps running; the reason goes to /diagnostics."""
         text = f"skipped: {type(exc).__name__}: {exc}"
         self.get_logger().error(text)
-        self._publish_frame(FrameOutcome(conv.stamp_ns(msg.header.stamp), ERROR, text, is_problem=True))
+        self._publish_frame(FrameOutcome(stamp_to_ns(msg.header.stamp), ERROR, text, is_problem=True))
 
     def _frame_outputs(self, t_ns: int, estimate) -> list:
         """(publisher, message) for a processed frame: likelihood, pose, and the overlay when due."""

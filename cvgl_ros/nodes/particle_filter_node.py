@@ -40,6 +40,7 @@ from cvgl_ros.nodes.filter_parameters import PARAMS, filter_config
 from cvgl_ros.nodes.parameters import accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 from cvgl_ros.nodes.tf import map_tf_broadcaster
+from cvgl_ros.stamps import stamp_to_ns
 
 NODE_NAME = "particle_filter_node"
 
@@ -101,7 +102,7 @@ class ParticleFilterNode(Node):
 
     def on_gnss(self, msg: NavSatFix) -> None:
         self.health.tick("gnss")
-        t_ns = conv.stamp_ns(msg.header.stamp)
+        t_ns = stamp_to_ns(msg.header.stamp)
         self._check_stamp(t_ns, self.last_gnss_ns, "GNSS")
         self.last_gnss_ns = t_ns
         try:
@@ -156,7 +157,7 @@ class ParticleFilterNode(Node):
 
     def on_likelihood(self, msg: PointCloud2) -> None:
         self.health.tick("likelihood")
-        t_ns = conv.stamp_ns(msg.header.stamp)
+        t_ns = stamp_to_ns(msg.header.stamp)
         if msg.header.frame_id != self.p["map_frame"]:
             self.health.problem(f"likelihood cloud in frame {msg.header.frame_id!r}, expected {self.p['map_frame']!r}",
                                 "likelihood_rejected")

@@ -20,7 +20,8 @@ from rclpy.time import Time
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.transforms import RigidTransform
 from cvgl_ros.localization.tf_policy import FrameTransform, MapTfPolicy, TfFrames, TransformHistory, frame_name
-from cvgl_ros.nodes.conversions import stamp_ns, to_stamp
+from cvgl_ros.nodes.conversions import to_stamp
+from cvgl_ros.stamps import stamp_to_ns
 
 try:
     import tf2_ros
@@ -90,7 +91,7 @@ class MapTfBroadcaster:
             if static:
                 self.odometry.set_static(transform)
             else:
-                self.odometry.add(stamp_ns(t.header.stamp), transform)
+                self.odometry.add(stamp_to_ns(t.header.stamp), transform)
 
     def odom_to_base(self, t_ns: int) -> RigidTransform | None:
         """odom -> base_link at t_ns, or None (no odometry within odom_max_gap_s)."""
@@ -101,7 +102,7 @@ class MapTfBroadcaster:
                 msg = self.buffer.lookup_transform(self.frames.odom, self.frames.base_link, at)
             except tf2_ros.TransformException:
                 continue
-            got_ns = stamp_ns(msg.header.stamp)
+            got_ns = stamp_to_ns(msg.header.stamp)
             if got_ns == 0 or abs(got_ns - t_ns) <= self.odom_max_gap_ns:  # 0: a static transform
                 return transform_from_msg(msg.transform)
         return None

@@ -12,7 +12,6 @@ import threading
 from typing import Callable
 
 from cvgl_ros.datasets.bag import BagWriter
-from cvgl_ros.stamps import header_stamp_ns  # noqa: F401 (the listeners' stamp reader, imported from here)
 
 # The outputs of the two nodes (README "Topics").
 OUTPUT_TOPICS = {

@@ -129,7 +129,7 @@ class _Tracker:
     def __call__(self, topic: str, cdr: bytes) -> None:
         from rclpy.serialization import deserialize_message
 
-        from cvgl_ros.replay.recorder import header_stamp_ns
+        from cvgl_ros.stamps import header_stamp_ns
 
         with self.cond:
             self.last_message_t = time.monotonic()
@@ -468,7 +468,7 @@ def _play(plan: ReplayPlan, player, steps: "_Lockstep | None", rate: float, summ
     """Every message of the plan's topics, in log order: in lockstep (`steps`) or at `rate`."""
     from tqdm import tqdm
 
-    from cvgl_ros.replay.recorder import header_stamp_ns
+    from cvgl_ros.stamps import header_stamp_ns
 
     first_ns = last_ns = None
     wall0 = time.monotonic()
