@@ -281,7 +281,8 @@ def _finite_mean(x) -> float | None:
 
 def _fused_covariances(estimate_bag) -> dict[int, np.ndarray]:
     """stamp ns -> the x, y block of the last /cvgl/pose covariance recorded at that stamp."""
-    from cvgl_ros.datasets.bag import read_messages, stamp_to_ns
+    from cvgl_ros.datasets.bag import read_messages
+    from cvgl_ros.stamps import stamp_to_ns
     from cvgl_ros.evaluation.track import TOPIC_FUSED_POSE
 
     out = {}
@@ -293,7 +294,8 @@ def _fused_covariances(estimate_bag) -> dict[int, np.ndarray]:
 
 def _protection_levels(estimate_bag) -> dict[int, float] | None:
     """stamp ns -> HPL (m) from /cvgl/protection_level, None when the run has no such topic."""
-    from cvgl_ros.datasets.bag import bag_topics, read_messages, stamp_to_ns
+    from cvgl_ros.datasets.bag import bag_topics, read_messages
+    from cvgl_ros.stamps import stamp_to_ns
 
     topics = bag_topics(estimate_bag)
     if TOPIC_PROTECTION_LEVEL not in topics or topics[TOPIC_PROTECTION_LEVEL][1] == 0:
@@ -416,9 +418,11 @@ def pool_methods(per_drive: list[dict]) -> dict:
 
 def acceptance(per_drive: list[dict], fleet: dict, motion_sensors: bool = True,
                failed: dict | None = None) -> list[dict]:
-    """The checks of issue 13's acceptance that this benchmark measures: [{check, passed, detail}]
-    (the fleet mean's bound is 0.25 x raw GNSS with IMU and wheel odometry, 0.35 x without;
-    `failed`: drive -> why its replay failed, when any did)."""
+    """The requirements a fused pose must meet before it ships, as this benchmark measures them:
+    at the tail never worse than raw GNSS or the GNSS-only filter, no divergence while GNSS is
+    good, a fleet mean well under raw GNSS (0.25 x with IMU and wheel odometry, 0.35 x without),
+    a consistent covariance (NEES) and a protection level that bounds the error;
+    [{check, passed, detail}] (`failed`: drive -> why its replay failed, when any did)."""
     out = []
 
     def add(check, passed, detail):

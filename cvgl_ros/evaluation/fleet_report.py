@@ -75,7 +75,7 @@ def markdown_report(result: dict) -> str:
     if result.get("failed"):
         lines += ["", "**Replays that failed** (not in the tables):", ""]
         lines += [f"- {name}: {why}" for name, why in result["failed"].items()]
-    lines += ["", "## Acceptance (issue 13)", ""]
+    lines += ["", "## Acceptance: what a fused pose must meet before it ships", ""]
     for a in result["acceptance"]:
         lines.append(f"- [{'x' if a['passed'] else ' '}] {a['check']}: {a['detail']}")
     t = result["timing_s"]
