@@ -26,7 +26,7 @@ def _status(argv) -> int:
     (["compare", "--clients", "9"], "too small for 9 vehicles"),
     (["--clients", "4", "--max-train-pairs", "1"], "vehicle 0 gets 1 training pair(s), fewer than one batch of 2"),
     (["--strategy", "fedprox"], "argument --strategy: invalid choice: 'fedprox'"),
-    (["--clients", "1"], "at least 2 vehicles"),
+    (["--clients", "1"], "federated setting vehicles = 1: must be greater than or equal to 2"),
     (["--clients", "3", "--min-clients", "4"], "min available vehicles must be in [1, 3]"),
     (["--rounds", "0"], "must be a positive integer"),
     (["--engine", "ray"], "argument --engine: invalid choice"),
