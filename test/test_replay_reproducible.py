@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from cvgl_ros.datasets.bag import read_messages, stamp_to_ns
+from cvgl_ros.datasets.bag import read_messages
+from cvgl_ros.stamps import stamp_to_ns
 from test_nodes_support import model_image_hw, shipped_model, write_drive, write_tiles
 
 pytestmark = pytest.mark.ros  # real rclpy nodes over DDS (`-m "not ros"` leaves them out)
