@@ -8,7 +8,7 @@ from pathlib import Path
 from cvgl_ros.errors import InputError
 from cvgl_ros.localization.frame_localizer import FrameSettings, load_estimator, open_sampler
 from cvgl_ros.localization.prior import PriorPolicy
-from cvgl_ros.nodes.parameters import Param
+from cvgl_ros.nodes.parameters import CAMERA_FRAME_PARAM, MOUNTING_SOURCE_PARAM, Param
 
 PARAMS = [
     Param("datum", None, "a check only: the map frame's datum comes from the particle-filter node (/cvgl/datum); "
@@ -62,6 +62,9 @@ PARAMS = [
     Param("camera_pitch_deg", 0.0, "the camera's pitch in base_link (REP-103: > 0 looks down), deg: frames are "
           "warped to a level camera before the network (cvgl_ros/geo/frames.py)", -45.0, 45.0),
     Param("camera_roll_deg", 0.0, "the camera's roll in base_link (REP-103), deg, levelled the same way", -45.0, 45.0),
+    MOUNTING_SOURCE_PARAM,
+    CAMERA_FRAME_PARAM,
+    Param("base_link_frame", "base_link", "the vehicle's frame: the camera's mounting on /tf_static is from it"),
     Param("default_gnss_sigma_m", 5.0, "1-sigma of fixes that report no covariance, m", 0.01, 1000.0),
     Param("map_frame", "map", "frame of the published likelihood and pose (ENU at the datum)"),
     Param("lockstep_filter_pose_wait_s", 0.0, "replays in lockstep only: before a frame's prior, wait up to this "

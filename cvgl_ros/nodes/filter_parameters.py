@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from cvgl_ros.filter.particle_filter import ParticleFilterConfig
-from cvgl_ros.nodes.parameters import DATUM_PARAM, Param
+from cvgl_ros.nodes.parameters import CAMERA_FRAME_PARAM, DATUM_PARAM, MOUNTING_SOURCE_PARAM, Param
 
 # Descriptions and ranges of the filter's parameters (ParticleFilterConfig), as `filter.<name>`.
 FILTER_PARAMS = {
@@ -105,6 +105,10 @@ PARAMS = [
     Param("odom_tf_max_gap_s", 0.5, "odom -> base_link farther than this from a pose's stamp counts as none "
           "(the TF is then map -> base_link), s", 0.0, 10.0),
     Param("gnss_frame", "gnss", "frame_id of the fused /cvgl/fix"),
+    MOUNTING_SOURCE_PARAM,
+    CAMERA_FRAME_PARAM,
+    Param("gnss_antenna_frame", "", "the GNSS antenna's TF frame on /tf_static (filter.antenna_* from it); empty: "
+          "the frame_id of the NavSatFix, 'gnss' until a fix arrives"),
     Param("max_published_particles", 300, "particles sent on /cvgl/particles (a subsample)", 0, 100_000),
     Param("path_min_step_m", 0.5, "a pose is added to /cvgl/path after moving this far, m", 0.0, 100.0),
     Param("path_max_poses", 2000, "the oldest poses of /cvgl/path are dropped beyond this", 1, 1_000_000),

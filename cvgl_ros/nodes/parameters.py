@@ -20,6 +20,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
+from cvgl_ros.localization.mounting import MOUNTING_SOURCES
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,17 @@ DATUM_PARAM = Param(
     "datum", None,
     "map frame origin as [lat_deg, lon_deg, alt_m] (ENU, REP-105); unset: anchor at the first valid GNSS fix",
 )
+
+
+# Both nodes' sensor mounting (cvgl_ros/localization/mounting.py, nodes/tf_static.py).
+MOUNTING_SOURCE_PARAM = Param(
+    "mounting_source", "tf_static_then_parameters",
+    "where the sensor mounting comes from: tf_static_then_parameters takes base_link -> camera and base_link -> "
+    "GNSS antenna from /tf_static when it has them, else the mounting parameters; parameters never reads /tf_static",
+    choices=MOUNTING_SOURCES)
+CAMERA_FRAME_PARAM = Param(
+    "camera_frame", "", "the camera's TF frame on /tf_static (a body or a REP-103 optical frame); empty: the "
+    "frame_id of the camera's messages, 'camera' until one arrives")
 
 
 def parse_datum(value) -> Datum | None:
