@@ -56,9 +56,10 @@ class Harness:
                 return True
         return False
 
-    def fix(self, i, east=0.0, north=0.0, status=0, lat=None, stamp_ns=None, sigma=2.0, lon=None):
+    def fix(self, i, east=0.0, north=0.0, status=0, lat=None, stamp_ns=None, sigma=2.0, lon=None, frame_id=""):
         la, lo, al = DATUM.to_wgs84(east, north, 0.0)
         msg = NavSatFix()
+        msg.header.frame_id = frame_id
         msg.header.stamp = to_stamp(stamp_ns if stamp_ns is not None else T0 + i * 200_000_000)
         msg.status.status = status
         msg.latitude = float(la) if lat is None else lat

@@ -5,8 +5,8 @@ Subscribes  /camera/image_raw (Image: rgb8, bgr8, mono8, bayer_*) or, with image
             /cvgl/pose (the filter's estimate: the position and yaw prior); /gnss/fix (the
             prior before the filter has one, or when it is older than prior_max_age_s);
             optionally /imu/data (angular_velocity.z widens the yaw search while turning);
-            sensor-data QoS for the sensors; /cvgl/datum (NavSatFix, latched), the map
-            frame's datum, which the particle-filter node owns (nodes/datum_topic.py).
+            sensor-data QoS for the sensors; /cvgl/datum (NavSatFix, latched): the filter's
+            datum (nodes/datum_topic.py); /tf_static: the camera's mounting (nodes/tf_static.py).
 Publishes   /cvgl/likelihood (PointCloud2 x, y, z, yaw, log_likelihood in `map`; see
             conversions.py for which cells it carries), /cvgl/cross_view/pose
             (PoseWithCovarianceStamped), /cvgl/debug/overlay (Image: the camera's BEV over
@@ -19,10 +19,8 @@ frames (one pushed out by a newer one before a worker was free is dropped and co
 publishes in camera order; `frame_localizer.FrameLocalizer` checks the frame, takes its
 prior from `prior.PriorSelector` (the rule, and how wide the yaw search is) and runs patch
 and network. Bad input skips the frame with a diagnostic; nothing non-finite is published.
-The datum: this node never anchors a map frame of its own. Until the filter's /cvgl/datum
-has arrived every frame is skipped ("waiting for the filter's datum", also in /diagnostics);
-a `datum` parameter given here too must agree with the filter's (a mismatch is reported and
-the filter's is used).
+The datum is the filter's: until /cvgl/datum has come every frame is skipped ("waiting for
+the filter's datum", in /diagnostics too); a `datum` parameter must agree (else: reported).
 """
 from __future__ import annotations
 
@@ -48,6 +46,7 @@ from cvgl_ros.nodes.cross_view_messages import estimate_msgs, frame_status_msg, 
 from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
 from cvgl_ros.nodes.parameters import accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
+from cvgl_ros.nodes.tf_static import cross_view_mounting
 from cvgl_ros.share import default_model_path
 from cvgl_ros.stamps import stamp_to_ns
 
@@ -75,6 +74,7 @@ class CrossViewNode(Node):
         self.frames = FrameLocalizer(self.estimator, self.sampler, self.priors, self.health, frame_settings(self.p),
                                      datum_source=f"the filter's datum on {DATUM_TOPIC}")
         accept_live_changes(self, PARAMS, self._retune)
+        self.mounting = cross_view_mounting(self)  # the parameters', or /tf_static's when it has the camera
 
         self.k = None  # (K, width, height) from camera_info
         self._have_info, self._have_datum = threading.Event(), threading.Event()  # camera_info, datum: once
@@ -175,6 +175,7 @@ class CrossViewNode(Node):
 
     def on_image(self, msg) -> None:
         self.health.tick("image")
+        self.mounting.saw_frame("camera", msg.header.frame_id)
         self.scheduler.submit(msg)
 
     # -- frames: taken, run and published by the FrameScheduler --------------------------

@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cvgl_ros.config import Settings, setting
+from cvgl_ros.config import setting
 from cvgl_ros.errors import InputError
 from cvgl_ros.localization.frame_localizer import FrameSettings, load_estimator, open_sampler
 from cvgl_ros.localization.prior import PriorPolicy
-from cvgl_ros.nodes.parameters import params_of
+from cvgl_ros.nodes.parameters import MountingParameters, params_of
 
 
-class CrossViewNodeParameters(Settings):
+class CrossViewNodeParameters(MountingParameters):
     """The cross-view node's parameters: the one declaration of each one's type, default,
     range and description (`params_of` makes the ROS parameters of them)."""
 
@@ -81,6 +81,7 @@ class CrossViewNodeParameters(Settings):
     lockstep_filter_pose_wait_s: float = setting(0.0, "replays in lockstep only: before a frame's prior, wait up to "
         "this long (wall clock) for the filter's pose answering the previous processed frame, so that the replay "
         "does not depend on the machine's speed; 0 (live): never wait, s", ge=0.0, le=60.0)
+    base_link_frame: str = setting("base_link", "the vehicle's frame: the camera's mounting on /tf_static is from it")
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics, s (wall clock)", ge=0.05, le=60.0)
 
 

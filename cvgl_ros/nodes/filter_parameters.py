@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from cvgl_ros.config import Settings, setting, specs
+from cvgl_ros.config import setting, specs
 from cvgl_ros.filter.particle_filter import ParticleFilterConfig
-from cvgl_ros.nodes.parameters import params_of
+from cvgl_ros.nodes.parameters import MountingParameters, params_of
 
 # Fixed for a node's life: the particle array's size and the filter's mode.
 STRUCTURAL = ("num_particles", "use_cross_view")
 FILTER_PREFIX = "filter."
 
 
-class FilterNodeParameters(Settings):
+class FilterNodeParameters(MountingParameters):
     """The node's own parameters (the filter's are ParticleFilterConfig's)."""
 
     what: ClassVar[str] = "parameter"
@@ -30,6 +30,8 @@ class FilterNodeParameters(Settings):
     odom_tf_max_gap_s: float = setting(0.5, "odom -> base_link farther than this from a pose's stamp counts as none "
         "(the TF is then map -> base_link), s", ge=0.0, le=10.0)
     gnss_frame: str = setting("gnss", "frame_id of the fused /cvgl/fix")
+    gnss_antenna_frame: str = setting("", "the GNSS antenna's TF frame on /tf_static (filter.antenna_* from it); "
+        "empty: the frame_id of the NavSatFix, 'gnss' until a fix arrives")
     max_published_particles: int = setting(300, "particles sent on /cvgl/particles (a subsample)", ge=0, le=100_000)
     path_min_step_m: float = setting(0.5, "a pose is added to /cvgl/path after moving this far, m", ge=0.0, le=100.0)
     path_max_poses: int = setting(2000, "the oldest poses of /cvgl/path are dropped beyond this", ge=1, le=1_000_000)

@@ -22,9 +22,10 @@ from typing import Any, Callable, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from cvgl_ros.config import FieldSpec, check_field, specs
+from cvgl_ros.config import FieldSpec, Settings, check_field, setting, specs
 from cvgl_ros.errors import InputError
 from cvgl_ros.geo.datum import Datum
+from cvgl_ros.localization.mounting import MOUNTING_SOURCES
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,16 @@ def accept_live_changes(node, params: Sequence[Param], apply) -> None:
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
+
+
+class MountingParameters(Settings):
+    """Both nodes' sensor-mounting parameters (cvgl_ros/localization/mounting.py, nodes/tf_static.py)."""
+
+    mounting_source: str = setting("tf_static_then_parameters", "where the sensor mounting comes from: "
+        "tf_static_then_parameters takes base_link -> camera and base_link -> GNSS antenna from /tf_static when it "
+        "has them, else the mounting parameters; parameters never reads /tf_static", choices=MOUNTING_SOURCES)
+    camera_frame: str = setting("", "the camera's TF frame on /tf_static (a body or a REP-103 optical frame); "
+        "empty: the frame_id of the camera's messages, 'camera' until one arrives")
 
 
 def parse_datum(value) -> Datum | None:

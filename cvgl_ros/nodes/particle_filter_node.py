@@ -1,8 +1,8 @@
 """particle_filter_node: fuses /gnss/fix with the cross-view likelihoods into /cvgl/pose.
 
 Subscribes  /gnss/fix (NavSatFix, sensor QoS), /cvgl/likelihood (PointCloud2, frame `map`),
-            optional /imu/data (Imu: angular_velocity.z, yaw rate) and /odom/wheel (Odometry:
-            twist.linear.x, forward speed), both sensor QoS and remappable.
+            optional /imu/data (Imu: angular_velocity.z, yaw rate) and /odom/wheel (Odometry: twist.linear.x,
+            forward speed), both sensor QoS; /tf_static, camera/camera_info (mounting: nodes/tf_static.py).
 Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (/cvgl/pose in WGS84, the
             same covariance), /cvgl/protection_level (Vector3Stamped: vector.x is the
             horizontal protection level of the pose at the same stamp, m), /cvgl/odometry
@@ -40,6 +40,7 @@ from cvgl_ros.nodes.filter_parameters import PARAMS, filter_config
 from cvgl_ros.nodes.parameters import accept_live_changes, declare_params, parse_datum
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 from cvgl_ros.nodes.tf import map_tf_broadcaster
+from cvgl_ros.nodes.tf_static import filter_mounting
 from cvgl_ros.stamps import stamp_to_ns
 
 NODE_NAME = "particle_filter_node"
@@ -64,10 +65,9 @@ class ParticleFilterNode(Node):
             self.health.count(counter, 0)  # always listed in /diagnostics
         self.health.set_value("datum", self.datum_owner.describe())
         self.tf = map_tf_broadcaster(self, self.p, self.health)
-        self.last_up_m = 0.0
-        self.last_up_var = 100.0
-        self.last_gnss_ns: int | None = None
-        self.last_cloud_ns: int | None = None
+        self.mounting = filter_mounting(self)  # the lever arms: the parameters, or /tf_static when it has them
+        self.last_up_m, self.last_up_var = 0.0, 100.0
+        self.last_gnss_ns = self.last_cloud_ns = None  # int | None: the newest stamps seen
         self.late = LateMeasurements()
         self.path_recorder = PathRecorder(self.p["path_min_step_m"], self.p["path_max_poses"], self.p["path_period_s"])
         self.path = Path()
@@ -94,7 +94,7 @@ class ParticleFilterNode(Node):
 
     def _retune(self, values: dict) -> None:
         """`ros2 param set` of filter.* tuning parameters (InputError: refused, nothing changed)."""
-        changes = {name.removeprefix("filter."): value for name, value in values.items()}
+        changes = self.mounting.parameters_changed({name.removeprefix("filter."): v for name, v in values.items()})
         self.pf.reconfigure(self.pf.config.replace(**changes))
         self.get_logger().info(f"filter retuned: {changes}")
 
@@ -102,6 +102,7 @@ class ParticleFilterNode(Node):
 
     def on_gnss(self, msg: NavSatFix) -> None:
         self.health.tick("gnss")
+        self.mounting.saw_frame("antenna", msg.header.frame_id)
         t_ns = stamp_to_ns(msg.header.stamp)
         self._check_stamp(t_ns, self.last_gnss_ns, "GNSS")
         self.last_gnss_ns = t_ns
@@ -198,8 +199,7 @@ class ParticleFilterNode(Node):
         if not est.initialized or not all(math.isfinite(v) for v in values) or not np.all(np.isfinite(est.covariance_3x3)):
             self.health.problem("filter estimate not finite: nothing published", "estimate_not_finite")
             return
-        frame = self.p["map_frame"]
-        cov = est.covariance_3x3
+        frame, cov = self.p["map_frame"], est.covariance_3x3
         self.pub_pose.publish(conv.pose_with_covariance_msg(t_ns, frame, est.east_m, est.north_m, est.yaw_enu_rad, cov))
         self.pub_fix.publish(conv.fused_navsatfix_msg(t_ns, self.p["gnss_frame"], self.datum_owner.datum, est.east_m,
                                                       est.north_m, self.last_up_m, cov, self.last_up_var))

@@ -2,6 +2,9 @@
 
 Every topic of the bag gets a reliable publisher of its type (compatible with the nodes'
 best-effort sensor subscriptions); each message's CDR bytes are published as they are.
+/tf_static is latched (transient local), as tf2_ros's static broadcaster and `ros2 bag play`
+offer it: subscribers that ask for its latched transforms (the nodes' sensor mounting,
+tf2_ros listeners) match it and get them whenever they join.
 `/clock` (rosgraph_msgs/Clock) carries the bag's log time: before each message, and at
 `clock_hz` of wall time while the player waits between messages in rate mode, so nodes with
 `use_sim_time` see a clock that moves like the recording. Until the first message goes out,
@@ -19,11 +22,13 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosgraph_msgs.msg import Clock
 
 from cvgl_ros.datasets.bag import TOPIC_CLOCK, bag_topics, read_messages
+from cvgl_ros.nodes.tf import TF_STATIC_QOS
 from cvgl_ros.replay.recorder import message_class
 from cvgl_ros.stamps import ns_to_sec_nanosec
 
 PLAYER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
+LATCHED_QOS = {"/tf_static": TF_STATIC_QOS}  # tf2_ros's static QoS
 
 
 class BagPlayer:
@@ -37,7 +42,7 @@ class BagPlayer:
             except (ImportError, AttributeError, ValueError):
                 self.unplayable[topic] = msgtype
                 continue
-            self.publishers[topic] = node.create_publisher(cls, topic, PLAYER_QOS)
+            self.publishers[topic] = node.create_publisher(cls, topic, LATCHED_QOS.get(topic, PLAYER_QOS))
         self.clock_pub = node.create_publisher(Clock, TOPIC_CLOCK, PLAYER_QOS)
         self.clock_period_s = 1.0 / clock_hz
         self.now_ns = bag_start_ns(bag_path)
