@@ -54,6 +54,8 @@ def test_doctor_names_rmw_and_onnxruntime_providers(cvgl_bin):
     assert out.returncode == 0, out.stderr
     assert "rmw_implementation" in out.stdout and "rmw_fastrtps_cpp" in out.stdout
     assert "onnxruntime_providers" in out.stdout and "CPUExecutionProvider" in out.stdout
+    # .venv has tf2_msgs (built by make setup) and no tf2_ros: TF is on, through TFMessage
+    assert "tf2_msgs only" in out.stdout, out.stdout
 
 
 def test_geo_enu_and_back(cvgl_bin):

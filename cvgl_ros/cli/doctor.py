@@ -36,6 +36,7 @@ def collect() -> dict:
     info["ros_distro"] = os.environ.get("ROS_DISTRO") or "unset (no ROS 2 setup sourced)"
     info["ros_domain_id"] = os.environ.get("ROS_DOMAIN_ID") or "unset (domain 0)"
     info["ros_discovery_range"] = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or "unset (SUBNET)"
+    info["tf"] = _tf_info()
     info.update(_share_info())
     try:
         import onnxruntime as ort
@@ -67,6 +68,19 @@ def collect() -> dict:
     for dist in ("pyproj", "simplejpeg", "rosbags", "flwr"):
         info[dist] = _version(dist) or "not installed"
     return info
+
+
+def _tf_info() -> str:
+    """How the filter node would publish /tf and read /tf_static (cvgl_ros/nodes/tf.py)."""
+    try:
+        from cvgl_ros.nodes import tf
+    except Exception as exc:  # noqa: BLE001 - no rclpy or no geometry_msgs: the nodes cannot run either
+        return f"unavailable ({exc.__class__.__name__}: {exc})"
+    if tf.tf2_ros is not None:
+        return "tf2_ros (TransformBroadcaster, Buffer and TransformListener)"
+    if tf.TFMessage is not None:
+        return "tf2_msgs only (TFMessage on /tf, /tf_static read directly; no tf2_ros)"
+    return tf.TF_UNAVAILABLE
 
 
 def _module_version(module: str) -> str:
