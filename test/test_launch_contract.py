@@ -113,12 +113,17 @@ def test_node_executable_exits_2_with_one_line_on_a_bad_parameter(exe):
 def test_node_process_shuts_down_cleanly_on_signal(sig):
     cmd = launcher.node_command("particle_filter_node") + launcher.ros_args(REPO / "config" / "cvgl.yaml")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    line = ""
-    while "spinning" not in line and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-    assert "spinning" in line
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=20)
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while "spinning" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+        assert "spinning" in line
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=20)
+    finally:  # a failed wait must not leave the node running (it would talk on the next test's domain)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
     assert proc.returncode == 0, out
     assert "shutting down" in out and "Traceback" not in out
