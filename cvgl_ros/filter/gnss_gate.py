@@ -298,8 +298,9 @@ class GnssGate:
         span = window[-1].stamp_s - window[0].stamp_s
         gap = math.hypot(fix.east_m - view.east_m, fix.north_m - view.north_m)
         weak = view.cross_view_evidence is not None and view.cross_view_evidence < cfg.integrity_min_evidence
-        if (weak and not state.gnss_fault_seen) or self._contradicted(view):
-            verb = "contradicts" if self._contradicted(view) else "no longer confirms"
+        contradicted = self._contradicted(view)
+        if (weak and not state.gnss_fault_seen) or contradicted:
+            verb = "contradicts" if contradicted else "no longer confirms"
             return (f"integrity: {len(window)} consistent GNSS fixes over {span:.1f} s, {gap:.0f} m "
                     f"from an estimate that cross-view {verb} (evidence "
                     f"{view.cross_view_evidence:.2f}): re-locked"), fit

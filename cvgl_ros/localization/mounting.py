@@ -29,7 +29,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cvgl_ros.config import specs
 from cvgl_ros.errors import InputError
+from cvgl_ros.filter.particle_filter import ParticleFilterConfig
 from cvgl_ros.geo.frames import camera_body_rotation, roll_pitch_yaw
 from cvgl_ros.geo.transforms import RigidTransform, rotation_matrix
 from cvgl_ros.localization.tf_policy import frame_name
@@ -37,9 +39,13 @@ from cvgl_ros.localization.tf_policy import frame_name
 MOUNTING_SOURCES = ("tf_static_then_parameters", "parameters")
 CAMERA_FIELDS = ("camera_x_m", "camera_y_m", "camera_height_m", "camera_roll_deg", "camera_pitch_deg")
 ANTENNA_FIELDS = ("antenna_x_m", "antenna_y_m")
-MAX_OFFSET_M = 50.0           # the lever-arm parameters' range (filter.camera_x_m, ...)
-MAX_TILT_DEG = 45.0           # camera_roll_deg / camera_pitch_deg's range
-HEIGHT_RANGE_M = (0.1, 20.0)  # camera_height_m's range
+# the lever-arm parameters' range (filter.camera_x_m, ..., antenna_y_m), read from their declaration
+MAX_OFFSET_M = min(min(-s.low, s.high) for s in specs(ParticleFilterConfig) if s.name in CAMERA_FIELDS + ANTENNA_FIELDS)
+# the cross-view node's camera_roll_deg / camera_pitch_deg and camera_height_m ranges: declared in
+# nodes/cross_view_parameters.py, which the core does not import; test_localization_mounting
+# holds the two in step
+MAX_TILT_DEG = 45.0
+HEIGHT_RANGE_M = (0.1, 20.0)
 YAW_NOTE_DEG = 1.0            # a camera yawed more than this in base_link gets a note
 SAME = 1e-6                   # a parameter this close to /tf_static's value agrees with it
 
