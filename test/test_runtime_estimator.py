@@ -234,3 +234,19 @@ def test_a_wider_yaw_search_is_adjacent_windows_merged_into_one_arc(estimator, i
     assert circle.volume.wraps_yaw and circle.yaw_windows == int(math.ceil(2 * math.pi / span - 1e-9))
     with pytest.raises(InputError, match="half-width"):
         estimator.estimate(image, SIM_K, patch, Prior(4.0, 2.0, yaw, math.nan))
+
+
+@pytest.mark.parametrize("per_run", [1, 3, 64])
+def test_the_circle_in_chunks_of_windows_equals_one_batch(model_path, estimator, inputs, per_run):
+    """The windows of a full-circle search run `max_windows_per_run` at a time (memory): the
+    volume and the pose are those of the windows run one by one, whatever the chunk size."""
+    image, patch = inputs
+    chunked = PoseEstimator(model_path, providers=("cpu",), intra_op_threads=1, max_windows_per_run=per_run)
+    ref = estimator.estimate(image, SIM_K, patch, Prior(3.0, -2.0, None))
+    got = chunked.estimate(image, SIM_K, patch, Prior(3.0, -2.0, None))
+    assert got.yaw_windows == ref.yaw_windows > 3
+    np.testing.assert_allclose(got.volume.yaw_bins_rad, ref.volume.yaw_bins_rad)
+    np.testing.assert_allclose(got.volume.log_likelihood, ref.volume.log_likelihood, atol=1e-3)
+    assert (got.east_m, got.north_m) == pytest.approx((ref.east_m, ref.north_m), abs=1e-3)
+    with pytest.raises(InputError, match="max_windows_per_run"):
+        PoseEstimator(model_path, providers=("cpu",), max_windows_per_run=0)

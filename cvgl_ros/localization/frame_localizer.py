@@ -40,7 +40,8 @@ OK, WARN, ERROR = 0, 1, 2                    # diagnostic_msgs/DiagnosticStatus 
 
 
 def load_estimator(path: Path | None, allowed_sha256: str = "", providers=("cpu",), trt_cache_dir: str | None = None,
-                   intra_op_threads: int = 2, spin_wait: bool = False, mount_height_m: float = 0.0):
+                   intra_op_threads: int = 2, spin_wait: bool = False, mount_height_m: float = 0.0,
+                   max_windows_per_run: int = 2):
     """The `PoseEstimator` of `path`, when its card's sha256 is in the comma-separated
     `allowed_sha256` (empty: any); `mount_height_m` > 0 replaces the card's camera height
     (an input of the network's ground-to-BEV projection). InputError says why not."""
@@ -52,7 +53,8 @@ def load_estimator(path: Path | None, allowed_sha256: str = "", providers=("cpu"
         raise InputError(f"pose network runtime unavailable: {exc}") from None
     try:
         estimator = PoseEstimator(str(path), providers=tuple(providers), trt_cache_dir=trt_cache_dir,
-                                  intra_op_threads=intra_op_threads, spin_wait=spin_wait)
+                                  intra_op_threads=intra_op_threads, spin_wait=spin_wait,
+                                  max_windows_per_run=max_windows_per_run)
     except (InputError, OSError) as exc:
         raise InputError(f"model {path}: {exc}") from None
     allowed = [h.strip().lower() for h in allowed_sha256.split(",") if h.strip()]

@@ -38,6 +38,9 @@ class CrossViewNodeParameters(MountingParameters):
     inference_workers: int = setting(1, "frames in inference at once (a free worker takes a waiting frame; results "
         "are published in camera order): 1 gives the lowest latency; 2 with intra_op_threads 1 gives ~1.4x the "
         "throughput on 2 CPU cores, each frame then taking its prior from up to two frames back", ge=1, le=16)
+    max_windows_per_run: int = setting(2, "yaw windows (network batch rows) per ONNX Runtime run in a wide or "
+        "full-circle search: the peak memory grows with it (15 windows at once: 1.3 GB), the work does not",
+        ge=1, le=64)
     intra_op_spin_wait: bool = setting(False, "let ONNX Runtime's idle intra-op threads spin (slightly lower latency "
         "when the inference has cores to itself; burns CPU the other nodes need when it does not)")
     tile_cache_mb: float = setting(256.0, "memory cap of the decoded-tile LRU, MB", ge=1.0, le=65536.0)
@@ -114,7 +117,8 @@ def open_model_and_tiles(p: dict, model: Path | None, health):
         health.set_value("model", str(model))
     try:
         estimator = load_estimator(model, p["allowed_model_sha256"], p["providers"], p["trt_cache_dir"] or None,
-                                   p["intra_op_threads"], p["intra_op_spin_wait"], p["camera_mount_height_m"])
+                                   p["intra_op_threads"], p["intra_op_spin_wait"], p["camera_mount_height_m"],
+                                   p["max_windows_per_run"])
         health.set_value("providers", ",".join(getattr(estimator, "providers", []) or []))
     except InputError as exc:
         health.fatal(str(exc))

@@ -21,7 +21,11 @@ prior +- h: when h fits the one window (h <= the window's reach from its centre)
 today's single window; otherwise m = ceil((h - s/2) / s) windows on each side, centred at
 prior + j s for j = -m..m (adjacent windows share their edge bin), merged like the full
 circle into one uniform arc of bins; an arc that would reach around the circle is the full
-circle. Each window is one more batch row of the network (cost linear in 2m + 1).
+circle. Each window is one more batch row of the network (cost linear in 2m + 1). The rows
+run through ONNX Runtime `max_windows_per_run` at a time: the activations of one run grow with
+its batch, and the 15 windows of the circle in one batch took a 1.3 GB peak RSS on the CPU
+(`cvgl bench --only model` reports each mode's peak in a process of its own); chunks of 2 took
+330 MB (4: 555 MB; one window alone: 219 MB) for the same total work.
 
 Covariance (3x3 over east, north, yaw): the second moments of the volume's probability
 about the refined pose plus the grid's quantization variance (cell^2/12, step^2/12).
@@ -107,8 +111,12 @@ def _finite(name: str, value) -> np.ndarray:
 
 class PoseEstimator:
     def __init__(self, model_path: str | Path, providers=("tensorrt", "cuda", "cpu"), trt_cache_dir=None,
-                 intra_op_threads: int = 2, spin_wait: bool = False):
+                 intra_op_threads: int = 2, spin_wait: bool = False, max_windows_per_run: int = 2):
         import onnxruntime as ort
+
+        if not (isinstance(max_windows_per_run, int) and max_windows_per_run >= 1):
+            raise InputError(f"max_windows_per_run {max_windows_per_run!r} must be an integer >= 1")
+        self.max_windows_per_run = max_windows_per_run
 
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
@@ -213,14 +221,7 @@ class PoseEstimator:
         patch, valid = self._patch(patch_rgb, patch_valid)
         centres, full_circle = self._yaw_centres(prior)
         n = len(centres)
-        feeds = {
-            "ground": np.repeat(to_nchw_float(image), n, axis=0),
-            "satellite": np.repeat(to_nchw_float(patch), n, axis=0),
-            "intrinsics": np.repeat(k_model[None].astype(np.float32), n, axis=0),
-            "camera_height_m": np.full((n,), self.camera_height_m, dtype=np.float32),
-            "yaw_prior_rad": centres.astype(np.float32),
-        }
-        logits, pose, _ = self.session.run(["volume_logits", "pose", "confidence"], feeds)
+        logits, pose = self._run(to_nchw_float(image), to_nchw_float(patch), k_model, centres)
         if not (np.all(np.isfinite(logits)) and np.all(np.isfinite(pose))):
             raise InputError("the network produced NaN or Inf (inputs out of the trained range?)")
         if n > 1:
@@ -239,6 +240,26 @@ class PoseEstimator:
         volume = LikelihoodVolume(ll.astype(np.float32), prior.east_m, prior.north_m, self.cell_m, yaw_bins,
                                   stamp_ns=int(stamp_ns))
         return PoseResult(volume, east, north, yaw, covariance, (time.perf_counter() - t0) * 1e3, yaw_windows=n)
+
+    def _run(self, ground: np.ndarray, satellite: np.ndarray, k_model: np.ndarray, centres: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(volume logits, pose) of one frame at each yaw window centre, `max_windows_per_run`
+        batch rows per session run (module docstring)."""
+        logits, pose = [], []
+        for start in range(0, len(centres), self.max_windows_per_run):
+            chunk = centres[start:start + self.max_windows_per_run]
+            n = len(chunk)
+            feeds = {
+                "ground": np.repeat(ground, n, axis=0),
+                "satellite": np.repeat(satellite, n, axis=0),
+                "intrinsics": np.repeat(k_model[None].astype(np.float32), n, axis=0),
+                "camera_height_m": np.full((n,), self.camera_height_m, dtype=np.float32),
+                "yaw_prior_rad": chunk.astype(np.float32),
+            }
+            chunk_logits, chunk_pose = self.session.run(["volume_logits", "pose"], feeds)
+            logits.append(chunk_logits)
+            pose.append(chunk_pose)
+        return np.concatenate(logits), np.concatenate(pose)
 
     def _merge_windows(self, logits: np.ndarray, centres: np.ndarray, full_circle: bool = True
                        ) -> tuple[np.ndarray, np.ndarray]:
