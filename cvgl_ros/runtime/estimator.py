@@ -25,7 +25,7 @@ circle. Each window is one more batch row of the network (cost linear in 2m + 1)
 run through ONNX Runtime `max_windows_per_run` at a time: the activations of one run grow with
 its batch, and the 15 windows of the circle in one batch took a 1.3 GB peak RSS on the CPU
 (`cvgl bench --only model` reports each mode's peak in a process of its own); chunks of 2 took
-330 MB (4: 555 MB; one window alone: 219 MB) for the same total work.
+323 MB (4: 555 MB; one window alone: 219 MB) for the same total work.
 
 Covariance (3x3 over east, north, yaw): the second moments of the volume's probability
 about the refined pose plus the grid's quantization variance (cell^2/12, step^2/12).
