@@ -16,8 +16,9 @@ The aggregation, on a feature map F of C channels and P = H * W positions:
     desc     = [v_1, ..., v_K] / || [v_1, ..., v_K] ||  (K * C,)
 
 Scaled for 2 CPU cores: VGG16 becomes four strided conv blocks (channels `channels`, a total
-stride of 16; the first two a single conv, the last two two convs), K = `attention_maps` (paper: 8) and C = channels[-1], so the default
-descriptor has 8 * 64 = 512 dimensions (paper: 4096). The inputs follow `cvgl sim pairs`
+stride of 16; the first two a single conv, the last two two convs), K = `attention_maps`
+(paper: 8) and C = channels[-1], so the default descriptor has 8 * 64 = 512 dimensions (paper:
+4096). The inputs follow `cvgl sim pairs`
 halved: a ground image of 64 x 256 (pairs: 128 x 512) and a north-up satellite patch of
 128 px at 0.4 m/px (pairs: 256 px at 0.2 m/px, the same 51.2 m; the paper's RobotCar
 patches cover 55.4 m). The patch is used north-up, not polar-transformed: the paper does the

@@ -118,7 +118,8 @@ class DescriptorModel:
         """f(S) of north-up patches (B, S, S, 3) uint8 (resampled to the card's size when `mpp`
         or the size differs) -> (B, D) float32 unit vectors."""
         patches = np.asarray(patches_rgb)
-        if patches.ndim != 4 or patches.shape[3] != 3 or patches.shape[1] != patches.shape[2] or patches.dtype != np.uint8:
+        square = patches.ndim == 4 and patches.shape[3] == 3 and patches.shape[1] == patches.shape[2]
+        if not square or patches.dtype != np.uint8 or len(patches) == 0:
             raise InputError(f"satellite patches must be (B, S, S, 3) uint8, got {patches.shape} {patches.dtype}")
         mpp = self.patch_mpp if mpp is None else float(mpp)
         resized = [resample_patch(p, mpp, self.patch_px, self.patch_mpp) for p in patches]

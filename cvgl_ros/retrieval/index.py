@@ -31,14 +31,16 @@ File format (`FORMAT`, one `.npz` without pickles, written atomically):
 Query (`DescriptorIndex.query`): a scipy cKDTree over the positions returns the cells of a
 circle, d is computed in float32 from the stored descriptors.
 
-Measured (`cvgl bench --only retrieval`, the default 512-D model on 2 shared CPU cores; see
-`cvgl_ros.benchmarks.retrieval`): see the numbers there. At 5 m spacing a km^2 holds 40 000
-cells, 41 MB of float16 descriptors; a 10 km^2 city is 400 000 cells and ~410 MB. A KD-tree
-over 400 000 2-D points builds in well under a second and answers a 45 m circle (3 sigma of
-15 m, ~250 cells) in microseconds, so scipy's cKDTree serves that size; no approximate
-nearest-neighbour library (FAISS and kin) is needed, because the search is geographic (a
-circle) and not over the descriptor space. What does grow is memory: a city-sized index is
-best stored per district or as raw .npy memory maps; the load here reads the whole file.
+Measured (`cvgl bench --only retrieval`, `cvgl_ros.benchmarks.retrieval`: the default 512-D
+model, ONNX Runtime on 2 CPU cores shared with another job, a z19 JPEG cache): 1.7 ms a cell
+(cutting the 128 px patch and encoding it), i.e. 70 s per km^2 at 5 m spacing (40 000 cells);
+42 MB per km^2 on disk (float16); a 3 sigma circle of sigma = 15 m (45 m, 253 cells) answers in
+0.32 ms median. Extrapolated to a 10 km^2 city: ~12 min to build, ~420 MB, 400 000 cells; the
+cKDTree over them builds in 0.16 s and the same circle still answers in 0.33 ms. So scipy's
+cKDTree serves that size: the search is geographic (the cells of a circle), not a nearest-
+neighbour search in descriptor space, so no approximate-nearest-neighbour library (FAISS and
+kin) is needed. What grows is memory: `load` reads the whole file; a larger region is best
+split per district (or stored as raw .npy memory maps).
 """
 from __future__ import annotations
 

@@ -28,7 +28,6 @@ split's patches within r of the truth (the geo-local test of §IV-C) and among a
 """
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -305,8 +304,8 @@ def run_retrieval_training(data: str | Path, config_path: str | Path | None, out
         if val is not None:
             entry["val"] = retrieval_recall(*encode_all(model, val, t), val["positions"], val["world"], t.radius_m)
         history.append(entry)
-        save_state(out / f"checkpoint_epoch{epoch + 1:03d}.pt", model, optimizer, epoch + 1, config, history, provenance)
-        save_state(out / "last.pt", model, optimizer, epoch + 1, config, history, provenance)
+        for name in (f"checkpoint_epoch{epoch + 1:03d}.pt", "last.pt"):
+            save_state(out / name, model, optimizer, epoch + 1, config, history, provenance)
         write_json(out / "history.json", history)
         plot_retrieval_curves(history, out / "curves.png", title=f"{out.name}: {provenance['data']}")
         if progress:

@@ -33,7 +33,8 @@ def _export_branch(encoder: torch.nn.Module, name: str, example: torch.Tensor, p
     with atomic_path(path, suffix=".onnx") as tmp:
         try:
             torch.onnx.export(encoder, (example,), str(tmp), dynamo=False, opset_version=OPSET, input_names=[name],
-                              output_names=["descriptor"], dynamic_axes={name: {0: "batch"}, "descriptor": {0: "batch"}})
+                              output_names=["descriptor"],
+                              dynamic_axes={name: {0: "batch"}, "descriptor": {0: "batch"}})
         except Exception as exc:  # noqa: BLE001 - report the exporter's reason in one line
             raise InputError(f"ONNX export of the {name} encoder failed: {str(exc).splitlines()[0][:300]}") from None
 
@@ -81,7 +82,8 @@ def export_descriptor(model, config, out_dir: str | Path, *, history: list, prov
         encoder = getattr(model, name)
         path = out_dir / ONNX_NAMES[name]
         _export_branch(encoder, name, torch.rand(2, 3, *hws[name], generator=torch.Generator().manual_seed(1)), path)
-        parity[name] = branch_parity(path, encoder, name, _inputs(hws[name], parity_images[k] if parity_images else None))
+        real = parity_images[k] if parity_images else None
+        parity[name] = branch_parity(path, encoder, name, _inputs(hws[name], real))
         if not parity[name]["ok"]:
             raise InputError(f"parity check failed: the {name} encoder's ONNX Runtime and torch descriptors differ "
                              f"by {parity[name]['max_abs_diff']:.2e} > {PARITY_TOLERANCE}")
