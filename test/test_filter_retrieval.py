@@ -78,7 +78,8 @@ def test_an_empty_circle_or_no_particle_in_it_gives_a_reason_and_no_nan():
     zero = GridScores(grid.positions_en_m, np.zeros(len(grid)))
     assert "score 0" in grid_log_factor(zero, e, n, 0.0, 0.0, SIGMA).reason
     for positions, scores, match in (([[0, 0], [5, 0]], [1.0, np.nan], "NaN"), ([[0, 0], [5, 0]], [1.0], "scores"),
-                                     ([[0, 0], [5, 0]], [1.0, -1.0], ">= 0"), ([[0, 0], [0, 0]], [1.0, 1.0], "one position")):
+                                     ([[0, 0], [5, 0]], [1.0, -1.0], ">= 0"),
+                                     ([[0, 0], [0, 0]], [1.0, 1.0], "one position")):
         with pytest.raises(InputError, match=match):
             GridScores(np.array(positions, float), np.array(scores))
     with pytest.raises(InputError, match="lattice"):
