@@ -114,3 +114,22 @@ def test_the_filter_node_fuses_grid_scores_and_moves_toward_the_best_cell():
         assert "'odom'" in h.diag()["last_problem"]
     finally:
         h.close()
+
+
+def test_the_coarse_stage_of_the_node_runs_without_torch(grid_file):
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules["torch"] = None          # any import of torch now fails
+import numpy as np
+import cvgl_ros.nodes.cross_view_node, cvgl_ros.nodes.particle_filter_node
+from cvgl_ros.localization.coarse_stage import CoarseSearch, CoarseStage
+search = CoarseSearch.open({str(grid_file)!r}, "", 30, CoarseStage(20.8))
+scores = search.search(np.zeros((128, 512, 3), np.uint8), 0.0, 0.0, None, 1)
+assert 2 <= len(scores) <= 30 and np.isfinite(scores.scores).all() and sys.modules["torch"] is None
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]
