@@ -16,7 +16,7 @@ def run(cvgl_bin, *args, timeout=120):
 # Every command of `cvgl`: a command that goes missing (or one added without a README row)
 # fails here.
 COMMANDS = {"doctor", "geo", "bench", "sim", "import", "tiles", "train", "evaluate", "export", "evaluate-track",
-            "launch", "replay", "demo", "evaluate-fleet", "federated"}
+            "launch", "replay", "demo", "evaluate-fleet", "federated", "train-retrieval", "retrieval"}
 
 
 def test_help_lists_every_command_and_the_readme_documents_each(cvgl_bin):

@@ -238,7 +238,7 @@ class LiveNodes(Recording):
         self.probe = rclpy.create_node("probe", context=self.context)
         topics = {"/cvgl/pose": PoseWithCovarianceStamped, "/cvgl/cross_view/pose": PoseWithCovarianceStamped,
                   "/cvgl/likelihood": PointCloud2, "/cvgl/cross_view/frame_status": DiagnosticArray,
-                  "/diagnostics": DiagnosticArray, "/cvgl/debug/overlay": Image}
+                  "/diagnostics": DiagnosticArray, "/cvgl/debug/overlay": Image, "/cvgl/retrieval": PointCloud2}
         super().__init__(topics)
         for topic, cls in topics.items():
             self.probe.create_subscription(cls, topic, lambda m, t=topic: self._add(t, m), RESULT_QOS)

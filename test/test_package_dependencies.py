@@ -13,7 +13,7 @@ pytestmark = pytest.mark.core  # ROS-free: also run on Python 3.12, numpy 1.26, 
 
 REPO = Path(__file__).resolve().parents[1]
 # What runs on a vehicle: the nodes and what they call, `cvgl launch`, `cvgl replay`, `cvgl doctor`.
-VEHICLE_PACKAGES = ("nodes", "runtime", "tiles", "filter", "geo", "localization", "replay")
+VEHICLE_PACKAGES = ("nodes", "runtime", "tiles", "filter", "geo", "localization", "replay", "retrieval")
 VEHICLE_FILES = ("__init__.py", "imaging.py", "likelihood.py", "atomic.py", "share.py", "errors.py", "config.py",
                  "cli/__init__.py", "cli/main.py", "cli/args.py", "cli/launch.py", "cli/replay.py", "cli/doctor.py")
 # Python modules -> their rosdep key (checked with `rosdep resolve` for jazzy and kilted on
@@ -25,6 +25,7 @@ ROSDEP_KEY = {
     "yaml": "python3-yaml",
     "tqdm": "python3-tqdm",
     "pydantic": "python3-pydantic",
+    "scipy": "python3-scipy",
     "onnxruntime": "python3-onnxruntime-pip",
     "simplejpeg": "python3-simplejpeg-pip",
     "rosbags": "python3-rosbags-pip",

@@ -26,7 +26,7 @@ import numpy as np
 from cvgl_ros.errors import InputError
 
 # Modules holding benchmarks, one per area; a module absent from this checkout is skipped.
-BENCHMARK_MODULES = ["geo", "tiles", "sim", "model", "filter", "pipeline", "accuracy"]
+BENCHMARK_MODULES = ["geo", "tiles", "sim", "model", "filter", "pipeline", "accuracy", "retrieval"]
 
 
 @dataclass

@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES = [
     "importers",   # cvgl import kitti|robotcar
     "tiles",       # cvgl tiles info|patch|import-geotiff|serve|prefetch
     "train",       # cvgl train
+    "retrieval",   # cvgl train-retrieval, cvgl retrieval index
     "evaluate",    # cvgl evaluate
     "export",      # cvgl export
     "track",       # cvgl evaluate-track

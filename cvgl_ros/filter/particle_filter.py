@@ -3,13 +3,15 @@ IMU yaw rate and wheel speed), after Sec. III-D of "Cross-View Matching for Vehi
 Localization by Learning Geographically Local Representations" (seed 001).
 
 This file is the Bayes filter, in run order: state, initialize, predict, update, resample,
-estimate. Its three helpers each have their own module and docstring:
+estimate. Its four helpers each have their own module and docstring:
   * `cvgl_ros.filter.motion`: the motion models (seed 001's constant velocity with steering
     noise; measured yaw rate and wheel speed when they are there);
   * `cvgl_ros.filter.gnss_gate`: which fixes are fused, rejected, or make the filter
     re-seed, including the integrity monitor that decides when the estimate is wrong;
   * `cvgl_ros.filter.history`: measurements applied at their own stamps when they arrive
-    late.
+    late;
+  * `cvgl_ros.filter.measurements`: the retrieval grid's factor (Eq. 5 with its circle and
+    bilinear interpolation).
 
 State and set-up (the paper's)
 ------------------------------
@@ -30,6 +32,19 @@ Here the cross-view term is the network's likelihood volume over (yaw, y, x) (se
 `cvgl_ros.likelihood`): log-likelihood interpolated bilinearly in (x, y) and linearly in yaw
 at the particle, normalized over the whole volume (the patch cut around the position prior
 plays the role of S_local). Which fixes are fused at all is the gate's decision.
+
+The coarse stage (`add_retrieval`): matching scores e^{-d_j} of the cells j of a satellite
+descriptor grid (`cvgl_ros.retrieval`), Eq. 5 as written (`cvgl_ros.filter.measurements`):
+the score bilinearly interpolated at the camera's position, normalized over the cells of
+the circle of radius gate_sigmas * sigma_gps around pi(G_q,t), particles outside the circle
+discarded (w = 0, replaced by the resampling). pi(G_q,t) is the newest fix (its antenna
+position) when the gate used it and it is at most retrieval_gnss_max_age_s older than the
+frame; after a rejected fix, or with none that recent, the estimate's weighted mean
+(the paper's fallback to the estimate at t-1), with the newest fix's sigma. The GNSS term of
+Eq. 5 is left out here: `update_gnss` multiplies it in at the fix's own stamp, as for the
+dense factor. A frame the model cannot weigh (no cell or no particle in the circle) leaves
+the weights alone, counted, with `last_retrieval_reason` saying why. It runs beside the
+dense factor, never instead of it; when to feed it is `cvgl_ros.localization.coarse_stage`'s.
 
 Output: the median of every state element over the particles (weighted median while the
 weights are unequal; the yaw median is taken around the circular mean), with c_P times the
@@ -93,6 +108,7 @@ Usage::
     pf.add_yaw_rate(stamp_s, yaw_rate_radps, variance)               # optional IMU
     pf.add_wheel_speed(stamp_s, speed_mps, variance)                 # optional wheel odometry
     pf.add_cross_view(stamp_s, volume)                               # a LikelihoodVolume
+    pf.add_retrieval(stamp_s, grid_scores)                           # optional: GridScores
     est = pf.estimate()                                              # PoseEstimate
 """
 from __future__ import annotations
@@ -108,6 +124,7 @@ from cvgl_ros.errors import InputError
 from cvgl_ros.filter import motion
 from cvgl_ros.filter.gnss_gate import EstimateView, GateState, GnssDecision, GnssFix, GnssGate, Verdict
 from cvgl_ros.filter.history import Entry, MeasurementHistory
+from cvgl_ros.filter.measurements import GridFactor, GridScores, grid_log_factor
 from cvgl_ros.filter.motion import BIAS, E, N, NUM_STATES, V, YAW, MotionInputs, MotionNoise
 from cvgl_ros.filter.resampling import effective_sample_size, systematic_resample
 from cvgl_ros.geo.yaw import wrap_angle
@@ -182,6 +199,9 @@ class ParticleFilterConfig(Settings):
                                              "above this speed, m/s", ge=0.0, le=100.0)
     integrity_yaw_tolerance_deg: float = setting(45.0, "integrity monitor: yaw farther than this from the course "
                                                  "over ground means the estimate is wrong, deg", ge=1.0, le=180.0)
+    retrieval_gnss_max_age_s: float = setting(1.0, "coarse stage: the retrieval circle is centred on the newest "
+                                              "fix the gate used when it is at most this older than the frame, "
+                                              "else on the estimate, s", ge=0.0, le=60.0)
     integrity_min_evidence: float = setting(0.5, "integrity monitor: mean cross-view log-evidence below this means "
                                             "cross-view no longer confirms the estimate", ge=-100.0, le=100.0)
     integrity_contradict_evidence: float = setting(0.0, "integrity monitor: mean cross-view log-evidence below "
@@ -254,6 +274,12 @@ class _CrossView:
 
 
 @dataclass
+class _Retrieval:
+    stamp_s: float
+    grid: GridScores
+
+
+@dataclass
 class _State:
     """Everything the filter changes when it applies a measurement (snapshotted for replays)."""
 
@@ -266,6 +292,8 @@ class _State:
     evidence: tuple = ()                   # (stamp, cross-view log-evidence) of the evidence window
     verified: bool = False                 # cross-view confirmed the particles since they were seeded
     gate: GateState | None = None
+    newest_fix: tuple | None = None        # (GnssFix, used by the gate): the retrieval circle's centre
+    integrity_relock_s: float | None = None  # the last integrity re-lock (the coarse stage's alarm)
 
     @property
     def initialized(self) -> bool:
@@ -287,6 +315,7 @@ COUNTERS = (
     "late_applied", "late_dropped", "resets", "reseeds", "relocks", "integrity_relocks", "resamples",
     "imu_samples", "imu_invalid", "imu_late", "wheel_samples", "wheel_invalid", "wheel_late",
     "predictions_with_imu", "predictions_with_wheel_speed", "predictions_motion_gap",
+    "retrieval_applied", "retrieval_not_applied", "retrieval_ignored", "retrieval_duplicates",
 )
 DECISION_COUNTERS = {
     GnssDecision.ACCEPTED: "gnss_accepted", GnssDecision.REJECTED_OUTLIER: "gnss_rejected",
@@ -311,6 +340,7 @@ class ParticleFilter:
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._last_reset_reason = ""
         self._last_reseed_reason = ""
+        self._last_retrieval_reason = ""
         self._last_gnss_stamp_s: float | None = None
         self._log_uniform = -math.log(self.config.num_particles)
 
@@ -368,6 +398,7 @@ class ParticleFilter:
         s.time_s = s.seeded_at_s = float(stamp_s)
         s.evidence = ()
         s.verified = False
+        s.newest_fix = (GnssFix(float(stamp_s), float(east_m), float(north_m), float(sigma_m)), True)
         s.gate = GateState(reference=(float(stamp_s), float(east_m), float(north_m), 0.5 * cfg.init_speed_max_mps,
                                       sigma_m))
 
@@ -433,6 +464,9 @@ class ParticleFilter:
             if verdict.circle_cut:
                 log_factor[~inside] = -np.inf
             self._reweight(log_factor)
+        if decision is GnssDecision.RELOCKED_INTEGRITY:
+            s.integrity_relock_s = fix.stamp_s
+        s.newest_fix = (fix, decision.used)
         self._set_reference(fix.stamp_s)
         return decision
 
@@ -478,6 +512,26 @@ class ParticleFilter:
         # log((1 - alpha) * p_cell * K*H*W + alpha), p_cell = exp(ll - log_normalizer)
         ll += math.log1p(-cfg.cross_view_outlier_prob) - log_normalizer + math.log(volume.log_likelihood.size)
         return self._reweight(np.logaddexp(ll, math.log(cfg.cross_view_outlier_prob), out=ll))
+
+    def update_retrieval(self, grid: GridScores, stamp_s: float) -> GridFactor:
+        """The coarse stage's factor: Eq. 5 of the retrieval grid without its GNSS term (see the
+        module docstring); the weights stay as they are when it cannot weigh."""
+        cfg, s = self.config, self._state
+        p = s.particles
+        ant_e, ant_n = self._antenna(p)
+        fix, used = s.newest_fix if s.newest_fix is not None else (None, False)
+        sigma = fix.sigma_m if fix is not None else cfg.default_gnss_sigma_m
+        if fix is not None and used and stamp_s - fix.stamp_s <= cfg.retrieval_gnss_max_age_s:
+            centre = fix.east_m, fix.north_m
+        else:
+            w = self._weights()
+            centre = _wsum(ant_e, w), _wsum(ant_n, w)
+        cam_e, cam_n = self._mounted(p, cfg.camera_x_m, cfg.camera_y_m)  # the scores are the camera's
+        factor = grid_log_factor(grid, cam_e, cam_n, centre[0], centre[1], sigma, cfg.gate_sigmas, gnss_term=False,
+                                 circle_east_m=ant_e, circle_north_m=ant_n)
+        if factor.log_factor is not None:
+            self._reweight(factor.log_factor)
+        return factor
 
     def _reweight(self, log_factor: np.ndarray) -> float:
         """Multiply the weights by exp(log_factor), renormalize, resample when ESS is low;
@@ -654,6 +708,34 @@ class ParticleFilter:
         entry = Entry(float(stamp_s), _CrossView(float(stamp_s), volume, volume.log_normalizer))
         return self._ingest(entry) is not None
 
+    def add_retrieval(self, stamp_s: float, grid: GridScores) -> bool:
+        """Feed one frame's retrieval grid scores (the coarse stage). True when they weighed the
+        particles (now or at their own stamp); `diagnostics['last_retrieval_reason']` says why not."""
+        if not isinstance(grid, GridScores):
+            raise InputError(f"add_retrieval expects GridScores, got {type(grid).__name__}")
+        if not self._state.initialized or not math.isfinite(stamp_s):
+            self._count("retrieval_ignored")
+            self._last_retrieval_reason = "no estimate yet" if math.isfinite(stamp_s) else "stamp not finite"
+            return False
+        if self._history.has(stamp_s, _Retrieval):
+            self._count("retrieval_duplicates")
+            return False
+        return bool(self._ingest(Entry(float(stamp_s), _Retrieval(float(stamp_s), grid))))
+
+    def integrity_alarm(self) -> str:
+        """Why the estimate may be lost (the coarse stage's alarm), or "": an integrity re-lock
+        that cross-view has not confirmed since."""
+        s = self._state
+        if s.integrity_relock_s is None or s.verified or s.gate is None:
+            return ""
+        return f"integrity re-lock at {s.integrity_relock_s:.1f} s, not yet confirmed: {s.gate.last_alarm}"
+
+    def disagreement_m(self, stamp_s: float | None = None) -> float:
+        """The unresolved gap between GNSS and the estimate at `stamp_s` (the protection level's g)."""
+        s = self._state
+        t = s.time_s if stamp_s is None else stamp_s
+        return 0.0 if t is None else self._disagreement(s, t)
+
     def add_yaw_rate(self, stamp_s: float, yaw_rate_radps: float, variance: float | None = None) -> bool:
         """Feed one IMU yaw-rate sample (rad/s, counter-clockwise; its white-noise variance)."""
         return self._add_motion("imu", self.motion_inputs.add_yaw_rate, stamp_s, yaw_rate_radps, variance, 10.0)
@@ -707,7 +789,7 @@ class ParticleFilter:
         history.insert(later, entry)
         return result
 
-    def _apply(self, m: GnssFix | _CrossView):
+    def _apply(self, m: GnssFix | _CrossView | _Retrieval):
         s = self._state
         if s.particles is None:  # rewound to before the initialization
             if isinstance(m, GnssFix):
@@ -720,6 +802,13 @@ class ParticleFilter:
             decision = self.update_gnss(m)
             self._count(DECISION_COUNTERS.get(decision))
             return decision
+        if isinstance(m, _Retrieval):
+            factor = self.update_retrieval(m.grid, m.stamp_s)
+            self._count("retrieval_applied" if factor.log_factor is not None else "retrieval_not_applied")
+            if not self._replaying:
+                self._last_retrieval_reason = factor.reason or f"{factor.cells} cells, {factor.particles_inside} " \
+                                                               f"particles in the circle"
+            return factor.log_factor is not None
         evidence = self.update_cross_view(m.volume, m.log_normalizer)
         horizon = m.stamp_s - self.config.evidence_window_s
         s.evidence = tuple(x for x in s.evidence if x[0] >= horizon) + ((m.stamp_s, evidence),)
@@ -767,6 +856,7 @@ class ParticleFilter:
         return dict(self._counters, last_reset_reason=self._last_reset_reason,
                     last_reseed_reason=self._last_reseed_reason,
                     last_integrity_alarm=s.gate.last_alarm if s.gate else "",
+                    last_retrieval_reason=self._last_retrieval_reason,
                     estimate_verified=s.verified,
                     cross_view_evidence=f"{np.mean(evidence):.2f}" if evidence else "none")
 

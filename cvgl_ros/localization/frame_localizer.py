@@ -14,6 +14,10 @@ each frame, in this order:
    `min_patch_valid_fraction` of it has tiles; and the network's pose and likelihood volume
    (`runtime`): skipped when not finite. Every `overlay_every_n`-th processed frame asks
    for the debug overlay.
+3. With a `coarse_stage.CoarseSearch` (the node's `retrieval_index`), before the patch: when
+   the coarse stage decides to run, the grid's scores around the prior
+   (`FrameEstimate.retrieval`); a search that fails (no cell near the prior, another datum)
+   says so in /diagnostics (`coarse_stage_reason`) and the frame goes on without it.
 
 The result is a `FrameOutcome`: the frame status's level (diagnostic_msgs levels), its text
 ("processed", "skipped: <why>"), the stages' timings, whether /diagnostics reports it as a
@@ -138,6 +142,7 @@ class FrameEstimate:
     rgb: np.ndarray
     k: np.ndarray
     overlay: bool = False
+    retrieval: object = None   # GridScores of the coarse stage, when it ran
 
 
 @dataclass
@@ -165,8 +170,9 @@ class FrameLocalizer:
     `yaw_windows` (network batch rows of the last frame: the yaw search's cost)."""
 
     def __init__(self, estimator, sampler, priors, health, settings: FrameSettings,
-                 datum_source: str = "the filter's datum on /cvgl/datum"):
+                 datum_source: str = "the filter's datum on /cvgl/datum", coarse=None):
         self.estimator, self.sampler, self.priors, self.health = estimator, sampler, priors, health
+        self.coarse = coarse
         self.settings = settings
         self.datum_source = datum_source
         self.patch_px = int(estimator.card["patch_px"]) if estimator is not None else 0
@@ -212,9 +218,10 @@ class FrameLocalizer:
         if datum is None:
             self.health.count("frames_waiting_for_datum")
             raise FrameWaiting(f"waiting for {self.datum_source}")
-        prior = self._prior(stamp_ns)
-        estimate = self._localize(rgb, camera[0], datum, prior, stamp_ns, timings)
-        estimate.overlay = self._overlay_due()
+        choice = self._prior(stamp_ns)
+        retrieval = self._coarse(rgb, choice, datum, stamp_ns, timings) if self.coarse is not None else None
+        estimate = self._localize(rgb, camera[0], datum, choice.prior, stamp_ns, timings)
+        estimate.overlay, estimate.retrieval = self._overlay_due(), retrieval
         messages = outputs(estimate)
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
         for stage, ms in timings.items():
@@ -224,7 +231,7 @@ class FrameLocalizer:
         return FrameOutcome(stamp_ns, OK, "processed", timings, messages)
 
     def _prior(self, stamp_ns: int):
-        """The frame's prior (`PriorSelector`); FrameWaiting when it waits for the yaw, InputError: none.
+        """The frame's `PriorChoice` with a prior; FrameWaiting when it waits for the yaw, InputError: none.
         With `filter_pose_wait_s` > 0 the filter's pose answering the previous processed frame
         is awaited first (once: a pose that does not come in time is not awaited again)."""
         due, wait_s = self._answer_due_ns, self.settings.filter_pose_wait_s
@@ -241,7 +248,24 @@ class FrameLocalizer:
             self.health.set_value("prior_yaw_rate_degps", math.degrees(choice.yaw_rate_radps))
         if choice.prior is None:
             raise FrameWaiting(choice.skip_reason)
-        return choice.prior
+        return choice
+
+    def _coarse(self, rgb: np.ndarray, choice, datum, stamp_ns: int, timings: dict):
+        """The coarse stage's GridScores when it runs for this frame, else None (see step 3)."""
+        decision = self.coarse.decide(choice.source)
+        self.health.set_value("coarse_stage", "on" if decision.run else "off")
+        self.health.set_value("coarse_stage_reason", decision.reason)
+        if not decision.run:
+            return None
+        try:
+            scores = self.coarse.search(rgb, choice.prior.east_m, choice.prior.north_m, datum, stamp_ns, timings)
+        except InputError as exc:
+            self.health.set_value("coarse_stage_reason", f"{decision.reason}; search failed: {exc}")
+            self.health.count("retrieval_failed")
+            return None
+        self.health.count("retrieval_searches")
+        self.health.set_value("retrieval_cells", len(scores))
+        return scores
 
     def _localize(self, rgb: np.ndarray, k: np.ndarray, datum, prior, stamp_ns: int, timings: dict) -> FrameEstimate:
         """The patch around `prior` and the network's pose and likelihood in it (InputError: skipped)."""

@@ -1,5 +1,6 @@
 """What the cross-view node publishes for one camera frame, as messages: its likelihood cloud
-and pose, its debug overlay, and its status (processed, skipped and why, dropped)."""
+and pose, the coarse stage's grid scores, its debug overlay, and its status (processed,
+skipped and why, dropped)."""
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -16,6 +17,22 @@ def estimate_msgs(estimate: FrameEstimate, stamp_ns: int, frame_id: str, thresho
     return (conv.volume_to_cloud(result.volume, frame_id, threshold_nats, max_points),
             conv.pose_with_covariance_msg(stamp_ns, frame_id, result.east_m, result.north_m, result.yaw_enu_rad,
                                           estimate.covariance))
+
+
+def frame_msgs(estimate: FrameEstimate, stamp_ns: int, frame_id: str, p: dict, patch_mpp: float,
+               camera_height_m: float) -> list:
+    """(output, message) of a processed frame, output naming the node's publisher: likelihood,
+    pose, retrieval (when the coarse stage ran), overlay (when due). `p`: the node's parameters."""
+    cloud, pose = estimate_msgs(estimate, stamp_ns, frame_id, p["likelihood_threshold_nats"],
+                                p["likelihood_max_points"])
+    out = [("likelihood", cloud), ("pose", pose)]
+    if estimate.retrieval is not None:
+        from cvgl_ros.nodes.retrieval_messages import scores_to_cloud
+
+        out.append(("retrieval", scores_to_cloud(estimate.retrieval, frame_id)))
+    if estimate.overlay:
+        out.append(("overlay", overlay_msg(estimate, stamp_ns, frame_id, patch_mpp, camera_height_m)))
+    return out
 
 
 def overlay_msg(estimate: FrameEstimate, stamp_ns: int, frame_id: str, patch_mpp: float,

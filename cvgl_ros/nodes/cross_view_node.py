@@ -8,11 +8,11 @@ Subscribes  /camera/image_raw (Image: rgb8, bgr8, mono8, bayer_*) or, with image
             sensor-data QoS for the sensors; /cvgl/datum (NavSatFix, latched): the filter's
             datum (nodes/datum_topic.py); /tf_static: the camera's mounting (nodes/tf_static.py).
 Publishes   /cvgl/likelihood (PointCloud2 x, y, z, yaw, log_likelihood in `map`; see
-            conversions.py for which cells it carries), /cvgl/cross_view/pose
-            (PoseWithCovarianceStamped), /cvgl/debug/overlay (Image: the camera's BEV over
-            the patch at the estimate, every overlay_every_n-th frame), /cvgl/cross_view/
-            frame_status (DiagnosticArray stamped with each frame: processed, skipped and
-            why, dropped; with per-stage latencies), /diagnostics.
+            conversions.py for which cells it carries), with `retrieval_index` /cvgl/retrieval
+            (coarse stage: nodes/retrieval_messages.py), /cvgl/cross_view/pose (PoseWithCovariance-
+            Stamped), /cvgl/debug/overlay (Image: the camera's BEV over the patch at the estimate,
+            every overlay_every_n-th frame), /cvgl/cross_view/frame_status (DiagnosticArray
+            stamped with each frame: processed, skipped and why, dropped; stage latencies), /diagnostics.
 
 What becomes of a frame is `cvgl_ros.localization`'s: `scheduler.FrameScheduler` never queues
 frames (one pushed out by a newer one before a worker was free is dropped and counted) and
@@ -42,9 +42,10 @@ from cvgl_ros.localization.scheduler import FrameScheduler
 from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, msg_to_datum
 from cvgl_ros.nodes.cross_view_parameters import PARAMS, frame_settings, open_model_and_tiles, prior_policy
-from cvgl_ros.nodes.cross_view_messages import estimate_msgs, frame_status_msg, overlay_msg
+from cvgl_ros.nodes.cross_view_messages import frame_msgs, frame_status_msg
 from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
 from cvgl_ros.nodes.parameters import accept_live_changes, declare_params, parse_datum
+from cvgl_ros.nodes.retrieval_messages import open_coarse_search
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 from cvgl_ros.nodes.tf_static import cross_view_mounting
 from cvgl_ros.share import default_model_path
@@ -63,16 +64,15 @@ class CrossViewNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.p = declare_params(self, PARAMS)
         self.datum_follower = DatumFollower(parse_datum(self.p["datum"]))  # the filter's datum, once it arrived
-        self.health = NodeHealth(health_name(NODE_NAME, self.get_namespace()))
-        for counter in COUNTERS:
-            self.health.count(counter, 0)
+        self.health = NodeHealth(health_name(NODE_NAME, self.get_namespace()), counters=COUNTERS)
         self.health.set_value("datum", self.datum_follower.describe())
         model = Path(self.p["model"]) if self.p["model"] else default_model_path()
         self.estimator, self.sampler = open_model_and_tiles(self.p, model, self.health)
         self.camera_height_m = float(getattr(self.estimator, "camera_height_m", None) or self.p["camera_height_m"])
         self.priors = PriorSelector(prior_policy(self.p), window_reach_rad(self.estimator))
+        self.coarse = open_coarse_search(self.p, self.estimator, self.health)  # None: no retrieval_index
         self.frames = FrameLocalizer(self.estimator, self.sampler, self.priors, self.health, frame_settings(self.p),
-                                     datum_source=f"the filter's datum on {DATUM_TOPIC}")
+                                     datum_source=f"the filter's datum on {DATUM_TOPIC}", coarse=self.coarse)
         accept_live_changes(self, PARAMS, self._retune)
         self.mounting = cross_view_mounting(self)  # the parameters', or /tf_static's when it has the camera
 
@@ -86,6 +86,7 @@ class CrossViewNode(Node):
         self.pub_cloud = self.create_publisher(PointCloud2, "cvgl/likelihood", RESULT_QOS)
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "cvgl/cross_view/pose", RESULT_QOS)
         self.pub_overlay = self.create_publisher(Image, "cvgl/debug/overlay", RESULT_QOS)
+        self.pub_retrieval = self.create_publisher(PointCloud2, "cvgl/retrieval", RESULT_QOS)
         self.pub_status = self.create_publisher(DiagnosticArray, FRAME_STATUS_TOPIC.lstrip("/"), RESULT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
         self.scheduler = FrameScheduler(self.p["inference_workers"], run=self._run_frame, publish=self._publish_frame,
@@ -151,6 +152,8 @@ class CrossViewNode(Node):
         if msg.header.frame_id != self.map_frame:
             return
         east, north, yaw, cov = conv.pose_msg_to_xy_yaw(msg)
+        if self.coarse is not None:
+            self.coarse.note_filter_pose(cov[:2, :2])
         if np.all(np.isfinite(cov)):
             self.priors.add_filter_pose(stamp_to_ns(msg.header.stamp), east, north, yaw,
                                         math.sqrt(max(cov[2, 2], 0.0)))
@@ -168,6 +171,8 @@ class CrossViewNode(Node):
                 return
         fix = conv.navsatfix_to_enu(msg, datum, self.p["default_gnss_sigma_m"])
         self.priors.add_gnss_fix(fix.stamp_ns, fix.east_m, fix.north_m)
+        if self.coarse is not None:
+            self.coarse.note_gnss_sigma(fix.sigma_m)
 
     def on_imu(self, msg: Imu) -> None:
         self.health.tick("imu")
@@ -215,14 +220,10 @@ class CrossViewNode(Node):
         self._publish_frame(FrameOutcome(stamp_to_ns(msg.header.stamp), ERROR, text, is_problem=True))
 
     def _frame_outputs(self, t_ns: int, estimate) -> list:
-        """(publisher, message) for a processed frame: likelihood, pose, and the overlay when due."""
-        cloud, pose = estimate_msgs(estimate, t_ns, self.map_frame, self.p["likelihood_threshold_nats"],
-                                    self.p["likelihood_max_points"])
-        outputs = [(self.pub_cloud, cloud), (self.pub_pose, pose)]
-        if estimate.overlay:
-            outputs.append((self.pub_overlay, overlay_msg(estimate, t_ns, self.map_frame, self.frames.patch_mpp,
-                                                          self.camera_height_m)))
-        return outputs
+        """(publisher, message) for a processed frame: likelihood, pose, retrieval and overlay when due."""
+        messages = frame_msgs(estimate, t_ns, self.map_frame, self.p, self.frames.patch_mpp, self.camera_height_m)
+        return [({"likelihood": self.pub_cloud, "pose": self.pub_pose, "retrieval": self.pub_retrieval,
+                  "overlay": self.pub_overlay}[name], msg) for name, msg in messages]
 
     # -- outputs --------------------------------------------------------------------------
 

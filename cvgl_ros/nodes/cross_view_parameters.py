@@ -85,6 +85,13 @@ class CrossViewNodeParameters(MountingParameters):
         "this long (wall clock) for the filter's pose answering the previous processed frame, so that the replay "
         "does not depend on the machine's speed; 0 (live): never wait, s", ge=0.0, le=60.0)
     base_link_frame: str = setting("base_link", "the vehicle's frame: the camera's mounting on /tf_static is from it")
+    retrieval_index: str = setting("", "coarse stage (seed 001): satellite descriptor grid (.npz of `cvgl retrieval "
+        "index`, built with the filter's datum) searched around the prior when the filter's 3-sigma uncertainty "
+        "exceeds the dense patch or the estimate is lost; scores on /cvgl/retrieval; empty: off")
+    retrieval_model: str = setting("", "the descriptor card (descriptor.json or its run directory) of the grid's "
+        "ground encoder; empty: the card the grid names")
+    retrieval_max_cells: int = setting(2000, "coarse stage: at most this many grid cells a frame (those nearest the "
+        "prior in its 3-sigma circle)", ge=2, le=1_000_000)
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics, s (wall clock)", ge=0.05, le=60.0)
 
 

@@ -34,7 +34,9 @@ def health_name(node_name: str, namespace: str = "/") -> str:
 
 
 class NodeHealth:
-    def __init__(self, name: str, hardware_id: str = "cvgl_ros", window_s: float = 5.0, warn_hold_s: float = 5.0):
+    def __init__(self, name: str, hardware_id: str = "cvgl_ros", window_s: float = 5.0, warn_hold_s: float = 5.0,
+                 counters: tuple = ()):
+        """`counters`: listed in /diagnostics from the start, at 0."""
         self.name = name
         self.hardware_id = hardware_id
         self.window_s = window_s
@@ -42,7 +44,7 @@ class NodeHealth:
         self._lock = threading.Lock()
         self._ticks: dict[str, deque] = {}
         self._latency: dict[str, deque] = {}
-        self.counters: dict[str, int] = {}
+        self.counters: dict[str, int] = dict.fromkeys(counters, 0)
         self.values: dict[str, str] = {}
         self.last_problem = ""
         self._last_problem_t = -1e18

@@ -40,6 +40,9 @@ class FilterNodeParameters(MountingParameters):
     particles_period_s: float = setting(0.2, "/cvgl/particles is published at most this often (message time), s: a "
         "300-particle PoseArray costs the node ~5 ms", ge=0.0, le=3600.0)
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics, s (wall clock)", ge=0.05, le=60.0)
+    retrieval_fusion: str = setting("auto", "coarse stage: fuse /cvgl/retrieval grid scores (seed 001 Eq. 5) when "
+        "the estimate's 3-sigma exceeds the dense patch or the estimate is lost (auto), on every frame (always), or "
+        "never (off)", choices=("auto", "always", "off"))
 
 
 

@@ -1,6 +1,7 @@
 """particle_filter_node: fuses /gnss/fix with the cross-view likelihoods into /cvgl/pose.
 
-Subscribes  /gnss/fix (NavSatFix, sensor QoS), /cvgl/likelihood (PointCloud2, frame `map`),
+Subscribes  /gnss/fix (NavSatFix, sensor QoS), /cvgl/likelihood (PointCloud2, frame `map`), /cvgl/retrieval
+            (PointCloud2: the coarse stage's grid scores, fused per `retrieval_fusion`; nodes/retrieval_messages.py),
             optional /imu/data (Imu: angular_velocity.z, yaw rate) and /odom/wheel (Odometry: twist.linear.x,
             forward speed), both sensor QoS; /tf_static, camera/camera_info (mounting: nodes/tf_static.py).
 Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (/cvgl/pose in WGS84, the
@@ -32,12 +33,15 @@ from cvgl_ros.errors import InputError
 from cvgl_ros.filter.particle_filter import GnssDecision, ParticleFilter
 from cvgl_ros.geo.transforms import RigidTransform
 from cvgl_ros.localization.datum import DatumOwner
-from cvgl_ros.localization.filter_outputs import LateMeasurements, PathRecorder, Throttle
+from cvgl_ros.localization.coarse_stage import FilterCoarseStage
+from cvgl_ros.localization.filter_outputs import LateMeasurements, Throttle
 from cvgl_ros.nodes import conversions as conv
 from cvgl_ros.nodes.datum_topic import DATUM_QOS, DATUM_TOPIC, datum_msg
 from cvgl_ros.nodes.diagnostics import NodeHealth, health_name
+from cvgl_ros.nodes.filter_messages import PathPublisher
 from cvgl_ros.nodes.filter_parameters import PARAMS, filter_config
 from cvgl_ros.nodes.parameters import accept_live_changes, declare_params, parse_datum
+from cvgl_ros.nodes.retrieval_messages import fuse_retrieval
 from cvgl_ros.nodes.runner import RESULT_QOS, SENSOR_QOS, run_node, steady_timer
 from cvgl_ros.nodes.tf import map_tf_broadcaster
 from cvgl_ros.nodes.tf_static import filter_mounting
@@ -60,18 +64,16 @@ class ParticleFilterNode(Node):
         if self.datum_owner.datum is not None:
             self.pub_datum.publish(datum_msg(self.datum_owner.datum, self.get_clock().now().nanoseconds,
                                              self.p["map_frame"]))
-        self.health = NodeHealth(health_name(NODE_NAME, self.get_namespace()))
-        for counter in ("gnss_rejected", "gnss_invalid", "stamp_backwards", "likelihood_rejected", "filter_resets"):
-            self.health.count(counter, 0)  # always listed in /diagnostics
+        self.health = NodeHealth(health_name(NODE_NAME, self.get_namespace()), counters=(  # always in /diagnostics
+            "gnss_rejected", "gnss_invalid", "stamp_backwards", "likelihood_rejected", "filter_resets"))
         self.health.set_value("datum", self.datum_owner.describe())
         self.tf = map_tf_broadcaster(self, self.p, self.health)
         self.mounting = filter_mounting(self)  # the lever arms: the parameters, or /tf_static when it has them
         self.last_up_m, self.last_up_var = 0.0, 100.0
         self.last_gnss_ns = self.last_cloud_ns = None  # int | None: the newest stamps seen
         self.late = LateMeasurements()
-        self.path_recorder = PathRecorder(self.p["path_min_step_m"], self.p["path_max_poses"], self.p["path_period_s"])
-        self.path = Path()
-        self.path.header.frame_id = self.p["map_frame"]
+        self.coarse = FilterCoarseStage(self.p["retrieval_fusion"])  # when /cvgl/retrieval is fused
+        self.health.set_value("coarse_stage", f"off ({self.p['retrieval_fusion']}: no /cvgl/retrieval yet)")
         self.particles_throttle = Throttle(self.p["particles_period_s"])
         self.rng = np.random.default_rng(self.p["seed"])
 
@@ -81,12 +83,13 @@ class ParticleFilterNode(Node):
         self.pub_fix = self.create_publisher(NavSatFix, "cvgl/fix", RESULT_QOS)
         self.pub_pl = self.create_publisher(Vector3Stamped, "cvgl/protection_level", RESULT_QOS)
         self.pub_odom = self.create_publisher(Odometry, "cvgl/odometry", RESULT_QOS)
-        self.pub_path = self.create_publisher(Path, "cvgl/path", RESULT_QOS)
+        self.path = PathPublisher(self.p, self.create_publisher(Path, "cvgl/path", RESULT_QOS))
         self.pub_particles = self.create_publisher(PoseArray, "cvgl/particles", RESULT_QOS)
         self.pub_gnss_pose = self.create_publisher(PoseWithCovarianceStamped, "cvgl/gnss/pose", RESULT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
         self.inputs = [self.create_subscription(NavSatFix, "gnss/fix", self.on_gnss, SENSOR_QOS),
                        self.create_subscription(PointCloud2, "cvgl/likelihood", self.on_likelihood, RESULT_QOS),
+                       self.create_subscription(PointCloud2, "cvgl/retrieval", self.on_retrieval, RESULT_QOS),
                        self.create_subscription(Imu, "imu/data", self.on_imu, SENSOR_QOS),
                        self.create_subscription(Odometry, "odom/wheel", self.on_wheel_odometry, SENSOR_QOS)]
         self.diag_timer = steady_timer(self, self.p["diagnostics_period_s"], self.publish_diagnostics)
@@ -170,6 +173,7 @@ class ParticleFilterNode(Node):
         except InputError as exc:
             self.health.problem(f"likelihood cloud ignored: {exc}", "likelihood_rejected")
             return
+        self.coarse.note_volume(volume)  # the dense patch's extent
         t0 = time.perf_counter()
         applied = self.pf.add_cross_view(t_ns * 1e-9, volume)
         self.health.latency("filter", (time.perf_counter() - t0) * 1e3)
@@ -177,6 +181,12 @@ class ParticleFilterNode(Node):
             self._publish_after(t_ns)
         else:
             self.health.count("likelihood_not_applied")
+
+    def on_retrieval(self, msg: PointCloud2) -> None:
+        self.health.tick("retrieval")
+        applied_ns = fuse_retrieval(msg, self.pf, self.coarse, self.health, self.p["map_frame"])
+        if applied_ns is not None:
+            self._publish_after(applied_ns)
 
     def _check_stamp(self, t_ns: int, last_ns: int | None, what: str) -> None:
         if last_ns is not None and t_ns < last_ns:
@@ -216,21 +226,10 @@ class ParticleFilterNode(Node):
             pick = self.rng.choice(len(particles), n, replace=False, p=self.pf.weights)
             sub = particles[pick]
             self.pub_particles.publish(conv.pose_array_msg(t_ns, frame, sub[:, 0], sub[:, 1], sub[:, 3]))
-        self._extend_path(t_ns, est)
+        self.path.extend(t_ns, est)
         self.health.set_value("ess", float(est.ess))
         self.health.set_value("protection_level_m", round(float(est.protection_level_m), 3))
         self.health.set_value("initialized", "true")
-
-    def _extend_path(self, t_ns: int, est) -> None:
-        """`PathRecorder` thins the path; the Path message follows it."""
-        update = self.path_recorder.add(t_ns, est.east_m, est.north_m, est.yaw_enu_rad)
-        if update.appended:
-            self.path.poses.append(conv.pose_stamped_msg(t_ns, self.p["map_frame"], est.east_m, est.north_m,
-                                                         est.yaw_enu_rad))
-            del self.path.poses[:update.dropped]
-        if update.publish:
-            self.path.header.stamp = conv.to_stamp(t_ns)
-            self.pub_path.publish(self.path)
 
     def publish_diagnostics(self) -> None:
         self.health.note_input_publishers(self.inputs)
