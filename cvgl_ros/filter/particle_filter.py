@@ -47,14 +47,25 @@ the weights alone, counted, with `last_retrieval_reason` saying why. It runs bes
 dense factor, never instead of it; when to feed it is `cvgl_ros.localization.coarse_stage`'s.
 
 Output: the median of every state element over the particles (weighted median while the
-weights are unequal; the yaw median is taken around the circular mean), with c_P times the
-weighted covariance of (E, N, psi) plus a floor diag(sigma_0^2, sigma_0^2, sigma_psi0^2).
+weights are unequal; the yaw median is taken around the circular mean), with the published
+covariance S C S + diag(sigma_0^2, sigma_0^2, sigma_psi0^2), C the particles' weighted
+covariance of (E, N, psi) and S = diag(sqrt c_P, sqrt c_P, sqrt c_psi): position variances
+times c_P, the yaw's times c_psi (`covariance_yaw_scale`, 1.5), the cross terms by the
+geometric mean (S C S stays positive semi-definite). The yaw has a scale of its own because
+the cross-view node widens its yaw search by the published yaw sigma: calibrating the
+position's NEES does not move the particles.
 c_P > 1 because the particles understate the error: the filter fuses 5-10 camera frames a
 second as independent measurements, but their errors are correlated (the same scene, the
-same aliasing), as the 2-D NEES on the fleet benchmark shows (c_P = 1.5 brings it to about
-2 on its hardest drive; calibrate it there, like the network's temperature). The floor: right after
-a resampling that kept copies of a few particles, their spread understates what the set
-can resolve (the next prediction's diffusion separates them again). While the particles
+same aliasing), as the 2-D NEES on the fleet benchmark shows; calibrate c_P and sigma_0 there,
+like the network's temperature. The floor: right after a resampling that kept copies of a
+few particles, their spread understates what the set can resolve (the next prediction's
+diffusion separates them again). Calibration (4 December 2026, the fleet of b0bd00b re-scored
+offline: c_P and sigma_0 enter only the published covariance and the protection level): with
+c_P = 1.5 and sigma_0 = 0.25 m the drives' mean NEES spanned 0.84-2.65. The floor dominated
+the easy drives (particle spread ~0.45 m), so the spread could not reach 1-3 with any c_P (a
+ratio above 3 between the extremes); sigma_0 = 0.05 m narrows the ratio to 2.5, and
+c_P = 1.7 centres it: 1.12-2.85. Without a floor a few collapsed sets give NEES in the
+thousands (rural25-open_sky-28). While the particles
 rest on GNSS alone (after the initialization or a re-seed, until the mean cross-view
 evidence over the evidence window first reaches integrity_min_evidence) the position floor
 becomes sqrt(sigma_0^2 + sigma_u^2), sigma_u = `unverified_sigma_m`: a city receiver can be
@@ -217,9 +228,11 @@ class ParticleFilterConfig(Settings):
     history_s: float = setting(1.0, "late measurements within this are applied at their stamp, s", ge=0.0, le=10.0)
     backwards_reset_s: float = setting(1.5, "a GNSS stamp this far in the past resets the filter (>= history_s), s",
                                        ge=0.0, le=3600.0)
-    covariance_scale: float = setting(1.5, "c_P: the published covariance is this times the particles' spread "
+    covariance_scale: float = setting(1.7, "c_P: the published covariance is this times the particles' spread "
                                       "(calibrated by the fleet benchmark's NEES)", ge=0.1, le=100.0)
-    covariance_floor_m: float = setting(0.25, "sigma_0: the published position 1-sigma is at least this, m",
+    covariance_yaw_scale: float = setting(1.5, "c_psi: the published yaw variance is this times the particles' "
+                                          "yaw spread (it sets the cross-view node's yaw search)", ge=0.1, le=100.0)
+    covariance_floor_m: float = setting(0.05, "sigma_0: the published position 1-sigma is at least this, m",
                                         ge=0.0, le=100.0)
     covariance_floor_yaw_deg: float = setting(0.5, "the published yaw 1-sigma is at least this, deg", ge=0.0, le=180.0)
     unverified_sigma_m: float = setting(25.0, "sigma_u: added (in quadrature) to the position 1-sigma while the "
@@ -626,8 +639,9 @@ class ParticleFilter:
         floor_m = cfg.covariance_floor_m
         if cfg.use_cross_view and not state.verified:
             floor_m = math.hypot(floor_m, cfg.unverified_sigma_m)
-        cov = cfg.covariance_scale * 0.5 * (cov + cov.T) + np.diag([floor_m ** 2, floor_m ** 2,
-                                             math.radians(cfg.covariance_floor_yaw_deg) ** 2])
+        scale = np.sqrt([cfg.covariance_scale, cfg.covariance_scale, cfg.covariance_yaw_scale])
+        cov = np.outer(scale, scale) * 0.5 * (cov + cov.T) + np.diag([floor_m ** 2, floor_m ** 2,
+                                                                      math.radians(cfg.covariance_floor_yaw_deg) ** 2])
         median_e, median_n = _weighted_median(p[E], w), _weighted_median(p[N], w)
         median_yaw = float(wrap_angle(mean_yaw + _weighted_median(dev[2], w)))
         ess = effective_sample_size(weights)
