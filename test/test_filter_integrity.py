@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from cvgl_ros.errors import InputError
 from cvgl_ros.filter.gnss_gate import GnssDecision, fit_track, Epoch
 from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
 from support.simulated_run import GnssMessage, camera_frames, motion_samples, run_filter
@@ -280,6 +281,35 @@ def test_prediction_integrates_yaw_rate_and_wheel_speed():
     assert abs(np.median(p1[:, 2]) - speed) < 0.3
     assert abs(np.median(np.hypot(*(p1[:, :2] - p0[:, :2]).T)) - speed * 1.0) < 0.4
     assert pf.diagnostics["predictions_with_imu"] == 2
+
+
+def test_the_newest_samples_hold_over_a_tail_that_has_not_arrived_yet():
+    """A measurement processed before the last IMU / wheel samples preceding it arrive (another
+    topic, the executor's order): the newest rate and speed hold for motion_hold_s past their
+    stamp, the prediction integrates them (no fall-back to the random walk); beyond that,
+    or with the hold set to the gap timeout, it falls back."""
+    def run(predict_to_s, **overrides):
+        cfg = ParticleFilterConfig(num_particles=500, position_noise_mps=0.0, **overrides)
+        pf = ParticleFilter(cfg, seed=1)
+        pf.add_gnss(0.0, 0.0, 0.0, 1.0, True)
+        for k in range(0, 101):  # samples up to 1.0 s
+            pf.add_yaw_rate(k * 0.01, 0.2, 1e-6)
+            pf.add_wheel_speed(k * 0.01, 8.0, 1e-4)
+        pf.predict(1.0, start_s=0.0)
+        yaw0 = pf.particles[:, 3].copy()
+        pf.predict(predict_to_s - 1.0, start_s=1.0)  # the tail past the newest sample
+        turned = np.degrees(np.remainder(pf.particles[:, 3] - yaw0 + math.pi, 2 * math.pi) - math.pi)
+        return pf.diagnostics, turned
+
+    diag, turned = run(1.4)
+    assert diag["predictions_motion_gap"] == 0 and diag["predictions_with_imu"] == 2
+    assert abs(np.median(turned) - math.degrees(0.2 * 0.4)) < 0.5 and np.std(turned) < 1.0
+    diag, turned = run(1.4, motion_hold_s=0.2)
+    assert diag["predictions_motion_gap"] == 1 and np.std(turned) > 5.0  # the random walk's spread
+    diag, _ = run(1.8)
+    assert diag["predictions_motion_gap"] == 1
+    with pytest.raises(InputError, match="motion_hold_s"):
+        ParticleFilterConfig(motion_hold_s=0.1, motion_timeout_s=0.2)
 
 
 def test_motion_gaps_fall_back_and_bad_samples_are_counted():

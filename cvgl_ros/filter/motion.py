@@ -29,9 +29,15 @@ sensors, the other half falls back to its random walk (yaw from the gyro with th
 random walk, or speed from the wheels with the yaw's).
 
 Samples and gaps: a sample holds until the next one; an interval is covered when its first
-part has a sample no older than `timeout_s` before it and no two samples inside it are
-farther apart than `timeout_s`. Uncovered intervals use the constant-velocity model and are
-counted. Samples arriving out of order are inserted at their stamp: a prediction already
+part has a sample no older than `timeout_s` before it, no two samples inside it are farther
+apart than `timeout_s`, and its end is at most `hold_s` (>= `timeout_s`) after the newest
+sample. The end's allowance is longer because a measurement is often processed before the
+samples that precede it have arrived (another topic, the executor's order, transport lag;
+replays of the fleet saw half the GNSS and camera predictions fall back for want of the last
+0.2-0.5 s of 100 Hz IMU samples): the newest yaw rate and speed are held over that tail (a
+car's yaw rate changes by ~0.3 rad/s^2 at most at a turn's entry, a few degrees over half a
+second, against the random walk's 0.5 rad/s per sqrt(s)). Uncovered intervals use the
+constant-velocity model and are counted. Samples arriving out of order are inserted at their stamp: a prediction already
 made is not redone, but the history replays of late measurements use them.
 """
 from __future__ import annotations
@@ -85,8 +91,10 @@ class _Samples:
         if i > 0:
             del self.t[:i], self.value[:i], self.var[:i]
 
-    def average(self, t0: float, t1: float, timeout_s: float) -> tuple[float, float] | None:
-        """Time average (value, mean variance) of the held signal over [t0, t1], or None."""
+    def average(self, t0: float, t1: float, timeout_s: float, hold_s: float | None = None
+                ) -> tuple[float, float] | None:
+        """Time average (value, mean variance) of the held signal over [t0, t1], or None; the
+        newest sample holds up to `hold_s` (default `timeout_s`) past its stamp."""
         t = self.t
         first = bisect.bisect_right(t, t0) - 1  # the sample holding at t0
         if first < 0 or t0 - t[first] > timeout_s:
@@ -94,7 +102,7 @@ class _Samples:
         last = bisect.bisect_right(t, t1) - 1
         if last > first and max(b - a for a, b in zip(t[first:last], t[first + 1:last + 1])) > timeout_s:
             return None
-        if t1 - t[last] > timeout_s:
+        if t1 - t[last] > max(timeout_s, timeout_s if hold_s is None else hold_s):
             return None
         if last == first:
             return self.value[first], self.var[first]
@@ -112,8 +120,9 @@ class _Samples:
 class MotionInputs:
     """Buffered yaw-rate (IMU) and forward-speed (wheel odometry) samples."""
 
-    def __init__(self, timeout_s: float = 0.2, keep_s: float = 5.0):
+    def __init__(self, timeout_s: float = 0.2, keep_s: float = 5.0, hold_s: float = 0.5):
         self.timeout_s = timeout_s
+        self.hold_s = hold_s
         self.keep_s = keep_s
         self.yaw_rate = _Samples()
         self.speed = _Samples()
@@ -130,8 +139,8 @@ class MotionInputs:
 
     def over(self, t0: float, t1: float):
         """((omega_bar, var) or None, (v_bar, var) or None) over [t0, t1]."""
-        return (self.yaw_rate.average(t0, t1, self.timeout_s) if len(self.yaw_rate) else None,
-                self.speed.average(t0, t1, self.timeout_s) if len(self.speed) else None)
+        return (self.yaw_rate.average(t0, t1, self.timeout_s, self.hold_s) if len(self.yaw_rate) else None,
+                self.speed.average(t0, t1, self.timeout_s, self.hold_s) if len(self.speed) else None)
 
 
 def predict(particles: np.ndarray, dt_s: float, rng: np.random.Generator, noise: MotionNoise,

@@ -175,6 +175,9 @@ class ParticleFilterConfig(Settings):
     speed_noise_mps: float = setting(0.1, "with wheel odometry: sigma_v, the speed noise floor, m/s", ge=0.0, le=10.0)
     motion_timeout_s: float = setting(0.2, "IMU / odometry samples farther apart than this are a gap "
                                       "(constant-velocity model meanwhile), s", ge=0.001, le=10.0)
+    motion_hold_s: float = setting(0.5, "the newest IMU / odometry sample holds this long past its stamp for a "
+                                   "measurement processed before the samples that precede it arrive "
+                                   "(>= motion_timeout_s), s", ge=0.001, le=10.0)
     use_cross_view: bool = setting(True, "fuse cross-view likelihoods (false: the paper's GNSS-only baseline)")
     cross_view_outlier_prob: float = setting(0.05, "alpha: weight of the uniform component of the cross-view factor",
                                              ge=1e-6, le=0.999)
@@ -247,6 +250,8 @@ class ParticleFilterConfig(Settings):
             raise InputError("backwards_reset_s must be >= history_s")
         if self.integrity_contradict_evidence > self.integrity_min_evidence:
             raise InputError("integrity_contradict_evidence must be <= integrity_min_evidence")
+        if self.motion_hold_s < self.motion_timeout_s:
+            raise InputError("motion_hold_s must be >= motion_timeout_s")
 
     @property
     def motion_noise(self) -> MotionNoise:
@@ -346,7 +351,8 @@ class ParticleFilter:
         self.gate = GnssGate(self.config)
         self.motion_noise = self.config.motion_noise
         self.motion_inputs = MotionInputs(self.config.motion_timeout_s,
-                                          keep_s=max(5.0, self.config.integrity_window_s + self.config.history_s + 1))
+                                          keep_s=max(5.0, self.config.integrity_window_s + self.config.history_s + 1),
+                                          hold_s=self.config.motion_hold_s)
         self._state = _State()
         self._history = MeasurementHistory(self.config.history_s)
         self._replaying = False
@@ -366,6 +372,7 @@ class ParticleFilter:
         self.gate = GnssGate(config)
         self.motion_noise = config.motion_noise
         self.motion_inputs.timeout_s = config.motion_timeout_s
+        self.motion_inputs.hold_s = config.motion_hold_s
         self._history.window_s = config.history_s
 
     # -- sensor mounting -----------------------------------------------------------------
