@@ -28,7 +28,6 @@ Shards are plain `.npz` (no pickle): image bytes concatenated with an offsets ar
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
@@ -36,7 +35,7 @@ import cv2
 import numpy as np
 
 from cvgl_ros.atomic import atomic_dir, write_json
-from cvgl_ros.errors import InputError
+from cvgl_ros.errors import InputError, read_json
 
 FORMAT = "cvgl-pairs/1"
 SPLITS = ("train", "val", "same_area", "cross_area")
@@ -135,10 +134,7 @@ class PairDataset:
         index_file = self.path / "index.json"
         if not index_file.is_file():
             raise InputError(f"{self.path} is not a pair data set (no index.json)")
-        try:
-            self.index = json.loads(index_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{index_file} is not valid JSON: {exc}") from None
+        self.index = read_json(index_file)
         if self.index.get("format") != FORMAT:
             raise InputError(f"{index_file}: unsupported format {self.index.get('format')!r}, expected {FORMAT}")
         if split not in self.index["splits"]:

@@ -14,13 +14,12 @@ and the matching score e^{-d} (Eq. 5).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from cvgl_ros.errors import InputError
+from cvgl_ros.errors import InputError, read_json
 from cvgl_ros.runtime.card import sha256_file
 from cvgl_ros.runtime.preprocess import resample_patch, resize_ground, to_nchw_float
 
@@ -59,10 +58,7 @@ def read_descriptor_card(path: str | Path) -> dict:
         path = path / CARD_NAME
     if not path.is_file():
         raise InputError(f"no descriptor card {path} (cvgl train-retrieval writes descriptor.json)")
-    try:
-        card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"descriptor card {path} is not valid JSON: {exc}") from None
+    card = read_json(path, "descriptor card")
     problem = card_problem(card)
     if problem:
         raise InputError(f"bad descriptor card {path}: {problem}")

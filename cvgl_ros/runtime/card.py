@@ -8,11 +8,10 @@ the runtime checks before it loads the model.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 
-from cvgl_ros.errors import InputError
+from cvgl_ros.errors import InputError, read_json
 
 CARD_FORMAT = "cvgl-pose-card/1"
 REQUIRED_KEYS = ("format", "sha256", "image_hw", "patch_px", "patch_mpp", "volume", "inputs", "outputs")
@@ -39,10 +38,7 @@ def read_card(model_path: str | Path) -> dict:
     path = card_path(model_path)
     if not path.is_file():
         raise InputError(f"no model card {path} beside {model_path} (export writes it)")
-    try:
-        card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"model card {path} is not valid JSON: {exc}") from None
+    card = read_json(path, "model card")
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise InputError(f"model card {path} is not a {CARD_FORMAT} card")
     missing = [k for k in REQUIRED_KEYS if k not in card]

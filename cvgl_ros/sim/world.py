@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cvgl_ros.atomic import atomic_dir, write_json
-from cvgl_ros.errors import InputError
+from cvgl_ros.errors import InputError, read_json
 from cvgl_ros.geo.datum import Datum
 from cvgl_ros.geo.mercator import ground_resolution_m_per_px, zoom_for_resolution
 from cvgl_ros.sim.roads import RoadGraph, Route
@@ -196,10 +196,7 @@ class World:
         tiles = world_dir / TILES_FILE
         if not tiles.is_file():
             raise InputError(f"world {world_dir} has no {TILES_FILE} (generate it with `cvgl sim world`)")
-        try:
-            d = json.loads(meta.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{meta} is not valid JSON: {exc}") from None
+        d = read_json(meta)
         if not isinstance(d, dict):
             raise InputError(f"{meta} does not hold a world description")
         world = cls.from_dict(d)
