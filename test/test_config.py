@@ -110,7 +110,7 @@ def test_filter_config_keeps_its_defaults():
     """The filter under measurement: these are the values the fleet benchmark ran with."""
     c = ParticleFilterConfig()
     assert (c.num_particles, c.gate_sigmas, c.unverified_sigma_m, c.covariance_scale, c.history_s) == \
-        (2000, 3.0, 25.0, 1.7, 1.0)
+        (2000, 3.0, 25.0, 1.5, 1.0)
     assert all(s.description and (s.low is not None) for s in specs(ParticleFilterConfig) if s.annotation is not bool)
 
 

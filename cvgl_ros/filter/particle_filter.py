@@ -59,12 +59,12 @@ second as independent measurements, but their errors are correlated (the same sc
 same aliasing), as the 2-D NEES on the fleet benchmark shows; calibrate c_P and sigma_0 there,
 like the network's temperature. The floor: right after a resampling that kept copies of a
 few particles, their spread understates what the set can resolve (the next prediction's
-diffusion separates them again). Calibration (4 December 2026, the fleet of b0bd00b re-scored
-offline: c_P and sigma_0 enter only the published covariance and the protection level): with
-c_P = 1.5 and sigma_0 = 0.25 m the drives' mean NEES spanned 0.84-2.65. The floor dominated
-the easy drives (particle spread ~0.45 m), so the spread could not reach 1-3 with any c_P (a
-ratio above 3 between the extremes); sigma_0 = 0.05 m narrows the ratio to 2.5, and
-c_P = 1.7 centres it: 1.12-2.85. Without a floor a few collapsed sets give NEES in the
+diffusion separates them again). Calibration (4 December 2026, a fleet run re-scored offline:
+c_P and sigma_0 enter only the published covariance and the protection level, not the
+particles): with the motion model holding the newest IMU sample (`motion_hold_s`), c_P = 1.7
+and sigma_0 = 0.05 m gave drive NEES 1.22-3.33; c_P = 1.5, sigma_0 = 0.15 m gives 1.24-2.78,
+the widest margin to both ends of [1, 3] on the grid searched (c_P 1.4-2.2, sigma_0
+0.03-0.25 m). A floor is needed: without one a few collapsed sets give NEES in the
 thousands (rural25-open_sky-28). While the particles
 rest on GNSS alone (after the initialization or a re-seed, until the mean cross-view
 evidence over the evidence window first reaches integrity_min_evidence) the position floor
@@ -231,11 +231,11 @@ class ParticleFilterConfig(Settings):
     history_s: float = setting(1.0, "late measurements within this are applied at their stamp, s", ge=0.0, le=10.0)
     backwards_reset_s: float = setting(1.5, "a GNSS stamp this far in the past resets the filter (>= history_s), s",
                                        ge=0.0, le=3600.0)
-    covariance_scale: float = setting(1.7, "c_P: the published covariance is this times the particles' spread "
+    covariance_scale: float = setting(1.5, "c_P: the published covariance is this times the particles' spread "
                                       "(calibrated by the fleet benchmark's NEES)", ge=0.1, le=100.0)
     covariance_yaw_scale: float = setting(1.5, "c_psi: the published yaw variance is this times the particles' "
                                           "yaw spread (it sets the cross-view node's yaw search)", ge=0.1, le=100.0)
-    covariance_floor_m: float = setting(0.05, "sigma_0: the published position 1-sigma is at least this, m",
+    covariance_floor_m: float = setting(0.15, "sigma_0: the published position 1-sigma is at least this, m",
                                         ge=0.0, le=100.0)
     covariance_floor_yaw_deg: float = setting(0.5, "the published yaw 1-sigma is at least this, deg", ge=0.0, le=180.0)
     unverified_sigma_m: float = setting(25.0, "sigma_u: added (in quadrature) to the position 1-sigma while the "
