@@ -160,18 +160,3 @@ def test_tf_static_wins_and_names_the_set_parameters_it_overrides():
     assert choice.overridden == ("camera_height_m 1.4 -> 1.65",)
     assert choice.notes and "yaw 4.0 deg" in choice.notes[0]
 
-
-def test_the_mounting_ranges_are_the_parameters_ranges():
-    """The core cannot import the node's parameter declarations: its copies of their ranges
-    must not drift from them (a camera refused from /tf_static that a parameter would take)."""
-    from cvgl_ros.config import specs
-    from cvgl_ros.filter.particle_filter import ParticleFilterConfig
-    from cvgl_ros.localization import mounting
-    from cvgl_ros.nodes.cross_view_parameters import CrossViewNodeParameters
-
-    node = {s.name: s for s in specs(CrossViewNodeParameters)}
-    for name in ("camera_roll_deg", "camera_pitch_deg"):
-        assert (node[name].low, node[name].high) == (-mounting.MAX_TILT_DEG, mounting.MAX_TILT_DEG)
-    assert (node["camera_height_m"].low, node["camera_height_m"].high) == mounting.HEIGHT_RANGE_M
-    arms = [s for s in specs(ParticleFilterConfig) if s.name in mounting.CAMERA_FIELDS + mounting.ANTENNA_FIELDS]
-    assert len(arms) == 4 and all((s.low, s.high) == (-mounting.MAX_OFFSET_M, mounting.MAX_OFFSET_M) for s in arms)

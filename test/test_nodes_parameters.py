@@ -57,3 +57,20 @@ def test_the_node_settings_refuse_unknown_names():
         filter_parameters.FilterNodeParameters(particle_count=10)
     with pytest.raises(InputError, match="unknown parameter.*tile_cache"):
         cross_view_parameters.CrossViewNodeParameters(tile_cache=10.0)
+
+
+def test_the_mounting_ranges_are_the_parameters_ranges():
+    """The core (localization/mounting.py) cannot import the node's parameter declarations: its
+    copies of their ranges must not drift from them (a camera refused from /tf_static that a
+    parameter would take). Here, not in the core's tests: the nodes need rclpy."""
+    from cvgl_ros.config import specs
+    from cvgl_ros.filter.particle_filter import ParticleFilterConfig
+    from cvgl_ros.localization import mounting
+    from cvgl_ros.nodes.cross_view_parameters import CrossViewNodeParameters
+
+    node = {s.name: s for s in specs(CrossViewNodeParameters)}
+    for name in ("camera_roll_deg", "camera_pitch_deg"):
+        assert (node[name].low, node[name].high) == (-mounting.MAX_TILT_DEG, mounting.MAX_TILT_DEG)
+    assert (node["camera_height_m"].low, node["camera_height_m"].high) == mounting.HEIGHT_RANGE_M
+    arms = [s for s in specs(ParticleFilterConfig) if s.name in mounting.CAMERA_FIELDS + mounting.ANTENNA_FIELDS]
+    assert len(arms) == 4 and all((s.low, s.high) == (-mounting.MAX_OFFSET_M, mounting.MAX_OFFSET_M) for s in arms)
