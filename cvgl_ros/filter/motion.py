@@ -102,7 +102,7 @@ class _Samples:
         last = bisect.bisect_right(t, t1) - 1
         if last > first and max(b - a for a, b in zip(t[first:last], t[first + 1:last + 1])) > timeout_s:
             return None
-        if t1 - t[last] > max(timeout_s, timeout_s if hold_s is None else hold_s):
+        if t1 - t[last] > (timeout_s if hold_s is None else max(timeout_s, hold_s)):
             return None
         if last == first:
             return self.value[first], self.var[first]

@@ -167,9 +167,10 @@ class CoarseSearch:
         """The scores of the cells around (east, north) for the frame `rgb` (InputError: none)."""
         from cvgl_ros.localization.datum import datum_offset_m
 
-        if datum is not None and datum_offset_m(datum, self.index.datum) > DATUM_TOLERANCE_M:
-            raise InputError(f"the descriptor grid's datum is {datum_offset_m(datum, self.index.datum):.1f} m from "
-                             "the filter's: build it with the filter's datum")
+        offset_m = 0.0 if datum is None else datum_offset_m(datum, self.index.datum)
+        if offset_m > DATUM_TOLERANCE_M:
+            raise InputError(f"the descriptor grid's datum is {offset_m:.1f} m from the filter's: build it with the "
+                             "filter's datum")
         t0 = time.perf_counter()
         radius = self.radius_m()
         cells = self.index.cells_within(east_m, north_m, radius)
