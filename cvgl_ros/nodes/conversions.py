@@ -249,15 +249,21 @@ def volume_to_cloud(volume: LikelihoodVolume, frame_id: str = "map", threshold_n
     pts["yaw"] = volume.yaw_bins_rad[k]
     pts["log_likelihood"] = volume.log_likelihood.reshape(-1)[idx]
     pts["k"], pts["row"], pts["col"] = k, r, c
+    return points_to_cloud(pts, volume.stamp_ns, frame_id)
+
+
+def points_to_cloud(pts: np.ndarray, stamp_ns: int, frame_id: str) -> PointCloud2:
+    """A structured array of little-endian fields (`_FIELD_TYPES`) -> one unorganized, dense
+    PointCloud2 row; `cloud_points` reads it back."""
     msg = PointCloud2()
-    msg.header.stamp = to_stamp(volume.stamp_ns)
+    msg.header.stamp = to_stamp(stamp_ns)
     msg.header.frame_id = frame_id
-    msg.height, msg.width = 1, int(idx.size)
-    msg.fields = [PointField(name=name, offset=_CLOUD_DTYPE.fields[name][1],
-                             datatype=_FIELD_TYPES[_CLOUD_DTYPE.fields[name][0]], count=1)
-                  for name in _CLOUD_DTYPE.names]
+    msg.height, msg.width = 1, int(pts.size)
+    msg.fields = [PointField(name=name, offset=pts.dtype.fields[name][1],
+                             datatype=_FIELD_TYPES[pts.dtype.fields[name][0]], count=1)
+                  for name in pts.dtype.names]
     msg.is_bigendian = False
-    msg.point_step = _CLOUD_DTYPE.itemsize
+    msg.point_step = pts.dtype.itemsize
     msg.row_step = msg.point_step * msg.width
     msg.is_dense = True
     msg.data = pts.tobytes()

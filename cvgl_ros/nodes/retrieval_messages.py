@@ -6,11 +6,11 @@ stamped with the camera frame; RViz shows it coloured by `score` = e^{-d}), and 
 from __future__ import annotations
 
 import numpy as np
-from sensor_msgs.msg import PointCloud2, PointField
+from sensor_msgs.msg import PointCloud2
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.filter.measurements import GridScores
-from cvgl_ros.nodes.conversions import cloud_points, to_stamp
+from cvgl_ros.nodes.conversions import cloud_points, points_to_cloud
 from cvgl_ros.stamps import stamp_to_ns
 
 RETRIEVAL_TOPIC = "/cvgl/retrieval"
@@ -24,17 +24,7 @@ def scores_to_cloud(grid: GridScores, frame_id: str = "map") -> PointCloud2:
     pts = np.zeros(len(grid), dtype=_DTYPE)
     pts["x"], pts["y"] = grid.positions_en_m[:, 0], grid.positions_en_m[:, 1]
     pts["score"] = grid.scores
-    msg = PointCloud2()
-    msg.header.stamp = to_stamp(grid.stamp_ns)
-    msg.header.frame_id = frame_id
-    msg.height, msg.width = 1, len(grid)
-    msg.fields = [PointField(name=n, offset=_DTYPE.fields[n][1], datatype=PointField.FLOAT32, count=1)
-                  for n in _DTYPE.names]
-    msg.is_bigendian, msg.is_dense = False, True
-    msg.point_step = _DTYPE.itemsize
-    msg.row_step = msg.point_step * msg.width
-    msg.data = pts.tobytes()
-    return msg
+    return points_to_cloud(pts, grid.stamp_ns, frame_id)
 
 
 def cloud_to_scores(msg, map_frame: str = "map") -> GridScores:
