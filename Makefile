@@ -18,7 +18,7 @@ REQ_HASH := $(shell cat $(REQS) setup.py setup.cfg package.xml $(TF2_MSGS_SOURCE
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-core312 bench demo model lock clean
+.PHONY: setup test test-core312 bench demo model retrieval-model lock clean
 
 setup: $(STAMP)
 
@@ -67,10 +67,15 @@ demo: setup
 MODEL_WORLDS := 11:urban 12:suburban 13:urban 14:rural 15:urban
 MODEL_WORLD_DIRS := $(foreach w,$(MODEL_WORLDS),data/worlds/world$(firstword $(subst :, ,$(w))))
 MODEL_RUN := runs/pose_sim_v2
+# Every world a recipe here makes, seed:style:size (the fleet's worlds of
+# cvgl_ros/evaluation/fleet.py are the retrieval model's).
+WORLD_SPECS := 11:urban:1000 12:suburban:1000 13:urban:1000 14:rural:1000 15:urban:1000 \
+	21:urban:1000 22:suburban:1000 24:urban:1000 25:rural:800
+world_spec = $(word $(2),$(subst :, ,$(filter $(1):%,$(WORLD_SPECS))))
 
 data/worlds/world%/world.json: | setup
-	$(BIN)/cvgl sim world --seed $* --style $(lastword $(subst :, ,$(filter $*:%,$(MODEL_WORLDS)))) \
-		--size-m 1000 --out data/worlds/world$*
+	$(BIN)/cvgl sim world --seed $* --style $(call world_spec,$*,2) --size-m $(call world_spec,$*,3) \
+		--out data/worlds/world$*
 
 data/pose_pairs/index.json: $(addsuffix /world.json,$(MODEL_WORLD_DIRS))
 	$(BIN)/cvgl sim pairs --worlds $(MODEL_WORLD_DIRS) --n 8200 --same-area-frac 0.122 \
@@ -81,6 +86,27 @@ model: data/pose_pairs/index.json
 		--out $(MODEL_RUN) $$(test -f $(MODEL_RUN)/last.pt && echo --resume) && touch $(MODEL_RUN)/finished; }
 	$(BIN)/cvgl export --ckpt $(MODEL_RUN)/best.pt --out models/cvgl_pose.onnx --eval-data data/pose_pairs \
 		--calibrate data/pose_pairs:val
+
+# The shipped descriptor models of the coarse stage (models/retrieval/{local,global}, seed 001):
+# the five fleet worlds, 20 000 pairs within 5 m of their patch centre, the geo-local model and
+# the geo-global baseline trained side by side (one thread each), then Tables I-II of
+# docs/retrieval.md (cvgl retrieval evaluate on the held-out drives).
+RETRIEVAL_WORLD_DIRS := $(foreach s,12 21 22 25 24,data/worlds/world$(s))
+RETRIEVAL_RUNS := runs/retrieval_local runs/retrieval_global
+
+data/retrieval_pairs/index.json: $(addsuffix /world.json,$(RETRIEVAL_WORLD_DIRS))
+	$(BIN)/cvgl sim pairs --worlds $(RETRIEVAL_WORLD_DIRS) --n 20000 --max-shift-m 3.5 --same-area-frac 0.05 \
+		--val-frac 0.01 --cross-area-frac 0 --cross-area-worlds 0 --seed 119 --workers 2 --out data/retrieval_pairs
+
+retrieval-model: data/retrieval_pairs/index.json
+	for run in $(RETRIEVAL_RUNS); do test -f $$run/finished || { $(BIN)/cvgl train-retrieval --quiet \
+		--data data/retrieval_pairs --config config/train_retrieval.yaml --out $$run \
+		$$(test $$run = runs/retrieval_global && echo --global) $$(test -f $$run/last.pt && echo --resume) & }; \
+		done; wait
+	for m in local global; do mkdir -p models/retrieval/$$m && cp runs/retrieval_$$m/descriptor.json \
+		runs/retrieval_$$m/descriptor_ground.onnx runs/retrieval_$$m/descriptor_satellite.onnx models/retrieval/$$m/; done
+	$(BIN)/cvgl retrieval evaluate --data data/retrieval_pairs --model local=models/retrieval/local \
+		--model global=models/retrieval/global --out runs/retrieval_eval
 
 # Re-pin: install the top-level requirements unpinned into a scratch venv, freeze it.
 lock:

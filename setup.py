@@ -5,6 +5,7 @@ and launch/, config/, rviz/, models/ under share/cvgl_ros, where `cvgl_ros.share
 them (test/test_package_build.py builds it and runs the nodes from the install). The
 Makefile installs the same package into .venv with pip.
 """
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -13,7 +14,7 @@ PACKAGE = "cvgl_ros"
 
 
 def share(folder, pattern="*"):
-    files = [f for f in glob(f"{folder}/{pattern}") if not f.endswith(".gitkeep")]
+    files = [f for f in glob(f"{folder}/{pattern}") if os.path.isfile(f) and not f.endswith(".gitkeep")]
     return (f"share/{PACKAGE}/{folder}", files)
 
 
@@ -29,6 +30,8 @@ setup(
         share("config", "*.yaml"),
         share("rviz", "*.rviz"),
         share("models"),
+        share("models/retrieval/local"),    # the descriptor models of the coarse stage (seed 001)
+        share("models/retrieval/global"),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

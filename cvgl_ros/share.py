@@ -101,6 +101,13 @@ def default_model_path() -> Path | None:
     return found[0] if found else None
 
 
+def default_descriptor_path() -> Path | None:
+    """The shipped geo-local descriptor model's card (models/retrieval/local/descriptor.json), or None."""
+    share = share_dir()
+    card = share / MODELS_DIR / "retrieval" / "local" / "descriptor.json" if share else None
+    return card if card is not None and card.is_file() else None
+
+
 def default_config_path() -> Path | None:
     """config/cvgl.yaml of the share directory, or None."""
     share = share_dir()

@@ -91,8 +91,11 @@ class FakeModel:
     def sha256(self, branch):
         return "a" * 64
 
-    def encode_ground(self, rgb):
+    def encode_ground(self, rgb, k, yaw_enu_rad):
         return self.descriptor
+
+
+K = np.array([[4.0, 0, 4], [0, 4, 4], [0, 0, 1]])
 
 
 def _index(datum=Datum(49.0, 8.4, 110.0)):
@@ -115,16 +118,18 @@ def test_the_cross_view_side_searches_the_circle_capped_and_scores_the_true_cell
     assert search.radius_m() == 60.0
     rgb = np.zeros((8, 8, 3), np.uint8)
     timings = {}
-    scores = search.search(rgb, 0.0, 0.0, index.datum, 7, timings)
+    scores = search.search(rgb, K, 0.3, 0.0, 0.0, index.datum, 7, timings)
     assert len(scores) == 80 and scores.stamp_ns == 7 and timings["retrieval_ms"] >= 0
     assert np.linalg.norm(scores.positions_en_m, axis=1).max() <= np.sort(np.linalg.norm(
         index.positions_en_m, axis=1))[79] + 1e-9                        # the 80 nearest the prior
     assert scores.positions_en_m[scores.scores.argmax()].tolist() == [20.0, -10.0]
     assert scores.scores.max() == pytest.approx(1.0)
     with pytest.raises(InputError, match="datum"):
-        search.search(rgb, 0.0, 0.0, Datum(49.001, 8.4, 110.0), 8)
+        search.search(rgb, K, 0.3, 0.0, 0.0, Datum(49.001, 8.4, 110.0), 8)
     with pytest.raises(InputError, match="no grid cell"):
-        search.search(rgb, 5000.0, 0.0, index.datum, 9)
+        search.search(rgb, K, 0.3, 5000.0, 0.0, index.datum, 9)
+    with pytest.raises(InputError, match="yaw is unknown"):
+        search.search(rgb, K, None, 0.0, 0.0, index.datum, 10)
     with pytest.raises(InputError, match="ground encoder"):
         CoarseSearch(_index(), type("M", (FakeModel,), {"sha256": lambda self, b: "b" * 64})(None), 50, CoarseStage(E))
     with pytest.raises(InputError, match="max_cells"):

@@ -31,7 +31,8 @@ def grid_file(tmp_path_factory):
     root = tmp_path_factory.mktemp("coarse")
     torch.manual_seed(0)
     config = RetrievalConfig(model=DescriptorConfig(image_hw=(32, 128), patch_px=32, patch_mpp=1.6,
-                                                    channels=(8, 8, 16, 16), attention_maps=2))
+                                                    polar_hw=(32, 128), channels=(8, 8, 16, 16), attention_maps=2,
+                                                    sector_dim=4))
     export_descriptor(DescriptorNet(config.model).eval(), config, root / "model", history=[], provenance={})
     model = DescriptorModel(root / "model")
     axis = np.arange(-60.0, 61.0, 5.0)
@@ -127,7 +128,8 @@ import numpy as np
 import cvgl_ros.nodes.cross_view_node, cvgl_ros.nodes.particle_filter_node
 from cvgl_ros.localization.coarse_stage import CoarseSearch, CoarseStage
 search = CoarseSearch.open({str(grid_file)!r}, "", 30, CoarseStage(20.8))
-scores = search.search(np.zeros((128, 512, 3), np.uint8), 0.0, 0.0, None, 1)
+scores = search.search(np.zeros((128, 512, 3), np.uint8), np.array([[256.0, 0, 256], [0, 256, 64], [0, 0, 1]]), 0.5,
+                       0.0, 0.0, None, 1)
 assert 2 <= len(scores) <= 30 and np.isfinite(scores.scores).all() and sys.modules["torch"] is None
 print("ok")
 """

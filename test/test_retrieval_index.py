@@ -31,6 +31,7 @@ def world(tmp_path_factory):
     import torch
 
     from cvgl_ros.models.descriptor import DescriptorConfig, DescriptorNet
+    from cvgl_ros.retrieval.sectors import sector_weights
     from cvgl_ros.train.retrieval import RetrievalConfig
     from cvgl_ros.train.retrieval_export import export_descriptor
 
@@ -40,11 +41,13 @@ def world(tmp_path_factory):
         add_enu_raster(store, EnuRaster(flat_texture(1200, 0.2, seed=7), DATUM, 0.0, 0.0, 0.2), zoom=18)
     torch.manual_seed(0)
     config = RetrievalConfig(model=DescriptorConfig(image_hw=(32, 128), patch_px=32, patch_mpp=1.6,
-                                                    channels=(8, 8, 16, 16), attention_maps=2))
+                                                    polar_hw=(32, 128), channels=(8, 8, 16, 16), attention_maps=2,
+                                                    sector_dim=4))
     net = DescriptorNet(config.model)
+    weights = torch.from_numpy(sector_weights(np.linspace(0, 6, 8), [[64, 0, 64], [0, 64, 16], [0, 0, 1]], 128, 16, 8))
     with torch.no_grad():                       # batch-norm statistics that are not the identity
         net.train()
-        net(torch.rand(8, 3, 32, 128), torch.rand(8, 3, 32, 32))
+        net(torch.rand(8, 3, 32, 128), weights, torch.rand(8, 3, 32, 128))
     export_descriptor(net.eval(), config, root / "model", history=[], provenance={"data": "none"})
     lat, lon, _ = DATUM.to_wgs84(np.array([-HALF_M, HALF_M]), np.array([-HALF_M, HALF_M]))
     bbox = f"{lon[0]:.8f},{lat[0]:.8f},{lon[1]:.8f},{lat[1]:.8f}"
@@ -58,8 +61,8 @@ def test_the_grid_covers_the_box_at_multiples_of_the_spacing(world):
     root, _, _, grid = world
     assert len(grid) == 13 * 13                                 # -60..60 m by 10 m
     assert np.allclose(grid.positions_en_m % 10.0, 0.0) and np.abs(grid.positions_en_m).max() == 60.0
-    assert grid.descriptors.dtype == np.float16 and grid.descriptor_dim == 32
-    assert np.allclose(np.linalg.norm(grid.descriptors.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    assert grid.descriptors.dtype == np.int8 and grid.descriptor_dim == 32          # the default, 1 byte a number
+    assert np.allclose(np.linalg.norm(grid.vectors(), axis=1), 1.0, atol=1e-2)
     card = json.loads((root / "model" / "descriptor.json").read_text())
     assert grid.meta["format"] == FORMAT and grid.meta["model"]["satellite_sha256"] == card["satellite"]["sha256"]
     assert grid.datum == DATUM and grid.spacing_m == 10.0 and grid.meta["skipped_cells"] == 0
@@ -76,17 +79,17 @@ def test_a_cell_holds_the_descriptor_of_its_own_patch(world):
     with PatchSampler(tiles) as sampler:
         patch = sampler.patch_enu(DATUM, float(east), float(north), 32, 1.6)
     expected = model.encode_satellite(patch.rgb[None])[0]
-    assert np.abs(grid.descriptors[k].astype(np.float32) - expected).max() < 2e-3
+    assert np.abs(grid.vectors(k) - expected).max() < 0.5 * grid.meta["int8_scale"] + 1e-7
 
 
 def test_the_circle_query_returns_its_cells_and_scores_exp_minus_d(world):
     _, _, _, grid = world
     k = int(np.argmin(np.linalg.norm(grid.positions_en_m - [10.0, -20.0], axis=1)))
-    query = grid.descriptors[k].astype(np.float32)
+    query = grid.vectors(k)
     result = grid.query(query, 12.0, -18.0, 25.0)
     inside = np.flatnonzero(np.linalg.norm(grid.positions_en_m - [12.0, -18.0], axis=1) <= 25.0)
     assert result.indices.tolist() == inside.tolist() and len(inside) >= 15
-    d = ((grid.descriptors[inside].astype(np.float32) - query) ** 2).sum(1)
+    d = ((grid.vectors(inside) - query) ** 2).sum(1)
     assert np.allclose(result.distances, d, atol=1e-6) and np.allclose(result.scores, np.exp(-d))
     assert result.scores.max() == pytest.approx(1.0) and result.indices[result.scores.argmax()] == k
     assert np.all((result.scores > 0) & (result.scores <= 1))
@@ -142,7 +145,8 @@ from cvgl_ros.retrieval.encoders import DescriptorModel
 grid = DescriptorIndex.load({str(root / "grid.npz")!r})
 model = DescriptorModel({str(root / "model")!r}, intra_op_threads=1)
 grid.check_model(model.sha256("ground"))
-g = model.encode_ground(np.random.default_rng(0).integers(0, 256, (128, 512, 3), dtype=np.uint8))
+g = model.encode_ground(np.random.default_rng(0).integers(0, 256, (128, 512, 3), dtype=np.uint8),
+                        np.array([[256.0, 0, 256], [0, 256, 64], [0, 0, 1]]), 0.7)
 res = grid.query(g, 0.0, 0.0, 45.0)
 assert res.scores.size > 0 and np.all(np.isfinite(res.scores))
 assert sys.modules["torch"] is None
@@ -151,3 +155,26 @@ print("ok", res.scores.size)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok")
+
+
+def test_a_grid_along_a_bag_covers_its_fixes_only(world, tmp_path):
+    from cvgl_ros.datasets.bag import BagWriter, MSG_NAVSATFIX, navsatfix_msg
+
+    root, tiles, _, _ = world
+    east = np.linspace(-30.0, 30.0, 7)
+    lat, lon, _ = DATUM.to_wgs84(east, np.zeros_like(east))
+    with BagWriter(tmp_path / "drive") as bag:
+        for k, (la, lo) in enumerate(zip(lat, lon)):
+            stamp = (k + 1) * 10**9
+            bag.write("/gnss/fix", MSG_NAVSATFIX, stamp, navsatfix_msg(la, lo, 110.0, stamp, sigma_m=3.0))
+        stamp = 9 * 10**9                                            # a NO_FIX message far away is ignored
+        bag.write("/gnss/fix", MSG_NAVSATFIX, stamp, navsatfix_msg(49.01, 8.41, 110.0, stamp, sigma_m=3.0, status=-1))
+    done = cvgl("retrieval", "index", "--tiles", tiles, "--model", root / "model", "--bag", tmp_path / "drive",
+                "--radius-m", 12, "--datum", "49.0,8.4,110", "--spacing", 10, "--out", tmp_path / "g.npz", "--quiet",
+                "--threads", 1)
+    assert done.returncode == 0, done.stderr
+    grid = DescriptorIndex.load(tmp_path / "g.npz")
+    expected = {(e, n) for e in range(-40, 41, 10) for n in (-10, 0, 10)
+                if min(np.hypot(e - east, n)) <= 12.0}
+    assert {tuple(p) for p in grid.positions_en_m.round().astype(int).tolist()} == expected
+    assert grid.meta["region"]["fixes"] == 7 and grid.meta["region"]["radius_m"] == 12.0

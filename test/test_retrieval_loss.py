@@ -103,13 +103,21 @@ def test_geo_local_loss_ignores_far_and_identical_places():
 
 
 def test_descriptors_are_unit_vectors_of_the_documented_size():
-    config = DescriptorConfig(image_hw=(32, 128), patch_px=32, channels=(8, 8, 16, 16), attention_maps=3)
+    from cvgl_ros.retrieval.sectors import sector_weights
+
+    config = DescriptorConfig(image_hw=(32, 128), patch_px=32, polar_hw=(32, 128), channels=(8, 8, 16, 16),
+                              attention_maps=3, sector_dim=5)
     net = DescriptorNet(config).eval()
-    g, f = net(torch.rand(2, 3, 32, 128), torch.rand(2, 3, 32, 32))
-    assert g.shape == f.shape == (2, 3 * 16)
+    weights = sector_weights([0.0, 2.0], [[64.0, 0, 64], [0, 64, 16], [0, 0, 1]], 128, config.stride, 8)
+    g, f = net(torch.rand(2, 3, 32, 128), torch.from_numpy(weights), torch.rand(2, 3, 32, 128))
+    assert config.sectors == 8 and g.shape == f.shape == (2, 8 * 5)
     assert torch.allclose(g.norm(dim=1), torch.ones(2)) and torch.allclose(f.norm(dim=1), torch.ones(2))
+    unseen = weights.sum(axis=1) <= 0.25                           # a 90 deg camera sees 2-4 of the 8 sectors
+    assert 4 <= unseen[0].sum() <= 6 and torch.all(g.view(2, 8, 5)[torch.from_numpy(unseen)] == 0)
     with pytest.raises(InputError, match="multiples"):
         DescriptorConfig(image_hw=(30, 128))
+    with pytest.raises(InputError, match="multiple of 4"):
+        DescriptorConfig(polar_hw=(64, 96))
 
 
 def test_neighbourhoods_follow_eq4():

@@ -13,6 +13,7 @@ import torch
 
 from cvgl_ros.errors import InputError
 from cvgl_ros.retrieval.encoders import DescriptorModel, read_descriptor_card
+from cvgl_ros.retrieval.sectors import sector_weights
 from cvgl_ros.runtime.card import sha256_file
 from cvgl_ros.train.retrieval import read_state, run_retrieval_training
 from support.flat_pairs import write_flat_pairs
@@ -22,8 +23,10 @@ model:
   image_hw: [32, 128]
   patch_px: 32
   patch_mpp: 1.6
+  polar_hw: [32, 128]
   channels: [8, 8, 16, 16]
   attention_maps: 2
+  sector_dim: 4
 train:
   epochs: 1
   batch_size: 4
@@ -59,7 +62,7 @@ def test_geo_local_run_trains_writes_its_files_and_exports_matching_encoders(loc
         assert (out / name).is_file(), name
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = read_descriptor_card(out)
-    assert card["descriptor_dim"] == 2 * 16 and card["training"]["mode"] == "geo-local"
+    assert card["descriptor_dim"] == 8 * 4 and card["sectors"] == 8 and card["training"]["mode"] == "geo-local"
     for branch in ("ground", "satellite"):
         assert card[branch]["sha256"] == sha256_file(out / card[branch]["file"])
         assert card["parity"][branch]["ok"] and card["parity"][branch]["max_abs_diff"] < 1e-4
@@ -74,14 +77,20 @@ def test_onnx_runtime_matches_torch_on_a_new_batch_size(local_run):
     net.load_state_dict(state["model"])
     net.eval()
     x = torch.rand(5, 3, 32, 128, generator=torch.Generator().manual_seed(9))
+    k = np.array([[64.0, 0, 64], [0, 64, 16], [0, 0, 1]])
+    w = sector_weights(np.linspace(0, 6, 5), k, 128, 16, 8)
     session = ort.InferenceSession(str(out / "descriptor_ground.onnx"), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"ground": x.numpy()})[0]
+    got = session.run(None, {"ground": x.numpy(), "sectors": w})[0]
     with torch.no_grad():
-        assert np.abs(got - net.ground(x).numpy()).max() < 1e-4
+        assert np.abs(got - net.ground(x, torch.from_numpy(w)).numpy()).max() < 1e-4
     model = DescriptorModel(out, intra_op_threads=1)
     patches = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     d = model.encode_satellite(patches, mpp=0.8)                  # 64 px of 0.8 m: resampled to 32 px of 1.6 m
     assert d.shape == (3, 32) and np.allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)
+    g = model.encode_ground(np.full((64, 256, 3), 128, np.uint8), k * [[2], [2], [1]], 0.3)
+    assert g.shape == (32,) and abs(np.linalg.norm(g) - 1.0) < 1e-5
+    with pytest.raises(InputError, match="yaw"):
+        model.encode_ground(np.full((64, 256, 3), 128, np.uint8), k, float("nan"))
 
 
 def test_resume_continues_from_last_and_refuses_a_second_fresh_run(local_run, data):

@@ -175,3 +175,17 @@ def test_other_profiles_have_no_episodes_or_turn_gaps():
 
     for name in ("clean", "open_sky", "urban_canyon"):
         assert PRESETS[name].episode_gap_s is None and PRESETS[name].turn_gap_probability == 0.0
+
+
+def test_an_injected_offset_moves_the_fixes_of_its_window_only():
+    from cvgl_ros.sim.gnss import GnssOffset, GnssTrack
+
+    t = 100.0 + np.arange(10) * 1.0
+    zeros = np.zeros(10)
+    track = GnssTrack(t, zeros.copy(), zeros.copy(), np.zeros(10, int), np.full(10, 3.0), zeros, zeros,
+                      np.zeros(10, bool))
+    moved = GnssOffset(150.0, 90.0, 2.0, 5.0).apply(track)               # north, from 2 s to 5 s of the drive
+    assert np.allclose(moved.north_m, [0, 0, 150, 150, 150, 0, 0, 0, 0, 0]) and np.allclose(moved.east_m, 0.0)
+    assert np.allclose(moved.error_m[2:5], 150.0) and np.array_equal(moved.reported_sigma_m, track.reported_sigma_m)
+    with pytest.raises(InputError, match="window"):
+        GnssOffset(150.0, 0.0, 5.0, 5.0)

@@ -3,8 +3,11 @@
     cvgl train-retrieval --data DS --out runs/desc [--global] [--config YAML] [--epochs N] [--resume]
     cvgl retrieval index --tiles C --model runs/desc/descriptor.json --bbox W,S,E,N --spacing 5 --out grid.npz
     cvgl retrieval index --tiles C --model runs/desc --bag B [--radius-m 60] --out grid.npz
+    cvgl retrieval evaluate --data DS [--split same_area] --model local=M1 --model global=M2 --out DIR
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 from cvgl_ros.cli.args import (add_force, claim_out, existing_dir, existing_file, existing_path, float_list,
                                lat_lon_alt, non_negative_float, positive_float, positive_int)
@@ -67,6 +70,58 @@ def _index(args) -> int:
     return 0
 
 
+def _named_model(text: str) -> tuple[str, str]:
+    import argparse
+
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=CARD")
+    return name, path
+
+
+def _evaluate(args) -> int:
+    import sys
+
+    from cvgl_ros.atomic import write_json
+    from cvgl_ros.errors import InputError
+    from cvgl_ros.evaluation.retrieval import THRESHOLDS_M, evaluate_models, plot_recalls, plot_score_fields
+    from cvgl_ros.retrieval.encoders import DescriptorModel
+
+    names = [n for n, _ in args.model]
+    if len(set(names)) != len(names):
+        raise InputError(f"--model names must differ: {', '.join(names)}")
+    claim_out(args, "retrieval evaluate", "dir", inputs=[args.data], names=("retrieval.json", "recall.png", "score_fields.png",
+                                                                        "grids"),
+              in_place=True)
+    models = {n: DescriptorModel(p, intra_op_threads=args.threads) for n, p in args.model}
+    radii = [*args.radius_m, float("inf")]
+    result = evaluate_models(args.data, args.split, models, radii, spacing_m=args.spacing,
+                             yaw_error_deg=args.yaw_error_deg, max_queries=args.max_queries,
+                             grid_dir=args.out / "grids", progress=not args.quiet)
+    plot_recalls(result, args.out / "recall.png")
+    name, first = next(iter(models.items()))
+    plot_score_fields(args.data, args.split, name, first, args.out / "grids", args.out / "score_fields.png")
+    write_json(args.out / "retrieval.json", {k: v for k, v in result.items() if not k.startswith("_")}
+               | {"models": {n: str(m.card_path) for n, m in models.items()}})
+    head = "| model | prior radius | R@1 cell | " + " | ".join(f"R@{x:g} m" for x in THRESHOLDS_M) + " | median |"
+    print(head + "\n|" + "---|" * (head.count("|") - 1))
+    for name, tables in result["results"].items():
+        for key, t in tables.items():
+            print(f"| {name} | {key[2:]} m | {t['recall_at_1_cell']:.1f} | "
+                  + " | ".join(f"{t[f'recall_at_{x:g}m']:.1f}" for x in THRESHOLDS_M) + f" | {t['median_error_m']:.1f} m |")
+    print(f"wrote {args.out}/retrieval.json, recall.png and score_fields.png ({result['queries']} queries)",
+          file=sys.stderr)
+    return 0
+
+
+def _trials(args) -> int:
+    from cvgl_ros.evaluation.relocalization import run_trials
+
+    run_trials(args.out, args.cache, count=args.trials, descriptor=args.descriptor, model=args.model,
+               workers=args.workers, progress=not args.quiet)
+    return 0
+
+
 def register(subparsers) -> None:
     t = subparsers.add_parser("train-retrieval", help="train the geo-local descriptor network (seed 001) and export "
                                                       "its two encoders")
@@ -100,9 +155,37 @@ def register(subparsers) -> None:
     i.add_argument("--datum", type=lat_lon_alt, metavar="LAT,LON[,ALT]",
                    help="map frame datum (default: the box centre, or the bag's first fix)")
     i.add_argument("--spacing", type=positive_float, default=5.0, help="grid spacing, m (paper: 5 m)")
-    i.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="stored descriptors")
+    i.add_argument("--dtype", choices=("int8", "float16", "float32"), default="int8",
+                   help="stored descriptors (int8: scaled, 1 byte a number)")
     i.add_argument("--threads", type=positive_int, default=2, help="ONNX Runtime threads")
     i.add_argument("--out", required=True, metavar="DB.npz", help="descriptor grid file")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     add_force(i, "the file at --out")
     i.set_defaults(func=_index)
+
+    e = sub.add_parser("evaluate", help="recall on the descriptor grids of a pair set's worlds (seed 001 Tables I-II)")
+    e.add_argument("--data", type=existing_dir, required=True, metavar="DS", help="pair data set (cvgl sim pairs)")
+    e.add_argument("--split", default="same_area", help="split whose ground images are the queries")
+    e.add_argument("--model", type=_named_model, action="append", required=True, metavar="NAME=CARD",
+                   help="a descriptor model to evaluate (repeat: local=..., global=...)")
+    e.add_argument("--radius-m", type=positive_float, nargs="+", default=[50.0], metavar="R",
+                   help="prior radii, m (the whole world is always added)")
+    e.add_argument("--spacing", type=positive_float, default=5.0, help="grid spacing, m")
+    e.add_argument("--yaw-error-deg", type=non_negative_float, default=3.0, help="1-sigma yaw error of the queries")
+    e.add_argument("--max-queries", type=positive_int, help="only the first N pairs of the split")
+    e.add_argument("--threads", type=positive_int, default=2, help="ONNX Runtime threads")
+    e.add_argument("--out", required=True, type=Path, metavar="DIR", help="retrieval.json, recall.png, grids/")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_force(e, "retrieval.json, recall.png and grids/ in DIR")
+    e.set_defaults(func=_evaluate)
+
+    r = sub.add_parser("trials", help="wide-prior recovery: GNSS 150 m off for 60 s, replayed with and without "
+                                      "the descriptor grid (cvgl_ros/evaluation/relocalization.py)")
+    r.add_argument("--cache", required=True, type=Path, metavar="DIR", help="worlds, grids and trial bags (kept)")
+    r.add_argument("--out", required=True, type=Path, metavar="DIR", help="runs/, relocalization.{json,md,png}")
+    r.add_argument("--trials", type=positive_int, default=10, help="number of trials (default 10)")
+    r.add_argument("--descriptor", type=existing_path, help="descriptor card (default: the shipped geo-local one)")
+    r.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
+    r.add_argument("--workers", type=positive_int, default=1, help="replays at once")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=_trials)

@@ -27,6 +27,21 @@ def _duration(text: str) -> float:
     return value
 
 
+def _gnss_offset(text: str):
+    """DISTANCE_M,BEARING_DEG[,START_S,END_S] -> GnssOffset."""
+    from cvgl_ros.errors import InputError
+    from cvgl_ros.sim.gnss import GnssOffset
+
+    parts = text.split(",")
+    try:
+        if len(parts) not in (2, 4):
+            raise ValueError
+        return GnssOffset(*(float(p) for p in parts))
+    except (ValueError, InputError) as exc:
+        raise argparse.ArgumentTypeError(f"--gnss-offset {text!r}: DISTANCE_M,BEARING_DEG[,START_S,END_S] with a "
+                                         f"distance >= 0 and END_S > START_S{f' ({exc})' if str(exc) else ''}") from None
+
+
 def _drive(args) -> int:
     from cvgl_ros.sim.drive import SensorMounting, record_drive
 
@@ -36,7 +51,8 @@ def _drive(args) -> int:
     result = record_drive(args.world, args.out, seed=args.seed, duration_s=args.duration_s, gnss=args.gnss,
                           camera_hz=args.camera_hz, gnss_hz=args.gnss_hz, compressed=args.compressed,
                           width=args.width, height=args.height, progress=not args.quiet, turn_rich=args.turn_rich,
-                          motion_sensors=not args.no_motion_sensors, mounting=mounting)
+                          motion_sensors=not args.no_motion_sensors, mounting=mounting,
+                          gnss_offset=args.gnss_offset)
     truth = result.trajectory
     stats = result.gnss_error_stats()
     counts = ", ".join(f"{topic} {n}" for topic, n in sorted(result.counts.items()))
@@ -69,6 +85,9 @@ def register(sim_subparsers) -> None:
                    help=f"simulated seconds (at most {MAX_DURATION_S:g}; a progress bar shows the frames rendered)")
     p.add_argument("--gnss", choices=("clean", "open_sky", "urban_canyon", "multipath"), default="urban_canyon",
                    help="GNSS error model (see cvgl_ros/sim/gnss.py)")
+    p.add_argument("--gnss-offset", type=_gnss_offset, metavar="M,DEG[,T0,T1]",
+                   help="a fault on top of --gnss: the fixes of [T0, T1) s (default: all) moved by M metres along "
+                        "the bearing DEG (ENU, counter-clockwise from east), the reported sigma unchanged")
     p.add_argument("--turn-rich", action="store_true",
                    help="a route that turns at (almost) every intersection, U-turns included (the fleet's)")
     p.add_argument("--camera-hz", type=positive_float, default=10.0)

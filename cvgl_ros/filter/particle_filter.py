@@ -137,6 +137,7 @@ from cvgl_ros.filter.gnss_gate import EstimateView, GateState, GnssDecision, Gns
 from cvgl_ros.filter.history import Entry, MeasurementHistory
 from cvgl_ros.filter.measurements import GridFactor, GridScores, grid_log_factor
 from cvgl_ros.filter.motion import BIAS, E, N, NUM_STATES, V, YAW, MotionInputs, MotionNoise
+from cvgl_ros.filter.relocalization import Relocalizer
 from cvgl_ros.filter.resampling import effective_sample_size, systematic_resample
 from cvgl_ros.geo.yaw import wrap_angle
 from cvgl_ros.likelihood import LikelihoodVolume
@@ -216,6 +217,21 @@ class ParticleFilterConfig(Settings):
     retrieval_gnss_max_age_s: float = setting(1.0, "coarse stage: the retrieval circle is centred on the newest "
                                               "fix the gate used when it is at most this older than the frame, "
                                               "else on the estimate, s", ge=0.0, le=60.0)
+    relocalize_after_s: float = setting(3.0, "relocalizer: an estimate cross-view has not confirmed this long after "
+                                        "its (re)seed, with cross-view frames fused meanwhile, is lost: the "
+                                        "retrieval scores of a wide circle are accumulated (needs the coarse "
+                                        "stage's frames), s", ge=0.0, le=600.0)
+    relocalize_radius_m: float = setting(200.0, "relocalizer: radius of the search around the lost estimate (GNSS "
+                                         "50-200 m off); the published 1-sigma is at least a third of it meanwhile, m",
+                                         gt=0.0, le=5000.0)
+    relocalize_min_frames: int = setting(5, "relocalizer: frames accumulated before a decision", ge=1, le=10_000)
+    relocalize_mass: float = setting(0.8, "relocalizer: posterior mass near the best hypothesis that makes it a fix",
+                                     gt=0.0, le=1.0)
+    relocalize_peak_m: float = setting(10.0, "relocalizer: radius of that mass, m", gt=0.0, le=1000.0)
+    relocalize_min_shift_m: float = setting(15.0, "relocalizer: a fix nearer the estimate than this keeps the "
+                                            "particles (the estimate was right), m", ge=0.0, le=5000.0)
+    relocalize_seed_sigma_m: float = setting(3.0, "relocalizer: 1-sigma of the particles re-seeded around a fix, m",
+                                             gt=0.0, le=1000.0)
     integrity_min_evidence: float = setting(0.5, "integrity monitor: mean cross-view log-evidence below this means "
                                             "cross-view no longer confirms the estimate", ge=-100.0, le=100.0)
     integrity_contradict_evidence: float = setting(0.0, "integrity monitor: mean cross-view log-evidence below "
@@ -312,6 +328,8 @@ class _State:
     gate: GateState | None = None
     newest_fix: tuple | None = None        # (GnssFix, used by the gate): the retrieval circle's centre
     integrity_relock_s: float | None = None  # the last integrity re-lock (the coarse stage's alarm)
+    relocalized_s: float | None = None     # the last re-seed by the relocalizer
+    relocalizing_since_s: float | None = None  # the relocalizer searches (the estimate is lost)
 
     @property
     def initialized(self) -> bool:
@@ -334,6 +352,7 @@ COUNTERS = (
     "imu_samples", "imu_invalid", "imu_late", "wheel_samples", "wheel_invalid", "wheel_late",
     "predictions_with_imu", "predictions_with_wheel_speed", "predictions_motion_gap",
     "retrieval_applied", "retrieval_not_applied", "retrieval_ignored", "retrieval_duplicates",
+    "relocalizer_searches", "relocalizations",
 )
 DECISION_COUNTERS = {
     GnssDecision.ACCEPTED: "gnss_accepted", GnssDecision.REJECTED_OUTLIER: "gnss_rejected",
@@ -360,6 +379,9 @@ class ParticleFilter:
         self._last_reset_reason = ""
         self._last_reseed_reason = ""
         self._last_retrieval_reason = ""
+        self._last_relocalizer_reason = ""
+        self._relocalizer = self._new_relocalizer()
+        self._reloc_last_s = 0.0
         self._last_gnss_stamp_s: float | None = None
         self._log_uniform = -math.log(self.config.num_particles)
 
@@ -374,6 +396,12 @@ class ParticleFilter:
         self.motion_inputs.timeout_s = config.motion_timeout_s
         self.motion_inputs.hold_s = config.motion_hold_s
         self._history.window_s = config.history_s
+        self._relocalizer = self._new_relocalizer()
+
+    def _new_relocalizer(self) -> Relocalizer:
+        cfg = self.config
+        return Relocalizer(cfg.relocalize_radius_m, cfg.relocalize_peak_m, cfg.relocalize_min_frames,
+                           cfg.relocalize_mass)
 
     # -- sensor mounting -----------------------------------------------------------------
 
@@ -553,6 +581,71 @@ class ParticleFilter:
             self._reweight(factor.log_factor)
         return factor
 
+    def lost(self, stamp_s: float) -> bool:
+        """The relocalizer's trigger: cross-view frames were fused since the particles were
+        (re)seeded, relocalize_after_s ago or more, and none confirmed them."""
+        cfg, s = self.config, self._state
+        if s.particles is None or s.verified or not cfg.use_cross_view:
+            return False
+        since = max(s.seeded_at_s, s.relocalized_s if s.relocalized_s is not None else -math.inf)
+        fused = s.last_cross_view_s is not None and s.last_cross_view_s >= since
+        return fused and stamp_s - since >= cfg.relocalize_after_s
+
+    def _relocalize(self, grid: GridScores, stamp_s: float) -> None:
+        """One retrieval frame for the relocalizer (`cvgl_ros.filter.relocalization`): start or
+        stop its search, add the frame, and re-seed the particles around a fix it finds."""
+        cfg, s, reloc = self.config, self._state, self._relocalizer
+        if not self.lost(stamp_s):
+            if reloc.active:
+                reloc.stop()
+                s.relocalizing_since_s = None
+                self._last_relocalizer_reason = "stopped: the estimate is confirmed" if s.verified else "stopped"
+            return
+        p, w = s.particles, self._weights()
+        cam_e, cam_n = self._mounted(p, cfg.camera_x_m, cfg.camera_y_m)
+        here = _wsum(cam_e, w), _wsum(cam_n, w)
+        if not reloc.active:
+            reloc.start(stamp_s, here[0], here[1], grid.spacing_m or 5.0)
+            s.relocalizing_since_s, self._reloc_last_s = stamp_s, stamp_s
+            self._count("relocalizer_searches")
+        dt = max(stamp_s - self._reloc_last_s, 0.0)
+        self._reloc_last_s = max(self._reloc_last_s, stamp_s)
+        yaw = math.atan2(_wsum(np.sin(p[YAW]), w), _wsum(np.cos(p[YAW]), w))
+        step = _wsum(p[V], w) * dt
+        reloc.update(grid, (step * math.cos(yaw), step * math.sin(yaw)))
+        decision = reloc.decision()
+        self._last_relocalizer_reason = decision.reason
+        if not decision.found:
+            return
+        reloc.stop()
+        s.relocalizing_since_s = None
+        shift = math.hypot(decision.position_en_m[0] - here[0], decision.position_en_m[1] - here[1])
+        if shift < cfg.relocalize_min_shift_m:
+            s.relocalized_s = stamp_s
+            self._last_relocalizer_reason = f"{decision.reason}: {shift:.1f} m from the estimate, kept"
+            return
+        self._reseed_at(decision.position_en_m, stamp_s)
+        self._last_relocalizer_reason = f"{decision.reason}: re-seeded {shift:.0f} m away"
+        self._count("relocalizations")
+
+    def _reseed_at(self, camera_en_m: tuple[float, float], stamp_s: float) -> None:
+        """Particles around the camera position `camera_en_m` (relocalize_seed_sigma_m), their yaw,
+        speed and bias drawn from the old ones; the gate's reference moves with them, with no
+        warm-up (a warm-up would accept the very GNSS that lost the filter)."""
+        cfg, s = self.config, self._state
+        old, m = s.particles, s.particles.shape[1]
+        p = old[:, self.rng.choice(m, m, p=self._weights())].copy()
+        p[E] = camera_en_m[0] + cfg.relocalize_seed_sigma_m * self.rng.standard_normal(m)
+        p[N] = camera_en_m[1] + cfg.relocalize_seed_sigma_m * self.rng.standard_normal(m)
+        c, sn = np.cos(p[YAW]), np.sin(p[YAW])
+        p[E] -= c * cfg.camera_x_m - sn * cfg.camera_y_m       # base_link = camera - R(psi) lever
+        p[N] -= sn * cfg.camera_x_m + c * cfg.camera_y_m
+        s.particles, s.log_weights, s.uniform = p, np.full(m, self._log_uniform), True
+        s.evidence, s.verified, s.relocalized_s = (), False, stamp_s
+        gate = s.gate
+        s.gate = GateState(last_fix=gate.last_fix)
+        self._set_reference(stamp_s)
+
     def _reweight(self, log_factor: np.ndarray) -> float:
         """Multiply the weights by exp(log_factor), renormalize, resample when ESS is low;
         returns log sum_m w_m exp(log_factor_m) (the weights before, normalized)."""
@@ -646,6 +739,8 @@ class ParticleFilter:
         floor_m = cfg.covariance_floor_m
         if cfg.use_cross_view and not state.verified:
             floor_m = math.hypot(floor_m, cfg.unverified_sigma_m)
+        if state.relocalizing_since_s is not None:
+            floor_m = max(floor_m, cfg.relocalize_radius_m / 3.0)
         scale = np.sqrt([cfg.covariance_scale, cfg.covariance_scale, cfg.covariance_yaw_scale])
         cov = np.outer(scale, scale) * 0.5 * (cov + cov.T) + np.diag([floor_m ** 2, floor_m ** 2,
                                                                       math.radians(cfg.covariance_floor_yaw_deg) ** 2])
@@ -824,6 +919,8 @@ class ParticleFilter:
             self._count(DECISION_COUNTERS.get(decision))
             return decision
         if isinstance(m, _Retrieval):
+            if not self._replaying:
+                self._relocalize(m.grid, m.stamp_s)
             factor = self.update_retrieval(m.grid, m.stamp_s)
             self._count("retrieval_applied" if factor.log_factor is not None else "retrieval_not_applied")
             if not self._replaying:
@@ -842,6 +939,7 @@ class ParticleFilter:
         """Forget everything (e.g. the ROS clock jumped back); the next valid fix initializes."""
         self._state = _State()
         self._history.clear()
+        self._relocalizer.stop()
         self._last_reset_reason = reason
         self._count("resets")
 
@@ -878,6 +976,7 @@ class ParticleFilter:
                     last_reseed_reason=self._last_reseed_reason,
                     last_integrity_alarm=s.gate.last_alarm if s.gate else "",
                     last_retrieval_reason=self._last_retrieval_reason,
+                    last_relocalizer_reason=self._last_relocalizer_reason,
                     estimate_verified=s.verified,
                     cross_view_evidence=f"{np.mean(evidence):.2f}" if evidence else "none")
 

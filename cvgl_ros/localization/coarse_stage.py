@@ -22,7 +22,8 @@ gate (and fuses /cvgl/retrieval only while on); the cross-view node with the fil
 on /cvgl/pose and its prior's source (and computes /cvgl/retrieval only while on).
 
 `CoarseSearch` (the cross-view node's side): the frame's ground descriptor (ONNX Runtime,
-`cvgl_ros.retrieval.encoders`), the grid's cells in the circle of radius
+`cvgl_ros.retrieval.encoders`; its sectors are absolute bearings, so it needs the prior's yaw:
+a frame whose yaw is unknown is not searched), the grid's cells in the circle of radius
 circle_sigmas * max(sigma_gnss, sigma_filter) around the prior, at most `max_cells` of them
 (the nearest), and their scores e^{-d} (`cvgl_ros.retrieval.index`), as `GridScores`.
 """
@@ -162,15 +163,19 @@ class CoarseSearch:
             known = [s for s in (self._gnss_sigma_m, self._filter_sigma_m) if math.isfinite(s)]
         return self.circle_sigmas * (max(known) if known else 5.0)
 
-    def search(self, rgb: np.ndarray, east_m: float, north_m: float, datum, stamp_ns: int,
-               timings: dict | None = None) -> GridScores:
-        """The scores of the cells around (east, north) for the frame `rgb` (InputError: none)."""
+    def search(self, rgb: np.ndarray, k: np.ndarray, yaw_enu_rad: float | None, east_m: float, north_m: float,
+               datum, stamp_ns: int, timings: dict | None = None) -> GridScores:
+        """The scores of the cells around (east, north) for the frame `rgb` with intrinsics `k`,
+        looking along `yaw_enu_rad` (InputError: none; also when the yaw is unknown, since the
+        descriptor's sectors are absolute bearings)."""
         from cvgl_ros.localization.datum import datum_offset_m
 
         offset_m = 0.0 if datum is None else datum_offset_m(datum, self.index.datum)
         if offset_m > DATUM_TOLERANCE_M:
             raise InputError(f"the descriptor grid's datum is {offset_m:.1f} m from the filter's: build it with the "
                              "filter's datum")
+        if yaw_enu_rad is None or not math.isfinite(yaw_enu_rad):
+            raise InputError("the yaw is unknown: the ground descriptor's sectors need it")
         t0 = time.perf_counter()
         radius = self.radius_m()
         cells = self.index.cells_within(east_m, north_m, radius)
@@ -180,7 +185,7 @@ class CoarseSearch:
             d2 = ((self.index.positions_en_m[cells] - [east_m, north_m]) ** 2).sum(axis=1)
             cells = np.sort(cells[np.argsort(d2, kind="stable")[: self.max_cells]])
         with self._model_lock:  # one ONNX session, created on first use
-            query = self.model.encode_ground(rgb)
+            query = self.model.encode_ground(rgb, k, yaw_enu_rad)
         scores = np.exp(-self.index.distances(query, cells))
         if timings is not None:
             timings["retrieval_ms"] = (time.perf_counter() - t0) * 1e3

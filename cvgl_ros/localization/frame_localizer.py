@@ -219,7 +219,7 @@ class FrameLocalizer:
             self.health.count("frames_waiting_for_datum")
             raise FrameWaiting(f"waiting for {self.datum_source}")
         choice = self._prior(stamp_ns)
-        retrieval = self._coarse(rgb, choice, datum, stamp_ns, timings) if self.coarse is not None else None
+        retrieval = self._coarse(rgb, camera[0], choice, datum, stamp_ns, timings) if self.coarse else None
         estimate = self._localize(rgb, camera[0], datum, choice.prior, stamp_ns, timings)
         estimate.overlay, estimate.retrieval = self._overlay_due(), retrieval
         messages = outputs(estimate)
@@ -250,7 +250,7 @@ class FrameLocalizer:
             raise FrameWaiting(choice.skip_reason)
         return choice
 
-    def _coarse(self, rgb: np.ndarray, choice, datum, stamp_ns: int, timings: dict):
+    def _coarse(self, rgb: np.ndarray, k: np.ndarray, choice, datum, stamp_ns: int, timings: dict):
         """The coarse stage's GridScores when it runs for this frame, else None (see step 3)."""
         decision = self.coarse.decide(choice.source)
         self.health.set_value("coarse_stage", "on" if decision.run else "off")
@@ -258,7 +258,9 @@ class FrameLocalizer:
         if not decision.run:
             return None
         try:
-            scores = self.coarse.search(rgb, choice.prior.east_m, choice.prior.north_m, datum, stamp_ns, timings)
+            prior = choice.prior
+            scores = self.coarse.search(rgb, k, prior.yaw_enu_rad, prior.east_m, prior.north_m, datum, stamp_ns,
+                                        timings)
         except InputError as exc:
             self.health.set_value("coarse_stage_reason", f"{decision.reason}; search failed: {exc}")
             self.health.count("retrieval_failed")

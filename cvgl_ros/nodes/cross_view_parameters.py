@@ -90,8 +90,8 @@ class CrossViewNodeParameters(MountingParameters):
         "exceeds the dense patch or the estimate is lost; scores on /cvgl/retrieval; empty: off")
     retrieval_model: str = setting("", "the descriptor card (descriptor.json or its run directory) of the grid's "
         "ground encoder; empty: the card the grid names")
-    retrieval_max_cells: int = setting(2000, "coarse stage: at most this many grid cells a frame (those nearest the "
-        "prior in its 3-sigma circle)", ge=2, le=1_000_000)
+    retrieval_max_cells: int = setting(6000, "coarse stage: at most this many grid cells a frame (those nearest the "
+        "prior in its 3-sigma circle; 6000 holds the relocalizer's 200 m circle at 5 m)", ge=2, le=1_000_000)
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics, s (wall clock)", ge=0.05, le=60.0)
 
 

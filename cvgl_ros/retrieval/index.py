@@ -21,7 +21,9 @@ Runtime). Points whose patch is not wholly covered by the cache are left out (co
 File format (`FORMAT`, one `.npz` without pickles, written atomically):
 
     positions_en_m   (M, 2) float64   cell centres, east and north in the datum's map frame
-    descriptors      (M, D) float16   f(S_j) (float32 with dtype="float32"); unit vectors to ~1e-3
+    descriptors      (M, D) int8      f(S_j) / int8_scale rounded (dtype="int8", the default: a
+                                      256-D grid is 10 MB per km^2; the error of d is ~1e-3), or
+                                      float16 / float32 f(S_j) (dtype="float16", "float32")
     meta_json        (K,) uint8       UTF-8 JSON: format, datum {lat_deg, lon_deg, alt_m},
                                       spacing_m, descriptor_dim, dtype, the card's sha256 of both
                                       encoders (satellite: what made the descriptors; ground: what
@@ -58,7 +60,8 @@ from cvgl_ros.geo.datum import Datum
 FORMAT = "cvgl-descriptor-grid/1"
 DEFAULT_SPACING_M = 5.0
 MAX_CELLS = 5_000_000
-DTYPES = {"float16": np.float16, "float32": np.float32}
+DTYPES = {"int8": np.int8, "float16": np.float16, "float32": np.float32}
+INT8_MAX = 127
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,26 @@ class DescriptorIndex:
                              f"{pos.shape} and {desc.shape}")
         if not (np.isfinite(pos).all() and np.isfinite(desc.astype(np.float32)).all()):
             raise InputError("a descriptor grid's positions and descriptors must be finite")
+        if desc.dtype == np.int8:
+            scale = self.meta.get("int8_scale")
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+                raise InputError(f"an int8 descriptor grid needs int8_scale > 0 in its meta, got {scale!r:.40}")
         self.positions_en_m, self.descriptors = pos, desc
+
+    @staticmethod
+    def quantize(descriptors: np.ndarray, dtype: str) -> tuple[np.ndarray, dict]:
+        """(stored descriptors, meta entries) of float descriptors (M, D) as `dtype`."""
+        if dtype not in DTYPES:
+            raise InputError(f"descriptor dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        if dtype != "int8":
+            return descriptors.astype(DTYPES[dtype]), {}
+        scale = max(float(np.abs(descriptors).max()), 1e-12) / INT8_MAX
+        return np.round(descriptors / scale).astype(np.int8), {"int8_scale": scale}
+
+    def vectors(self, indices=slice(None)) -> np.ndarray:
+        """The float32 descriptors f(S_j) of the cells `indices` (int8 ones scaled back)."""
+        values = self.descriptors[indices].astype(np.float32)
+        return values * np.float32(self.meta["int8_scale"]) if self.descriptors.dtype == np.int8 else values
 
     @property
     def descriptor_dim(self) -> int:
@@ -118,7 +140,7 @@ class DescriptorIndex:
         q = np.asarray(query, dtype=np.float32)
         if q.shape != (self.descriptor_dim,) or not np.isfinite(q).all():
             raise InputError(f"a query descriptor must be {self.descriptor_dim} finite numbers, got shape {q.shape}")
-        diff = self.descriptors[indices].astype(np.float32) - q
+        diff = self.vectors(indices) - q
         return np.einsum("md,md->m", diff, diff)
 
     def query(self, query: np.ndarray, east_m: float, north_m: float, radius_m: float) -> LocalScores:
@@ -225,7 +247,7 @@ def grid_near(datum: Datum, lat_deg: np.ndarray, lon_deg: np.ndarray, radius_m: 
 
 
 def build_index(tiles: str | Path, model, points_en_m: np.ndarray, datum: Datum, spacing_m: float, *,
-                dtype: str = "float16", batch: int = 64, region: dict | None = None, progress: bool = True,
+                dtype: str = "int8", batch: int = 64, region: dict | None = None, progress: bool = True,
                 min_valid_fraction: float = 1.0) -> DescriptorIndex:
     """Encode the patches of `points_en_m` (M, 2) cut from the cache `tiles` with `model`
     (a `cvgl_ros.retrieval.encoders.DescriptorModel`); see the module docstring."""
@@ -249,7 +271,7 @@ def build_index(tiles: str | Path, model, points_en_m: np.ndarray, datum: Datum,
                 else:
                     skipped += 1
             if patches:
-                descriptors.append(model.encode_satellite(np.stack(patches)).astype(DTYPES[dtype]))
+                descriptors.append(model.encode_satellite(np.stack(patches)))
             bar.update(len(chunk))
         bar.close()
     if not kept:
@@ -259,4 +281,5 @@ def build_index(tiles: str | Path, model, points_en_m: np.ndarray, datum: Datum,
                       "ground_sha256": model.sha256("ground")},
             "patch_px": model.patch_px, "patch_mpp": model.patch_mpp, "region": region or {},
             "skipped_cells": skipped, "tiles": str(tiles), "build_s": round(time.perf_counter() - t0, 3)}
-    return DescriptorIndex(np.array(kept, np.float64), np.concatenate(descriptors), datum, spacing_m, meta)
+    stored, extra = DescriptorIndex.quantize(np.concatenate(descriptors), dtype)
+    return DescriptorIndex(np.array(kept, np.float64), stored, datum, spacing_m, meta | extra)

@@ -152,10 +152,11 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
                  camera_hz: float = 10.0, gnss_hz: float = 5.0, compressed: bool = False,
                  width: int | None = None, height: int | None = None, progress: bool = True,
                  turn_rich: bool = False, motion_sensors: bool = True,
-                 mounting: SensorMounting | None = None) -> DriveResult:
+                 mounting: SensorMounting | None = None, gnss_offset=None) -> DriveResult:
     """Simulate a drive and write it as a bag (see the module docstring); `turn_rich` picks a
     route that turns at (almost) every intersection (`RoadGraph.route`); `mounting` puts the
-    camera and the antenna off base_link's origin."""
+    camera and the antenna off base_link's origin; `gnss_offset` (a `cvgl_ros.sim.gnss.GnssOffset`)
+    moves the fixes of a time window (a fault on top of the profile)."""
     from tqdm import tqdm
 
     from cvgl_ros.datasets import bag as B
@@ -167,6 +168,8 @@ def record_drive(world_dir: str | Path, out_bag: str | Path, seed: int, duration
     world = World.load(world_dir)
     mounting = mounting or SensorMounting()
     sensed = _simulate(world, seed, float(duration_s), gnss, gnss_hz, motion_sensors, turn_rich, mounting)  # 1.-4.
+    if gnss_offset is not None:
+        sensed = dataclasses.replace(sensed, gnss=gnss_offset.apply(sensed.gnss))
     renderer, camera = _renderer(world, width, height, appearance_seed=seed, mounting=mounting)          # 5.
     frames = _CameraFrames(renderer, camera, sensed.truth.mounted(mounting.camera_x_m, mounting.camera_y_m),
                            duration_s, camera_hz, compressed)

@@ -181,6 +181,34 @@ class GnssTrack:
                         "p95_m": float(p95), "p99_m": float(p99), "max_m": float(err.max())}
 
 
+@dataclass(frozen=True)
+class GnssOffset:
+    """A fault injected on top of a profile: every fix in [start_s, end_s) of the drive is moved
+    by `distance_m` along `bearing_deg` (ENU, counter-clockwise from east), the reported sigma
+    left as the receiver gave it (a receiver locked onto a reflection does not know). The
+    relocalization trials of the coarse stage use it (GNSS 150 m off for 60 s)."""
+
+    distance_m: float
+    bearing_deg: float
+    start_s: float = 0.0
+    end_s: float = math.inf
+
+    def __post_init__(self):
+        values = (self.distance_m, self.bearing_deg, self.start_s)
+        if not all(math.isfinite(v) for v in values) or self.distance_m < 0 or not self.end_s > self.start_s:
+            raise InputError(f"GNSS offset {self.distance_m} m at {self.bearing_deg} deg over [{self.start_s}, "
+                             f"{self.end_s}) s: need a finite distance >= 0 and a window end > start")
+
+    def apply(self, track: "GnssTrack") -> "GnssTrack":
+        from dataclasses import replace
+
+        t = track.t_s - track.t_s[0] if len(track) else track.t_s
+        inside = (t >= self.start_s) & (t < self.end_s)
+        bearing = math.radians(self.bearing_deg)
+        return replace(track, east_m=np.where(inside, track.east_m + self.distance_m * math.cos(bearing), track.east_m),
+                       north_m=np.where(inside, track.north_m + self.distance_m * math.sin(bearing), track.north_m))
+
+
 def _events(rng: np.random.Generator, t: np.ndarray, rate: np.ndarray, duration_s: tuple[float, float]):
     """Poisson onsets with a time-varying rate (per epoch), each with a uniform duration."""
     dt = np.diff(t, append=t[-1] + (t[-1] - t[-2] if len(t) > 1 else 1.0))

@@ -70,7 +70,10 @@ class RetrievalTrainConfig(Settings):
     grad_clip: float = setting(5.0, "gradient norm clip", gt=0.0)
     max_pair_offset_m: float = setting(5.0, "pairs whose satellite centre is further from the camera are left "
                                             "out, m (paper: 5 m)", gt=0.0)
-    rotate_satellite_90: bool = setting(True, "rotate each patch by a random multiple of 90 deg (paper §IV-B)")
+    rotate_satellite_90: bool = setting(True, "rotate each patch by a random multiple of 90 deg, the yaw alike "
+                                              "(paper §IV-B)")
+    yaw_noise_deg: float = setting(2.0, "1-sigma noise added to the true yaw (the filter's yaw at run time)",
+                                   ge=0.0, le=45.0)
     photometric_jitter: float = setting(0.1, "brightness/contrast jitter of both images", ge=0.0, le=1.0)
     validation_pairs: int = setting(512, "pairs of the validation split scored per epoch (0: none)", ge=0)
     threads: int = setting(2, "torch threads", ge=1, le=1024)
@@ -99,15 +102,18 @@ def load_retrieval_config(path: str | Path | None) -> RetrievalConfig:
 
 def load_pairs(data: str | Path, split: str, model: DescriptorConfig, max_offset_m: float,
                max_pairs: int | None = None) -> dict:
-    """One split at the model's input sizes, in memory: ground (N, h, w, 3) and satellite
-    (N, S, S, 3) uint8, positions (N, 2) of the patch centres, world (N,) ids, dropped count."""
+    """One split at the model's input sizes, in memory: ground (N, h, w, 3) uint8 with its K
+    (N, 3, 3) and true yaw (N,), the polar satellite images (N, R, P, 3) uint8, positions (N, 2)
+    of the patch centres, world (N,) ids, dropped count."""
     from cvgl_ros.datasets.pairs import PairDataset
+    from cvgl_ros.retrieval.sectors import polar_maps, polar_patch
     from cvgl_ros.runtime.preprocess import resample_patch, resize_ground
     from cvgl_ros.train.batches import dataset_patch_mpp
 
     dataset = PairDataset(data, split)
     data_mpp = dataset_patch_mpp(dataset.meta)
-    grounds, sats, positions, worlds, dropped = [], [], [], [], 0
+    maps = polar_maps(model.patch_px, model.polar_hw)
+    grounds, ks, yaws, polars, positions, worlds, dropped = [], [], [], [], [], [], 0
     for sample in dataset.iter_shards():
         if max_pairs is not None and len(grounds) >= max_pairs:
             break
@@ -115,25 +121,37 @@ def load_pairs(data: str | Path, split: str, model: DescriptorConfig, max_offset
         if not np.isfinite(offset).all() or float(np.linalg.norm(offset)) > max_offset_m:
             dropped += 1
             continue
-        grounds.append(resize_ground(sample["ground"], sample["K"], tuple(model.image_hw))[0])
-        sats.append(resample_patch(sample["satellite"], data_mpp, model.patch_px, model.patch_mpp))
+        ground, k = resize_ground(sample["ground"], sample["K"], tuple(model.image_hw))
+        grounds.append(ground)
+        ks.append(k)
+        yaws.append(float(sample["yaw_enu_rad"]))
+        polars.append(polar_patch(resample_patch(sample["satellite"], data_mpp, model.patch_px, model.patch_mpp), maps))
         positions.append(np.asarray(sample["position_en_m"], np.float64) - offset)
         worlds.append(dataset.world_ids.index(sample["world"]))
     if not grounds:
         raise InputError(f"split {split} of {data} has no pair within {max_offset_m:g} m of its satellite centre "
                          f"({dropped} further): make the pairs with cvgl sim pairs --max-shift-m 3.5")
-    return {"ground": np.stack(grounds), "satellite": np.stack(sats), "positions": np.array(positions),
-            "world": np.array(worlds), "dropped": dropped, "split": split}
+    return {"ground": np.stack(grounds), "K": np.stack(ks), "yaw": np.array(yaws), "satellite": np.stack(polars),
+            "positions": np.array(positions), "world": np.array(worlds), "dropped": dropped, "split": split}
 
 
-def batch_tensors(pairs: dict, index: np.ndarray, rng: np.random.Generator | None,
-                  train: RetrievalTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ground, satellite) NCHW float tensors in [0, 1] of the pairs `index`, augmented when `rng`."""
+def batch_tensors(pairs: dict, index: np.ndarray, rng: np.random.Generator | None, train: RetrievalTrainConfig,
+                  model: DescriptorConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ground, sector weights, polar satellite) tensors of the pairs `index`, augmented when
+    `rng`: a rotation of the world by k * 90 deg (the polar columns rolled by k * P / 4, the yaw
+    turned by k * 90 deg), yaw noise of `yaw_noise_deg` and a photometric jitter."""
+    from cvgl_ros.retrieval.sectors import sector_weights
+
     ground = pairs["ground"][index].astype(np.float32) / 255.0
     satellite = pairs["satellite"][index].astype(np.float32) / 255.0
+    yaw = pairs["yaw"][index].astype(np.float64)
     if rng is not None:
         if train.rotate_satellite_90:
-            satellite = np.stack([np.rot90(s, int(k)) for s, k in zip(satellite, rng.integers(0, 4, len(index)))])
+            turns = rng.integers(0, 4, len(index))
+            quarter = satellite.shape[2] // 4
+            satellite = np.stack([np.roll(s, int(k) * quarter, axis=1) for s, k in zip(satellite, turns)])
+            yaw = yaw + turns * (np.pi / 2)
+        yaw = yaw + rng.normal(0.0, np.radians(train.yaw_noise_deg), len(index))
         for images in (ground, satellite):
             jitter = train.photometric_jitter
             if jitter > 0:
@@ -141,13 +159,13 @@ def batch_tensors(pairs: dict, index: np.ndarray, rng: np.random.Generator | Non
                 images *= (1 + rng.uniform(-jitter, jitter, (n, 1, 1, 3))).astype(np.float32)
                 images += (rng.uniform(-jitter, jitter, (n, 1, 1, 1)) * 0.5).astype(np.float32)
                 np.clip(images, 0, 1, out=images)
+    weights = sector_weights(yaw, pairs["K"][index], model.image_hw[1], model.stride, model.sectors)
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
-    return to_t(ground), to_t(satellite)
+    return to_t(ground), torch.from_numpy(weights), to_t(satellite)
 
 
 def batch_loss(model: DescriptorNet, pairs: dict, index: np.ndarray, rng, train: RetrievalTrainConfig) -> dict:
-    ground, satellite = batch_tensors(pairs, index, rng, train)
-    g, f = model(ground, satellite)
+    g, f = model(*batch_tensors(pairs, index, rng, train, model.config))
     distances = descriptor_distances(f, g)
     if train.local:
         return geo_local_loss(distances, pairs["positions"][index], pairs["world"][index], train.radius_m,
@@ -161,7 +179,8 @@ def encode_all(model: DescriptorNet, pairs: dict, train: RetrievalTrainConfig, b
     model.eval()
     gs, fs = [], []
     for start in range(0, len(pairs["ground"]), batch):
-        g, f = model(*batch_tensors(pairs, np.arange(start, min(start + batch, len(pairs["ground"]))), None, train))
+        index = np.arange(start, min(start + batch, len(pairs["ground"])))
+        g, f = model(*batch_tensors(pairs, index, None, train, model.config))
         gs.append(g.numpy())
         fs.append(f.numpy())
     return np.concatenate(gs), np.concatenate(fs)
@@ -169,13 +188,15 @@ def encode_all(model: DescriptorNet, pairs: dict, train: RetrievalTrainConfig, b
 
 def retrieval_recall(g: np.ndarray, f: np.ndarray, positions: np.ndarray, world: np.ndarray, radius_m: float) -> dict:
     """recall@1 of each ground query's own patch among the patches within `radius_m` of it
-    (same world) and among all patches; distances as the loss's."""
+    (same world) and among all patches, and the share whose best patch within `radius_m` lies
+    within 5 m of its own; distances as the loss's."""
     d = np.clip(2.0 - 2.0 * g @ f.T, 0.0, None)                        # [query j, patch i]
     delta = np.linalg.norm(positions[:, None] - positions[None], axis=2)
     near = (delta <= radius_m) & (world[:, None] == world[None])
-    local = np.where(near, d, np.inf)
+    best = np.where(near, d, np.inf).argmin(1)
     n = len(g)
-    return {"count": n, "recall_at_1_local": float(np.mean(local.argmin(1) == np.arange(n)) * 100),
+    return {"count": n, "recall_at_1_local": float(np.mean(best == np.arange(n)) * 100),
+            "recall_at_5m_local": float(np.mean(delta[np.arange(n), best] <= 5.0) * 100),
             "recall_at_1_global": float(np.mean(d.argmin(1) == np.arange(n)) * 100),
             "candidates_local_median": float(np.median(near.sum(1)))}
 
@@ -310,10 +331,12 @@ def run_retrieval_training(data: str | Path, config_path: str | Path | None, out
         plot_retrieval_curves(history, out / "curves.png", title=f"{out.name}: {provenance['data']}")
         if progress:
             print(f"epoch {epoch + 1}/{t.epochs}: loss {entry['train']['loss']:.4f} "
-                  + (f"val R@1 local {entry['val']['recall_at_1_local']:.1f} % global "
+                  + (f"val R@1 local {entry['val']['recall_at_1_local']:.1f} % (R@5m "
+                     f"{entry['val']['recall_at_5m_local']:.1f} %) global "
                      f"{entry['val']['recall_at_1_global']:.1f} %" if "val" in entry else ""), file=sys.stderr)
     card = export_descriptor(model.eval(), config, out, history=history, provenance=provenance,
-                             parity_images=(pairs["ground"][:3], pairs["satellite"][:3]))
+                             parity_batch=batch_tensors(pairs, np.arange(min(3, len(pairs["ground"]))), None, t,
+                                                        config.model))
     write_text(out / "finished", "ok\n")
     return {"out": str(out), "history": history, "card": card}
 

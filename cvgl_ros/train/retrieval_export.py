@@ -29,67 +29,83 @@ PAPER_VALUES = {"feature_extractor": "VGG16 pre-trained on ImageNet", "aggregati
                 "optimizer": "Adam lr 5e-5 (RobotCar), 1e-5 (CVACT)"}
 
 
-def _export_branch(encoder: torch.nn.Module, name: str, example: torch.Tensor, path: Path) -> None:
+def _export_branch(encoder: torch.nn.Module, names: tuple[str, ...], example: tuple, path: Path) -> None:
     with atomic_path(path, suffix=".onnx") as tmp:
         try:
-            torch.onnx.export(encoder, (example,), str(tmp), dynamo=False, opset_version=OPSET, input_names=[name],
+            torch.onnx.export(encoder, example, str(tmp), dynamo=False, opset_version=OPSET, input_names=list(names),
                               output_names=["descriptor"],
-                              dynamic_axes={name: {0: "batch"}, "descriptor": {0: "batch"}})
+                              dynamic_axes={**{n: {0: "batch"} for n in names}, "descriptor": {0: "batch"}})
         except Exception as exc:  # noqa: BLE001 - report the exporter's reason in one line
-            raise InputError(f"ONNX export of the {name} encoder failed: {str(exc).splitlines()[0][:300]}") from None
+            raise InputError(f"ONNX export of the {names[0]} encoder failed: {str(exc).splitlines()[0][:300]}") from None
 
 
-def branch_parity(path: Path, encoder: torch.nn.Module, name: str, inputs: list[torch.Tensor]) -> dict:
-    """max |ONNX Runtime - torch| over the descriptors of each input batch."""
+def branch_parity(path: Path, encoder: torch.nn.Module, names: tuple[str, ...], inputs: list[tuple]) -> dict:
+    """max |ONNX Runtime - torch| over the descriptors of each input batch (a tuple per batch)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for x in inputs:
         with torch.no_grad():
-            expected = encoder(x).numpy()
-        got = session.run(None, {name: x.numpy()})[0]
+            expected = encoder(*x).numpy()
+        got = session.run(None, {n: t.numpy() for n, t in zip(names, x)})[0]
         worst = max(worst, float(np.abs(got - expected).max()))
-    return {"max_abs_diff": worst, "batches": [int(x.shape[0]) for x in inputs], "tolerance": PARITY_TOLERANCE,
+    return {"max_abs_diff": worst, "batches": [int(x[0].shape[0]) for x in inputs], "tolerance": PARITY_TOLERANCE,
             "ok": worst <= PARITY_TOLERANCE}
 
 
-def _inputs(hw: tuple[int, int], real: np.ndarray | None) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    batches = [torch.rand(1, 3, *hw, generator=g), torch.rand(4, 3, *hw, generator=g)]
-    if real is not None and len(real):
-        batches.append(torch.from_numpy(np.ascontiguousarray(real.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0))
-    return batches
+def _random_inputs(m, branch: str, batch: int, generator: torch.Generator) -> tuple:
+    """Random images, and for the ground branch the sector weights of random yaws."""
+    from cvgl_ros.retrieval.sectors import sector_weights
+
+    if branch == "satellite":
+        return (torch.rand(batch, 3, *m.polar_hw, generator=generator),)
+    yaw = (torch.rand(batch, generator=generator).numpy() * 2 * np.pi)
+    k = np.array([[m.image_hw[1] / 2, 0, m.image_hw[1] / 2], [0, m.image_hw[1] / 2, m.image_hw[0] / 2], [0, 0, 1]])
+    return (torch.rand(batch, 3, *m.image_hw, generator=generator),
+            torch.from_numpy(sector_weights(yaw, k, m.image_hw[1], m.stride, m.sectors)))
+
+
+INPUTS = {"ground": ("ground", "sectors"), "satellite": ("satellite",)}
 
 
 def export_descriptor(model, config, out_dir: str | Path, *, history: list, provenance: dict,
-                      parity_images: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-    """Write both graphs and the card into `out_dir`; returns the card. `parity_images`: real
-    (ground (n, h, w, 3), satellite (n, S, S, 3)) uint8 at the model's sizes, checked as well."""
+                      parity_batch: tuple | None = None) -> dict:
+    """Write both graphs and the card into `out_dir`; returns the card. `parity_batch`: real
+    (ground, sector weights, polar satellite) tensors (`batch_tensors`), checked as well."""
     out_dir = Path(out_dir)
     m = config.model
     model = model.eval()
-    hws = {"ground": tuple(m.image_hw), "satellite": (m.patch_px, m.patch_px)}
     card = {"format": CARD_FORMAT, "name": out_dir.name,
-            "architecture": "SAFA-like descriptor network after 'Cross-View Matching for Vehicle Localization by "
-                            "Learning Geographically Local Representations' (seed 001), scaled down for 2 CPU cores",
+            "architecture": "SAFA-like descriptor network of azimuth sectors after 'Cross-View Matching for Vehicle "
+                            "Localization by Learning Geographically Local Representations' (seed 001), scaled down "
+                            "for 2 CPU cores (cvgl_ros.models.descriptor)",
             "onnx_opset": OPSET, "image_hw": list(m.image_hw), "image_encoding": "rgb8", "patch_px": m.patch_px,
-            "patch_mpp": m.patch_mpp, "descriptor_dim": m.descriptor_dim,
+            "patch_mpp": m.patch_mpp, "polar_hw": list(m.polar_hw), "sectors": m.sectors, "stride": m.stride,
+            "descriptor_dim": m.descriptor_dim,
             "distance": "d = ||f(S) - g(G)||^2 of unit descriptors (= 2 - 2 f.g); matching score exp(-d) (Eq. 5)",
-            "satellite_orientation": "north-up patch centred on the grid cell"}
+            "satellite_orientation": "north-up patch centred on the grid cell, resampled to polar "
+                                     "(cvgl_ros.retrieval.sectors)"}
     parity = {}
-    for k, name in enumerate(("ground", "satellite")):
-        encoder = getattr(model, name)
+    for name in ("ground", "satellite"):
+        encoder, names = getattr(model, name), INPUTS[name]
         path = out_dir / ONNX_NAMES[name]
-        _export_branch(encoder, name, torch.rand(2, 3, *hws[name], generator=torch.Generator().manual_seed(1)), path)
-        real = parity_images[k] if parity_images else None
-        parity[name] = branch_parity(path, encoder, name, _inputs(hws[name], real))
+        _export_branch(encoder, names, _random_inputs(m, name, 2, torch.Generator().manual_seed(1)), path)
+        g = torch.Generator().manual_seed(0)
+        inputs = [_random_inputs(m, name, 1, g), _random_inputs(m, name, 4, g)]
+        if parity_batch is not None:
+            inputs.append(parity_batch[:2] if name == "ground" else parity_batch[2:])
+        parity[name] = branch_parity(path, encoder, names, inputs)
         if not parity[name]["ok"]:
             raise InputError(f"parity check failed: the {name} encoder's ONNX Runtime and torch descriptors differ "
                              f"by {parity[name]['max_abs_diff']:.2e} > {PARITY_TOLERANCE}")
+        shapes = {"ground": ["batch", 3, *m.image_hw], "sectors": ["batch", m.ground_columns, m.sectors],
+                  "satellite": ["batch", 3, *m.polar_hw]}
+        meanings = {"ground": "RGB, NCHW, values in [0, 1]", "satellite": "polar RGB image, NCHW, values in [0, 1]",
+                    "sectors": "sector weights of the feature columns (cvgl_ros.retrieval.sectors)"}
         card[name] = {"file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
-                      "input": {"name": name, "shape": ["batch", 3, *hws[name]], "dtype": "float32",
-                                "meaning": "RGB, NCHW, values in [0, 1]"},
+                      "inputs": [{"name": n, "shape": shapes[n], "dtype": "float32", "meaning": meanings[n]}
+                                 for n in names],
                       "output": {"name": "descriptor", "shape": ["batch", m.descriptor_dim], "dtype": "float32"}}
     card |= {"parity": parity, "model_config": m.to_dict(), "scaled_down_from_paper": PAPER_VALUES,
              "training": {"config": config.train.to_dict(), "data": provenance.get("data"),

@@ -1,0 +1,101 @@
+"""The relocalizer (`cvgl_ros.filter.relocalization`) in the particle filter: GNSS 150 m off
+with a small reported sigma, a dense network that sees the car only where it is (never at the
+estimate GNSS made), and retrieval scores that peak at the car: the filter re-seeds at the car
+after the search and cross-view keeps it there; with flat scores it never moves, and a peak at
+the estimate keeps the particles."""
+import math
+
+import numpy as np
+import pytest
+
+from cvgl_ros.filter.measurements import GridScores
+from cvgl_ros.filter.particle_filter import ParticleFilter, ParticleFilterConfig
+from cvgl_ros.filter.relocalization import Relocalizer
+from cvgl_ros.likelihood import LikelihoodVolume
+
+pytestmark = pytest.mark.core
+
+SPEED = 10.0
+OFFSET = np.array([0.0, 150.0])        # GNSS 150 m north of the car
+YAWS = -math.pi + np.arange(36) * (2 * math.pi / 36)
+
+
+def truth(t):
+    return np.array([SPEED * t, 0.0])
+
+
+def scores_around(centre, car, radius=210.0, flat=False, h=5.0):
+    """The coarse stage's cells within `radius` of `centre` (the node's circle), e^{-d} with d
+    growing with the distance from the car (flat: no information)."""
+    axis = np.arange(-radius, radius + h / 2, h)
+    ee, nn = np.meshgrid(axis + round(centre[0] / h) * h, axis + round(centre[1] / h) * h)
+    pos = np.column_stack([ee.ravel(), nn.ravel()])
+    pos = pos[np.linalg.norm(pos - centre, axis=1) <= radius]
+    d = np.zeros(len(pos)) if flat else np.minimum(3.0, np.linalg.norm(pos - car, axis=1) / 6.0)
+    return GridScores(pos, np.exp(-d), spacing_m=h)
+
+
+def volume_around(centre, car, size=60, cell_m=0.6):
+    """The dense network's volume on the patch around `centre`: a peak at the car (yaw 0, east)
+    when the patch holds it, flat otherwise (it sees nothing it knows)."""
+    cols = (np.arange(size) - (size - 1) / 2) * cell_m
+    east, north = centre[0] + cols, centre[1] - cols
+    ll = np.broadcast_to((-0.5 * ((north[:, None] - car[1]) ** 2 + (east[None, :] - car[0]) ** 2))[None],
+                         (len(YAWS), size, size)) - 0.5 * ((YAWS / 0.1) ** 2)[:, None, None]
+    return LikelihoodVolume(np.maximum(ll, -30.0).astype(np.float32), float(centre[0]), float(centre[1]), cell_m, YAWS)
+
+
+def drive(pf, start, end, flat=False, offset=OFFSET, dense_sees_car=True):
+    """GNSS at 5 Hz (offset, sigma 3 m), the cross-view volume and a retrieval frame at 5 Hz."""
+    for k in range(int(round(start * 5)), int(round(end * 5))):
+        t = 0.2 * k
+        pf.add_gnss(t, *(truth(t) + offset), 3.0)
+        est = pf.estimate(t + 0.1)
+        here = np.array([est.east_m, est.north_m])
+        car = truth(t + 0.1) if dense_sees_car else here + 1000.0
+        pf.add_cross_view(t + 0.1, volume_around(here, car))
+        pf.add_retrieval(t + 0.1, scores_around(here, truth(t + 0.1), flat=flat))
+    return pf.estimate(end)
+
+
+def _filter():
+    return ParticleFilter(ParticleFilterConfig(num_particles=1000, init_speed_max_mps=12.0), seed=2)
+
+
+def test_a_lost_filter_searches_and_reseeds_at_the_car():
+    pf = _filter()
+    est = drive(pf, 0.0, 2.6)
+    assert math.hypot(*(np.array([est.east_m, est.north_m]) - truth(2.5) - OFFSET)) < 10.0   # with GNSS
+    assert pf.diagnostics["relocalizer_searches"] == 0                 # not lost yet: 3 s
+    est = drive(pf, 2.6, 8.0)
+    d = pf.diagnostics
+    assert d["relocalizer_searches"] >= 1 and d["relocalizations"] >= 1, d["last_relocalizer_reason"]
+    error = math.hypot(est.east_m - truth(8.0)[0], est.north_m - truth(8.0)[1])
+    assert error < 8.0, (error, d["last_relocalizer_reason"])
+
+
+def test_flat_scores_never_move_the_filter_and_widen_its_covariance_while_searching():
+    pf = _filter()
+    est = drive(pf, 0.0, 8.0, flat=True)
+    assert pf.diagnostics["relocalizations"] == 0 and pf.diagnostics["relocalizer_searches"] == 1
+    assert math.hypot(*(np.array([est.east_m, est.north_m]) - truth(8.0) - OFFSET)) < 10.0
+    assert math.sqrt(est.covariance_3x3[0, 0]) >= 200.0 / 3 - 1e-6           # lost: the search radius shows
+
+
+def test_a_peak_at_the_estimate_keeps_the_particles():
+    pf = _filter()
+    est = drive(pf, 0.0, 8.0, offset=np.zeros(2), dense_sees_car=False)   # GNSS right, cross-view weak: "lost"
+    assert pf.diagnostics["relocalizations"] == 0 and "kept" in pf.diagnostics["last_relocalizer_reason"]
+    assert math.hypot(est.east_m - truth(8.0)[0], est.north_m - truth(8.0)[1]) < 5.0
+
+
+def test_the_accumulator_moves_its_hypotheses_with_the_vehicle():
+    r = Relocalizer(radius_m=50.0, peak_m=6.0, min_frames=3, min_mass=0.8)
+    r.start(0.0, 0.0, 0.0, 5.0)
+    for k in range(6):                 # the car is at (20 + 5 k, 10): each frame 5 m further east
+        car = np.array([20.0 + 5 * k, 10.0])
+        r.update(scores_around(np.zeros(2), car, radius=80.0), (5.0 if k else 0.0, 0.0))
+    decision = r.decision()
+    assert decision.found and math.hypot(decision.position_en_m[0] - 45.0, decision.position_en_m[1] - 10.0) <= 5.0
+    r.stop()
+    assert not r.decision().found and r.decision().reason == "not searching"
