@@ -64,14 +64,20 @@ def _filter():
 
 def test_a_lost_filter_searches_and_reseeds_at_the_car():
     pf = _filter()
-    est = drive(pf, 0.0, 2.6)
-    assert math.hypot(*(np.array([est.east_m, est.north_m]) - truth(2.5) - OFFSET)) < 10.0   # with GNSS
-    assert pf.diagnostics["relocalizer_searches"] == 0                 # not lost yet: 3 s
-    est = drive(pf, 2.6, 8.0)
+    est = drive(pf, 0.0, 1.2)
+    assert math.hypot(*(np.array([est.east_m, est.north_m]) - truth(1.2) - OFFSET)) < 10.0   # with GNSS
+    d = pf.diagnostics                                                 # searching, but not lost yet: 1.5 s
+    assert d["relocalizer_searches"] == 1 and d["relocalizations"] == 0
+    est = drive(pf, 1.2, 8.0)
     d = pf.diagnostics
     assert d["relocalizer_searches"] >= 1 and d["relocalizations"] >= 1, d["last_relocalizer_reason"]
     error = math.hypot(est.east_m - truth(8.0)[0], est.north_m - truth(8.0)[1])
     assert error < 8.0, (error, d["last_relocalizer_reason"])
+    # the fixes that lost it stay rejected while cross-view confirms the car: no timed re-lock
+    # after relock_after_confirmed_s (30 s), only after relocalized_relock_after_s (120 s)
+    est = drive(pf, 8.0, 45.0)
+    assert pf.diagnostics["relocks"] == 0 and pf.diagnostics["integrity_relocks"] == 0
+    assert math.hypot(est.east_m - truth(45.0)[0], est.north_m - truth(45.0)[1]) < 8.0
 
 
 def test_flat_scores_never_move_the_filter_and_widen_its_covariance_while_searching():

@@ -128,8 +128,10 @@ def test_the_cross_view_side_searches_the_circle_capped_and_scores_the_true_cell
         search.search(rgb, K, 0.3, 0.0, 0.0, Datum(49.001, 8.4, 110.0), 8)
     with pytest.raises(InputError, match="no grid cell"):
         search.search(rgb, K, 0.3, 5000.0, 0.0, index.datum, 9)
-    with pytest.raises(InputError, match="yaw is unknown"):
+    with pytest.raises(InputError, match="yaw is unknown"):                 # no prior yaw, no filter yaw yet
         search.search(rgb, K, None, 0.0, 0.0, index.datum, 10)
+    search.note_filter_pose(np.diag([100.0, 400.0]), 0.4)              # the filter's yaw serves instead
+    assert len(search.search(rgb, K, None, 0.0, 0.0, index.datum, 11)) == 80
     with pytest.raises(InputError, match="ground encoder"):
         CoarseSearch(_index(), type("M", (FakeModel,), {"sha256": lambda self, b: "b" * 64})(None), 50, CoarseStage(E))
     with pytest.raises(InputError, match="max_cells"):

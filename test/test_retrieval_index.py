@@ -178,3 +178,20 @@ def test_a_grid_along_a_bag_covers_its_fixes_only(world, tmp_path):
                 if min(np.hypot(e - east, n)) <= 12.0}
     assert {tuple(p) for p in grid.positions_en_m.round().astype(int).tolist()} == expected
     assert grid.meta["region"]["fixes"] == 7 and grid.meta["region"]["radius_m"] == 12.0
+
+
+def test_the_shipped_descriptor_model_is_found_and_gives_unit_sector_descriptors():
+    """models/retrieval/local through the share directory: its card and sha256-checked encoders load,
+    and both give 256-D unit vectors of 16 sectors."""
+    from cvgl_ros.retrieval.encoders import DescriptorModel
+    from cvgl_ros.share import default_descriptor_path
+
+    card = default_descriptor_path()
+    assert card is not None and card.name == "descriptor.json"
+    model = DescriptorModel(card, intra_op_threads=1)
+    assert model.descriptor_dim == 256 and model.sectors == 16
+    rng = np.random.default_rng(0)
+    g = model.encode_ground(rng.integers(0, 256, (128, 512, 3), dtype=np.uint8),
+                            np.array([[297.4, 0, 251.0], [0, 246.3, 58.7], [0, 0, 1]]), 1.0)
+    f = model.encode_satellite(rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8))
+    assert np.allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5) and abs(np.linalg.norm(g) - 1.0) < 1e-5

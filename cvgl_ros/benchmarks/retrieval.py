@@ -7,7 +7,7 @@ With the shipped geo-local descriptor model (`models/retrieval/local`, ONNX Runt
   and its size on disk (int8, the default);
 * the coarse stage of one camera frame (`CoarseSearch.search`: the ground encoder on a
   512 x 128 frame, the cells of a 30 m circle, their scores), and the same over a 3 sigma circle
-  of sigma 15 m;
+  of sigma 15 m, and over the relocalizer's 200 m circle (~5 000 cells);
 * a 10 km^2 city: a grid of 400 000 cells (random unit descriptors, int8) is saved (its size
   measured) and queried (the cKDTree's build and a 45 m circle measured); its build time is
   the 1 km^2 one times ten (cells are independent), reported as extrapolated.
@@ -29,6 +29,7 @@ SPACING_M = 5.0
 FRAME_CIRCLE_M = 30.0
 SIGMA_GPS_M = 15.0        # an urban GNSS error; the circle is 3 sigma
 CITY_KM2 = 10.0
+RELOCALIZER_RADIUS_M = 200.0  # the particle filter's relocalize_radius_m (the node's circle while lost)
 FRAME_K = np.array([[297.4, 0.0, 251.0], [0.0, 246.3, 58.7], [0.0, 0.0, 1.0]])   # `cvgl sim pairs`' camera
 
 
@@ -70,7 +71,8 @@ def bench_retrieval() -> dict:
         size = grid.save(root / "grid.npz").stat().st_size
         search = CoarseSearch(grid, model, max_cells=10_000, stage=CoarseStage(20.8))
         frames = {}
-        for name, radius in (("frame_30m_circle", FRAME_CIRCLE_M), ("frame_3sigma_circle", 3 * SIGMA_GPS_M)):
+        for name, radius in (("frame_30m_circle", FRAME_CIRCLE_M), ("frame_3sigma_circle", 3 * SIGMA_GPS_M),
+                             ("frame_relocalizer_circle", RELOCALIZER_RADIUS_M)):
             search.note_gnss_sigma(radius / search.circle_sigmas)
             cells = len(search.search(rgb, FRAME_K, 0.3, 0.0, 0.0, None, 0))
             frames[name] = dict(measure(lambda: search.search(rgb, FRAME_K, 0.3, 0.0, 0.0, None, 0), repeats=50,

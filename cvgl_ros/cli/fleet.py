@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from cvgl_ros.cli.args import add_force, claim_out, positive_int
+from cvgl_ros.cli.args import add_force, claim_out, existing_path, positive_int
 
 FLEET_NAMES = ("fleet.json", "fleet.md", "fleet.png", "runs")
 
@@ -13,9 +13,11 @@ FLEET_NAMES = ("fleet.json", "fleet.md", "fleet.png", "runs")
 def _evaluate_fleet(args) -> int:
     from cvgl_ros.evaluation.fleet import run_fleet
 
-    claim_out(args, "evaluate-fleet", "dir", inputs=[args.model, args.cache], names=FLEET_NAMES, in_place=True)
+    claim_out(args, "evaluate-fleet", "dir", inputs=[args.model, args.cache, args.retrieval], names=FLEET_NAMES,
+              in_place=True)
     result = run_fleet(args.out, args.cache, model=args.model, quick=args.quick, drive_names=args.drives,
-                       motion_sensors=not args.no_motion_sensors, workers=args.workers, progress=not args.quiet)
+                       motion_sensors=not args.no_motion_sensors, workers=args.workers, progress=not args.quiet,
+                       descriptor=args.retrieval)
     f, r = result["fleet"]["fused"], result["fleet"]["gnss_raw"]
     print(f"fleet of {len(result['drives'])} drives: fused mean {f['mean_m']:.2f} m, p99 {f['p99_m']:.2f} m, "
           f"max {f['max_m']:.1f} m; raw GNSS mean {r['mean_m']:.2f} m, p99 {r['p99_m']:.2f} m, max {r['max_m']:.1f} m")
@@ -42,6 +44,9 @@ def register(subparsers) -> None:
                        help="only these drives of the fleet (names as in fleet.md), e.g. to try a change on the worst")
     p.add_argument("--no-motion-sensors", action="store_true",
                    help="replay without /imu/data and /odom/wheel (camera and GNSS only)")
+    p.add_argument("--retrieval", metavar="CARD", type=existing_path,
+                   help="with the coarse stage: each world's descriptor grid (built once into --cache) for this "
+                        "descriptor model, as the cross-view node's retrieval_index")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="replays at once, each in its own process and ROS domain (1 on 2 cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

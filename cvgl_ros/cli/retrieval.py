@@ -71,11 +71,12 @@ def _index(args) -> int:
 
 
 def _named_model(text: str) -> tuple[str, str]:
-    import argparse
+    """NAME=CARD of --model (InputError otherwise)."""
+    from cvgl_ros.errors import InputError
 
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=CARD")
+        raise InputError(f"--model {text!r} is not NAME=CARD (e.g. local=models/retrieval/local)")
     return name, path
 
 
@@ -87,13 +88,14 @@ def _evaluate(args) -> int:
     from cvgl_ros.evaluation.retrieval import THRESHOLDS_M, evaluate_models, plot_recalls, plot_score_fields
     from cvgl_ros.retrieval.encoders import DescriptorModel
 
-    names = [n for n, _ in args.model]
+    named = [_named_model(text) for text in args.model]
+    names = [n for n, _ in named]
     if len(set(names)) != len(names):
         raise InputError(f"--model names must differ: {', '.join(names)}")
     claim_out(args, "retrieval evaluate", "dir", inputs=[args.data], names=("retrieval.json", "recall.png", "score_fields.png",
                                                                         "grids"),
               in_place=True)
-    models = {n: DescriptorModel(p, intra_op_threads=args.threads) for n, p in args.model}
+    models = {n: DescriptorModel(p, intra_op_threads=args.threads) for n, p in named}
     radii = [*args.radius_m, float("inf")]
     result = evaluate_models(args.data, args.split, models, radii, spacing_m=args.spacing,
                              yaw_error_deg=args.yaw_error_deg, max_queries=args.max_queries,
@@ -114,9 +116,14 @@ def _evaluate(args) -> int:
     return 0
 
 
+TRIAL_NAMES = ("relocalization.json", "relocalization.md", "relocalization.png", "runs")
+
+
 def _trials(args) -> int:
     from cvgl_ros.evaluation.relocalization import run_trials
 
+    claim_out(args, "retrieval trials", "dir", inputs=[args.cache, args.descriptor, args.model], names=TRIAL_NAMES,
+              in_place=True)
     run_trials(args.out, args.cache, count=args.trials, descriptor=args.descriptor, model=args.model,
                workers=args.workers, progress=not args.quiet)
     return 0
@@ -166,7 +173,7 @@ def register(subparsers) -> None:
     e = sub.add_parser("evaluate", help="recall on the descriptor grids of a pair set's worlds (seed 001 Tables I-II)")
     e.add_argument("--data", type=existing_dir, required=True, metavar="DS", help="pair data set (cvgl sim pairs)")
     e.add_argument("--split", default="same_area", help="split whose ground images are the queries")
-    e.add_argument("--model", type=_named_model, action="append", required=True, metavar="NAME=CARD",
+    e.add_argument("--model", action="append", required=True, metavar="NAME=CARD",
                    help="a descriptor model to evaluate (repeat: local=..., global=...)")
     e.add_argument("--radius-m", type=positive_float, nargs="+", default=[50.0], metavar="R",
                    help="prior radii, m (the whole world is always added)")
@@ -188,4 +195,5 @@ def register(subparsers) -> None:
     r.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
     r.add_argument("--workers", type=positive_int, default=1, help="replays at once")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_force(r, "relocalization.json, relocalization.md, relocalization.png and runs/ in DIR")
     r.set_defaults(func=_trials)

@@ -519,10 +519,12 @@ def without_motion_sensors(bag: Path) -> Path:
     return out
 
 
-def _replay_one(bag: str, out: str, tiles: str, model: str, log_dir: str, progress: bool) -> dict:
+def _replay_one(bag: str, out: str, tiles: str, model: str, log_dir: str, progress: bool,
+                overrides: dict | None = None) -> dict:
     from cvgl_ros.replay import replay_bag
 
-    summary = replay_bag(bag, out, tiles=tiles, model=model, lockstep=True, log_dir=log_dir, progress=progress)
+    summary = replay_bag(bag, out, tiles=tiles, model=model, lockstep=True, log_dir=log_dir, progress=progress,
+                         overrides=overrides)
     return summary.to_dict()
 
 
@@ -591,7 +593,7 @@ def score_fleet(out_dir: Path, drives, bags: dict, summaries: dict, meta: dict, 
 
 
 def _replay_fleet(drives, bags: dict, world_dirs: dict, run_dir: Path, model: Path, workers: int, progress: bool,
-                  log) -> tuple[dict, dict]:
+                  log, grids: dict | None = None) -> tuple[dict, dict]:
     """Replay every drive (`workers` at once, fresh processes, each its own ROS domain); returns
     (replay summaries, failures) by drive name."""
     import multiprocessing as mp
@@ -616,8 +618,9 @@ def _replay_fleet(drives, bags: dict, world_dirs: dict, run_dir: Path, model: Pa
                 remove_bag(estimate)  # this command's own output of an earlier run
             (run_dir / d.name).mkdir(parents=True, exist_ok=True)
             tiles = world_dirs[d.world] / "tiles.mbtiles"
+            overrides = {"retrieval_index": str(grids[d.world])} if grids else None
             futures[d.name] = pool.submit(_replay_one, str(bags[d.name]), str(estimate), str(tiles), str(model),
-                                          str(run_dir / d.name / "logs"), progress and workers == 1)
+                                          str(run_dir / d.name / "logs"), progress and workers == 1, overrides)
         for name, future in tqdm(futures.items(), desc="fleet replays", unit="drive", disable=not progress):
             try:
                 summaries[name] = future.result()
@@ -633,8 +636,9 @@ def _replay_fleet(drives, bags: dict, world_dirs: dict, run_dir: Path, model: Pa
 
 
 def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensors: bool = True, workers: int = 1,
-              progress: bool = True, log=None, drive_names=None) -> dict:
-    """Generate (once), replay and score the fleet; write fleet.json/md/png (module docstring)."""
+              progress: bool = True, log=None, drive_names=None, descriptor=None) -> dict:
+    """Generate (once), replay and score the fleet; write fleet.json/md/png (module docstring).
+    `descriptor` (a descriptor card): replay with the coarse stage, each world's grid built once."""
     from tqdm import tqdm
 
     from cvgl_ros.share import default_model_path
@@ -669,12 +673,20 @@ def run_fleet(out_dir, cache_dir, model=None, quick: bool = False, motion_sensor
     t0 = time.monotonic()
     run_dir = out_dir / "runs"
     run_dir.mkdir(exist_ok=True)
-    summaries, failed = _replay_fleet(drives, bags, world_dirs, run_dir, model, workers, progress, log)
+    grids = None
+    if descriptor is not None:
+        from cvgl_ros.evaluation.relocalization import ensure_grid
+        from cvgl_ros.retrieval.encoders import DescriptorModel
+
+        desc = DescriptorModel(descriptor)
+        grids = {name: ensure_grid(path, desc, cache_dir, progress=False) for name, path in world_dirs.items()}
+    summaries, failed = _replay_fleet(drives, bags, world_dirs, run_dir, model, workers, progress, log, grids)
     timing["replays"] = time.monotonic() - t0
 
     timing["total"] = time.monotonic() - t_start
     meta = {"quick": quick, "drives_named": list(drive_names or []), "motion_sensors": motion_sensors,
-            "model": str(model), "image_wh": list(image_wh), "workers": workers}
+            "model": str(model), "image_wh": list(image_wh), "workers": workers,
+            "retrieval": str(descriptor) if descriptor else None}
     if not summaries:
         raise InputError(f"every replay of the fleet failed; first: {next(iter(failed.values()))}")
     replayed = [d for d in drives if d.name in summaries]

@@ -202,6 +202,6 @@ def plot_score_fields(data: str | Path, split: str, name: str, model, grid_dir: 
         ax.legend(fontsize=7, loc="lower left")
         fig.colorbar(field, ax=ax, fraction=0.046, pad=0.02, label="$e^{-d}$")
     axes[0][0].set_ylabel("north, m")
-    fig.suptitle(f"score fields $e^{-d}$ of model {name} within {radius_m:g} m of the truth (arrow: the heading)")
+    fig.suptitle(f"score fields $e^{{-d}}$ of model {name} within {radius_m:g} m of the truth (arrow: the heading)")
     fig.tight_layout()
     return save_figure(fig, path, dpi=90)

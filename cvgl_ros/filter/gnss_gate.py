@@ -27,8 +27,9 @@ Decisions (GnssDecision), in the order they are tried
 3. A rejected fix goes to the integrity monitor (below): RELOCKED_INTEGRITY re-seeds around
    it at once, with the yaw of the GNSS course over ground.
 4. Otherwise, after relock_after_s of rejected fixes (relock_after_confirmed_s while recent
-   cross-view updates confirm the estimate: evidence >= integrity_min_evidence): RELOCKED,
-   re-seeded around the fix, so the filter never locks itself out.
+   cross-view updates confirm the estimate: evidence >= integrity_min_evidence;
+   relocalized_relock_after_s while they confirm an estimate the relocalizer re-seeded against
+   these fixes): RELOCKED, re-seeded around the fix, so the filter never locks itself out.
 5. A used fix whose circle holds no weight (W < gate_min_weight): RESEEDED around it, unless
    it lies within gate_suspicious_min_m of the estimate: then ACCEPTED without the circle's
    cut (the Gaussian alone pulls a too-tight cloud toward it).
@@ -167,6 +168,7 @@ class EstimateView:
     cross_view_evidence: float | None      # recent mean log-evidence, None without cross-view
     in_warmup: bool
     measured_speed_mps: float | None = None  # wheel odometry, mean over the integrity window
+    relocalized: bool = False              # the relocalizer re-seeded the particles against these fixes
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,8 @@ class GnssGate:
         confirmed = (evidence is not None and evidence >= cfg.integrity_min_evidence) or (
             state.gnss_fault_seen and not self._contradicted(view))
         limit = cfg.relock_after_confirmed_s if confirmed else cfg.relock_after_s
+        if confirmed and view.relocalized:  # the camera found the car against these very fixes
+            limit = max(limit, cfg.relocalized_relock_after_s)
         if rejecting_s >= limit:  # no course: the fixes were not checked against the motion
             state.disagreement = (fix.stamp_s + cfg.relock_memory_s, view.distance_m)  # either may be wrong
             return self._relock(state, GnssDecision.RELOCKED,

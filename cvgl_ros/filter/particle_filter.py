@@ -3,7 +3,7 @@ IMU yaw rate and wheel speed), after Sec. III-D of "Cross-View Matching for Vehi
 Localization by Learning Geographically Local Representations" (seed 001).
 
 This file is the Bayes filter, in run order: state, initialize, predict, update, resample,
-estimate. Its four helpers each have their own module and docstring:
+estimate. Its five helpers each have their own module and docstring:
   * `cvgl_ros.filter.motion`: the motion models (seed 001's constant velocity with steering
     noise; measured yaw rate and wheel speed when they are there);
   * `cvgl_ros.filter.gnss_gate`: which fixes are fused, rejected, or make the filter
@@ -11,7 +11,9 @@ estimate. Its four helpers each have their own module and docstring:
   * `cvgl_ros.filter.history`: measurements applied at their own stamps when they arrive
     late;
   * `cvgl_ros.filter.measurements`: the retrieval grid's factor (Eq. 5 with its circle and
-    bilinear interpolation).
+    bilinear interpolation);
+  * `cvgl_ros.filter.relocalization`: the relocalizer, which finds a lost car from the
+    retrieval scores of a wide circle.
 
 State and set-up (the paper's)
 ------------------------------
@@ -98,6 +100,20 @@ Beyond the paper (each a documented choice)
 * NaN/Inf positions, NO_FIX and repeated stamps are ignored with a counter; a GNSS stamp
   more than `backwards_reset_s` behind the filter means time went backwards: the filter
   resets (`resets`) and re-initializes at that fix.
+* Relocalization (`_relocalize`, with retrieval frames only): while cross-view frames fused
+  since the particles' (re)seed have not confirmed them, each retrieval frame feeds
+  `Relocalizer`, which accumulates the scores over a circle of `relocalize_radius_m` around
+  the estimate (GNSS may be 50-200 m off while it reports a few metres); the published
+  position 1-sigma is at least a third of that radius meanwhile (which widens the cross-view
+  node's coarse circle to it). Once the estimate has stayed unconfirmed for
+  `relocalize_after_s` it is lost, and when the posterior singles out a place
+  (`relocalize_mass` within `relocalize_peak_m`) more than `relocalize_min_shift_m` away, the
+  particles are re-seeded there (`_reseed_at`: yaw and speed kept, the gate's reference
+  moved, no warm-up) and the dense network takes over. The fixes that lost the filter are
+  then far from the estimate, and the gate treats them as a GNSS fault: its integrity test
+  re-locks onto them only when cross-view contradicts the new estimate (not when it is merely
+  weak), and its timed re-lock waits `relocalized_relock_after_s` (120 s, not 30 s) while
+  cross-view confirms it.
 * GNSS-only mode (`use_cross_view=False`): the paper's "GPS" baseline.
 
 Protection level
@@ -217,10 +233,10 @@ class ParticleFilterConfig(Settings):
     retrieval_gnss_max_age_s: float = setting(1.0, "coarse stage: the retrieval circle is centred on the newest "
                                               "fix the gate used when it is at most this older than the frame, "
                                               "else on the estimate, s", ge=0.0, le=60.0)
-    relocalize_after_s: float = setting(3.0, "relocalizer: an estimate cross-view has not confirmed this long after "
-                                        "its (re)seed, with cross-view frames fused meanwhile, is lost: the "
-                                        "retrieval scores of a wide circle are accumulated (needs the coarse "
-                                        "stage's frames), s", ge=0.0, le=600.0)
+    relocalize_after_s: float = setting(1.5, "relocalizer: an estimate cross-view has not confirmed this long after "
+                                        "its (re)seed, with cross-view frames fused meanwhile, is lost: a place "
+                                        "the accumulated retrieval scores single out may re-seed it (needs the "
+                                        "coarse stage's frames), s", ge=0.0, le=600.0)
     relocalize_radius_m: float = setting(200.0, "relocalizer: radius of the search around the lost estimate (GNSS "
                                          "50-200 m off); the published 1-sigma is at least a third of it meanwhile, m",
                                          gt=0.0, le=5000.0)
@@ -230,6 +246,9 @@ class ParticleFilterConfig(Settings):
     relocalize_peak_m: float = setting(10.0, "relocalizer: radius of that mass, m", gt=0.0, le=1000.0)
     relocalize_min_shift_m: float = setting(15.0, "relocalizer: a fix nearer the estimate than this keeps the "
                                             "particles (the estimate was right), m", ge=0.0, le=5000.0)
+    relocalized_relock_after_s: float = setting(120.0, "relocalizer: after it re-seeded the particles against the "
+                                                "fixes, the timed re-lock onto them waits this long while "
+                                                "cross-view confirms the estimate, s", ge=0.0, le=3600.0)
     relocalize_seed_sigma_m: float = setting(3.0, "relocalizer: 1-sigma of the particles re-seeded around a fix, m",
                                              gt=0.0, le=1000.0)
     integrity_min_evidence: float = setting(0.5, "integrity monitor: mean cross-view log-evidence below this means "
@@ -532,8 +551,16 @@ class ParticleFilter:
             weight_inside=weight_inside, distance_m=math.hypot(fix.east_m - mean_e, fix.north_m - mean_n),
             east_m=mean_e, north_m=mean_n, yaw_enu_rad=yaw, speed_mps=_wsum(p[V], w), cross_view_holds=held,
             cross_view_evidence=float(np.mean(recent)) if recent else None,
-            in_warmup=stamp_s - s.seeded_at_s < cfg.outlier_warmup_s,
+            in_warmup=stamp_s - s.seeded_at_s < cfg.outlier_warmup_s and not self._relocalized_since_seed(),
+            relocalized=self._relocalized_since_seed(),
             measured_speed_mps=None if speed is None else speed[0])
+
+    def _relocalized_since_seed(self) -> bool:
+        """The relocalizer decided after the last (re)initialization (re-seeded the particles, or
+        found them where they were): no warm-up then (it would accept the very fixes that lost
+        the filter), and the gate's longer hold against a timed re-lock."""
+        s = self._state
+        return s.relocalized_s is not None and s.relocalized_s >= s.seeded_at_s
 
     def _set_reference(self, stamp_s: float) -> None:
         """Remember the estimate (its antenna) at this GNSS epoch for the next outlier test.
@@ -581,21 +608,27 @@ class ParticleFilter:
             self._reweight(factor.log_factor)
         return factor
 
+    def _unconfirmed_since(self) -> float | None:
+        """The (re)seed or relocalization cross-view has fused frames after without confirming
+        the particles (None: confirmed, or no frame fused since)."""
+        cfg, s = self.config, self._state
+        if s.particles is None or s.verified or not cfg.use_cross_view:
+            return None
+        since = max(s.seeded_at_s, s.relocalized_s if s.relocalized_s is not None else -math.inf)
+        return since if s.last_cross_view_s is not None and s.last_cross_view_s >= since else None
+
     def lost(self, stamp_s: float) -> bool:
         """The relocalizer's trigger: cross-view frames were fused since the particles were
         (re)seeded, relocalize_after_s ago or more, and none confirmed them."""
-        cfg, s = self.config, self._state
-        if s.particles is None or s.verified or not cfg.use_cross_view:
-            return False
-        since = max(s.seeded_at_s, s.relocalized_s if s.relocalized_s is not None else -math.inf)
-        fused = s.last_cross_view_s is not None and s.last_cross_view_s >= since
-        return fused and stamp_s - since >= cfg.relocalize_after_s
+        since = self._unconfirmed_since()
+        return since is not None and stamp_s - since >= self.config.relocalize_after_s
 
     def _relocalize(self, grid: GridScores, stamp_s: float) -> None:
-        """One retrieval frame for the relocalizer (`cvgl_ros.filter.relocalization`): start or
-        stop its search, add the frame, and re-seed the particles around a fix it finds."""
+        """One retrieval frame for the relocalizer (`cvgl_ros.filter.relocalization`): its search
+        runs while cross-view has not confirmed the particles since their (re)seed; a fix it
+        finds re-seeds them once they count as lost (`lost`)."""
         cfg, s, reloc = self.config, self._state, self._relocalizer
-        if not self.lost(stamp_s):
+        if self._unconfirmed_since() is None:
             if reloc.active:
                 reloc.stop()
                 s.relocalizing_since_s = None
@@ -615,7 +648,7 @@ class ParticleFilter:
         reloc.update(grid, (step * math.cos(yaw), step * math.sin(yaw)))
         decision = reloc.decision()
         self._last_relocalizer_reason = decision.reason
-        if not decision.found:
+        if not decision.found or not self.lost(stamp_s):   # a right estimate gets its chance to be confirmed
             return
         reloc.stop()
         s.relocalizing_since_s = None
@@ -631,7 +664,8 @@ class ParticleFilter:
     def _reseed_at(self, camera_en_m: tuple[float, float], stamp_s: float) -> None:
         """Particles around the camera position `camera_en_m` (relocalize_seed_sigma_m), their yaw,
         speed and bias drawn from the old ones; the gate's reference moves with them, with no
-        warm-up (a warm-up would accept the very GNSS that lost the filter)."""
+        warm-up (a warm-up would accept the very GNSS that lost the filter), and the fixes that
+        now disagree count as a GNSS fault."""
         cfg, s = self.config, self._state
         old, m = s.particles, s.particles.shape[1]
         p = old[:, self.rng.choice(m, m, p=self._weights())].copy()
@@ -642,8 +676,9 @@ class ParticleFilter:
         p[N] -= sn * cfg.camera_x_m + c * cfg.camera_y_m
         s.particles, s.log_weights, s.uniform = p, np.full(m, self._log_uniform), True
         s.evidence, s.verified, s.relocalized_s = (), False, stamp_s
-        gate = s.gate
-        s.gate = GateState(last_fix=gate.last_fix)
+        # GNSS is the suspect now: the gate's integrity test then asks cross-view to contradict the
+        # estimate, not merely to be weak, before it re-locks onto the fixes (gnss_gate: fault seen)
+        s.gate = GateState(last_fix=s.gate.last_fix, gnss_fault_seen=True)
         self._set_reference(stamp_s)
 
     def _reweight(self, log_factor: np.ndarray) -> float:

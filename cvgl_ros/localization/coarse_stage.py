@@ -22,10 +22,10 @@ gate (and fuses /cvgl/retrieval only while on); the cross-view node with the fil
 on /cvgl/pose and its prior's source (and computes /cvgl/retrieval only while on).
 
 `CoarseSearch` (the cross-view node's side): the frame's ground descriptor (ONNX Runtime,
-`cvgl_ros.retrieval.encoders`; its sectors are absolute bearings, so it needs the prior's yaw:
-a frame whose yaw is unknown is not searched), the grid's cells in the circle of radius
-circle_sigmas * max(sigma_gnss, sigma_filter) around the prior, at most `max_cells` of them
-(the nearest), and their scores e^{-d} (`cvgl_ros.retrieval.index`), as `GridScores`.
+`cvgl_ros.retrieval.encoders`; its sectors are absolute bearings, so it needs a yaw: the
+prior's, else the filter's newest; no frame is searched before either exists), the grid's
+cells in the circle of radius circle_sigmas * max(sigma_gnss, sigma_filter) around the prior,
+at most `max_cells` of them (the nearest), and their scores e^{-d} (`cvgl_ros.retrieval.index`), as `GridScores`.
 """
 from __future__ import annotations
 
@@ -125,6 +125,7 @@ class CoarseSearch:
         self.circle_sigmas = float(circle_sigmas)
         self._lock, self._model_lock = threading.Lock(), threading.Lock()
         self._filter_sigma_m = math.nan
+        self._filter_yaw: float | None = None
         self._gnss_sigma_m = math.nan
 
     @classmethod
@@ -140,9 +141,13 @@ class CoarseSearch:
             raise InputError(f"{index_path} names no descriptor card: set retrieval_model")
         return cls(index, DescriptorModel(card, providers, intra_op_threads), max_cells, stage)
 
-    def note_filter_pose(self, cov_2x2) -> None:
+    def note_filter_pose(self, cov_2x2, yaw_enu_rad: float | None = None) -> None:
+        """The filter's newest pose: its position covariance (the circle) and yaw (the sectors'
+        bearing when the frame's prior has none)."""
         with self._lock:
             self._filter_sigma_m = position_sigma_m(cov_2x2)
+            if yaw_enu_rad is not None and math.isfinite(yaw_enu_rad):
+                self._filter_yaw = float(yaw_enu_rad)
 
     def note_gnss_sigma(self, sigma_m: float) -> None:
         if math.isfinite(sigma_m) and sigma_m > 0:
@@ -166,8 +171,13 @@ class CoarseSearch:
     def search(self, rgb: np.ndarray, k: np.ndarray, yaw_enu_rad: float | None, east_m: float, north_m: float,
                datum, stamp_ns: int, timings: dict | None = None) -> GridScores:
         """The scores of the cells around (east, north) for the frame `rgb` with intrinsics `k`,
-        looking along `yaw_enu_rad` (InputError: none; also when the yaw is unknown, since the
+        looking along `yaw_enu_rad`, else along the filter's newest yaw: a prior whose yaw is too
+        uncertain for the dense network's narrow search still gives the sectors' bearing to a
+        sector's width (InputError: none; also when no yaw is known at all, since the
         descriptor's sectors are absolute bearings)."""
+        if yaw_enu_rad is None or not math.isfinite(yaw_enu_rad):
+            with self._lock:
+                yaw_enu_rad = self._filter_yaw
         from cvgl_ros.localization.datum import datum_offset_m
 
         offset_m = 0.0 if datum is None else datum_offset_m(datum, self.index.datum)

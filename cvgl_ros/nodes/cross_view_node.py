@@ -153,7 +153,7 @@ class CrossViewNode(Node):
             return
         east, north, yaw, cov = conv.pose_msg_to_xy_yaw(msg)
         if self.coarse is not None:
-            self.coarse.note_filter_pose(cov[:2, :2])
+            self.coarse.note_filter_pose(cov[:2, :2], yaw)
         if np.all(np.isfinite(cov)):
             self.priors.add_filter_pose(stamp_to_ns(msg.header.stamp), east, north, yaw,
                                         math.sqrt(max(cov[2, 2], 0.0)))

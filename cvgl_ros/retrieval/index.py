@@ -33,16 +33,17 @@ File format (`FORMAT`, one `.npz` without pickles, written atomically):
 Query (`DescriptorIndex.query`): a scipy cKDTree over the positions returns the cells of a
 circle, d is computed in float32 from the stored descriptors.
 
-Measured (`cvgl bench --only retrieval`, `cvgl_ros.benchmarks.retrieval`: the default 512-D
-model, ONNX Runtime on 2 CPU cores shared with another job, a z19 JPEG cache): 1.7 ms a cell
-(cutting the 128 px patch and encoding it), i.e. 70 s per km^2 at 5 m spacing (40 000 cells);
-42 MB per km^2 on disk (float16); a 3 sigma circle of sigma = 15 m (45 m, 253 cells) answers in
-0.32 ms median. Extrapolated to a 10 km^2 city: ~12 min to build, ~420 MB, 400 000 cells; the
-cKDTree over them builds in 0.16 s and the same circle still answers in 0.33 ms. So scipy's
-cKDTree serves that size: the search is geographic (the cells of a circle), not a nearest-
-neighbour search in descriptor space, so no approximate-nearest-neighbour library (FAISS and
-kin) is needed. What grows is memory: `load` reads the whole file; a larger region is best
-split per district (or stored as raw .npy memory maps).
+Measured (`cvgl bench --only retrieval`, `cvgl_ros.benchmarks.retrieval`, 4 December 2026: the
+shipped 256-D model `models/retrieval/local`, ONNX Runtime on 2 CPU cores, the z19 cache of a
+simulated 1 km^2 urban world): 0.69 ms a grid point (cutting the 128 px patch, its polar
+image, the encoder), so the world's 40 000 points build in 28 s, 35 721 of them with a complete
+patch; 9.7 MB on disk (int8). One frame's coarse stage (the ground encoder, 0.55 ms, and the
+cells of a 30 m circle) takes 0.8 ms median. A 10 km^2 city: 400 000 cells, 109 MB, about
+5 min to build (extrapolated); the cKDTree over them builds in 0.11 s and a 45 m circle
+answers in 0.07 ms. So scipy's cKDTree serves that size: the search is geographic (the cells
+of a circle), not a nearest-neighbour search in descriptor space, so no approximate-nearest-
+neighbour library (FAISS and kin) is needed. What grows is memory: `load` reads the whole
+file; a larger region is best split per district (or stored as raw .npy memory maps).
 """
 from __future__ import annotations
 
