@@ -98,9 +98,9 @@ def test_a_peak_at_the_estimate_keeps_the_particles():
 def test_the_accumulator_moves_its_hypotheses_with_the_vehicle():
     r = Relocalizer(radius_m=50.0, peak_m=6.0, min_frames=3, min_mass=0.8)
     r.start(0.0, 0.0, 0.0, 5.0)
-    for k in range(6):                 # the car is at (20 + 5 k, 10): each frame 5 m further east
+    for k in range(6):                 # the car is at (20 + 5 k, 10): 5 m/s east, a frame a second
         car = np.array([20.0 + 5 * k, 10.0])
-        r.update(scores_around(np.zeros(2), car, radius=80.0), (5.0 if k else 0.0, 0.0))
+        r.update(scores_around(np.zeros(2), car, radius=80.0), float(k), (5.0, 0.0))
     decision = r.decision()
     assert decision.found and math.hypot(decision.position_en_m[0] - 45.0, decision.position_en_m[1] - 10.0) <= 5.0
     r.stop()

@@ -83,6 +83,13 @@ class GridScores:
         keep = d2 <= radius_m ** 2
         return GridScores(self.positions_en_m[keep], self.scores[keep], self.stamp_ns, self.spacing_m)
 
+    def normalized_at(self, east_m: np.ndarray, north_m: np.ndarray) -> np.ndarray:
+        """The interpolated score over the sum of all scores (Eq. 5's normalized matching term),
+        1 / len where no cell is near (no information: neither favoured nor discarded). The
+        caller checks that the sum is positive."""
+        s = self.interpolate(east_m, north_m)
+        return np.where(np.isfinite(s), s / float(self.scores.sum()), 1.0 / len(self))
+
     def interpolate(self, east_m: np.ndarray, north_m: np.ndarray) -> np.ndarray:
         """Bilinear interpolation of the scores at (east, north) between the 4 lattice cells
         around each point, over those present (see the module docstring); NaN where none is."""
@@ -165,8 +172,7 @@ def grid_log_factor(grid: GridScores, east_m: np.ndarray, north_m: np.ndarray, c
     if n_inside == 0:
         return GridFactor(None, f"no particle within {radius:.0f} m of ({centre_e_m:.1f}, {centre_n_m:.1f})",
                           len(local), 0)
-    s = local.interpolate(east_m, north_m)
-    p = np.where(np.isfinite(s), s / total, 1.0 / len(local))
+    p = local.normalized_at(east_m, north_m)
     with np.errstate(divide="ignore"):
         log_w = np.log(p)
     if gnss_term:

@@ -400,7 +400,6 @@ class ParticleFilter:
         self._last_retrieval_reason = ""
         self._last_relocalizer_reason = ""
         self._relocalizer = self._new_relocalizer()
-        self._reloc_last_s = 0.0
         self._last_gnss_stamp_s: float | None = None
         self._log_uniform = -math.log(self.config.num_particles)
 
@@ -541,7 +540,7 @@ class ParticleFilter:
         """What the gate needs to know of the particles (positions: the antenna's)."""
         cfg, s = self.config, self._state
         p, stamp_s = s.particles, fix.stamp_s
-        yaw = math.atan2(_wsum(np.sin(p[YAW]), w), _wsum(np.cos(p[YAW]), w))
+        yaw = _mean_yaw(p, w)
         held = s.last_cross_view_s is not None and stamp_s - s.last_cross_view_s <= cfg.cross_view_timeout_s
         recent = [e for t, e in s.evidence if stamp_s - t <= cfg.evidence_window_s]
         speed = self.motion_inputs.speed.average(stamp_s - cfg.integrity_window_s, stamp_s, cfg.motion_timeout_s) \
@@ -639,13 +638,10 @@ class ParticleFilter:
         here = _wsum(cam_e, w), _wsum(cam_n, w)
         if not reloc.active:
             reloc.start(stamp_s, here[0], here[1], grid.spacing_m or 5.0)
-            s.relocalizing_since_s, self._reloc_last_s = stamp_s, stamp_s
+            s.relocalizing_since_s = stamp_s
             self._count("relocalizer_searches")
-        dt = max(stamp_s - self._reloc_last_s, 0.0)
-        self._reloc_last_s = max(self._reloc_last_s, stamp_s)
-        yaw = math.atan2(_wsum(np.sin(p[YAW]), w), _wsum(np.cos(p[YAW]), w))
-        step = _wsum(p[V], w) * dt
-        reloc.update(grid, (step * math.cos(yaw), step * math.sin(yaw)))
+        yaw, speed = _mean_yaw(p, w), _wsum(p[V], w)
+        reloc.update(grid, stamp_s, (speed * math.cos(yaw), speed * math.sin(yaw)))
         decision = reloc.decision()
         self._last_relocalizer_reason = decision.reason
         if not decision.found or not self.lost(stamp_s):   # a right estimate gets its chance to be confirmed
@@ -669,11 +665,10 @@ class ParticleFilter:
         cfg, s = self.config, self._state
         old, m = s.particles, s.particles.shape[1]
         p = old[:, self.rng.choice(m, m, p=self._weights())].copy()
-        p[E] = camera_en_m[0] + cfg.relocalize_seed_sigma_m * self.rng.standard_normal(m)
-        p[N] = camera_en_m[1] + cfg.relocalize_seed_sigma_m * self.rng.standard_normal(m)
-        c, sn = np.cos(p[YAW]), np.sin(p[YAW])
-        p[E] -= c * cfg.camera_x_m - sn * cfg.camera_y_m       # base_link = camera - R(psi) lever
-        p[N] -= sn * cfg.camera_x_m + c * cfg.camera_y_m
+        p[E] = p[N] = 0.0
+        lever_e, lever_n = self._mounted(p, cfg.camera_x_m, cfg.camera_y_m)   # R(psi) lever, each particle
+        p[E] = camera_en_m[0] + cfg.relocalize_seed_sigma_m * self.rng.standard_normal(m) - lever_e
+        p[N] = camera_en_m[1] + cfg.relocalize_seed_sigma_m * self.rng.standard_normal(m) - lever_n
         s.particles, s.log_weights, s.uniform = p, np.full(m, self._log_uniform), True
         s.evidence, s.verified, s.relocalized_s = (), False, stamp_s
         # GNSS is the suspect now: the gate's integrity test then asks cross-view to contradict the
@@ -767,7 +762,7 @@ class ParticleFilter:
         weights = w if w is not None else np.full(p.shape[1], 1.0 / p.shape[1])
         mean_e = _wsum(p[E], weights)
         mean_n = _wsum(p[N], weights)
-        mean_yaw = float(wrap_angle(math.atan2(_wsum(np.sin(p[YAW]), weights), _wsum(np.cos(p[YAW]), weights))))
+        mean_yaw = float(wrap_angle(_mean_yaw(p, weights)))
         dev = np.stack([p[E] - mean_e, p[N] - mean_n, wrap_angle(p[YAW] - mean_yaw)])
         weighted = dev * weights
         cov = np.array([[_wsum(weighted[i], dev[j]) for j in range(3)] for i in range(3)])
@@ -1023,6 +1018,11 @@ class ParticleFilter:
 def _normalized(log_weights: np.ndarray) -> np.ndarray:
     w = np.exp(log_weights)
     return w / w.sum()
+
+
+def _mean_yaw(p: np.ndarray, weights: np.ndarray) -> float:
+    """The particles' weighted circular mean yaw, rad."""
+    return math.atan2(_wsum(np.sin(p[YAW]), weights), _wsum(np.cos(p[YAW]), weights))
 
 
 def _wsum(values: np.ndarray, weights: np.ndarray, scale: float = 1.0) -> float:

@@ -59,7 +59,7 @@ class Relocalizer:
         self.hypotheses: np.ndarray | None = None     # (K, 2) positions now
         self.log_scores: np.ndarray | None = None
         self.frames = 0
-        self.started_s: float | None = None
+        self.last_s: float | None = None              # stamp of the newest frame (the motion's start)
 
     @property
     def active(self) -> bool:
@@ -74,22 +74,25 @@ class Relocalizer:
         points = np.column_stack([ee.ravel(), nn.ravel()])
         keep = ((points - [east_m, north_m]) ** 2).sum(axis=1) <= r * r
         self.hypotheses, self.log_scores = points[keep], np.zeros(int(keep.sum()))
-        self.frames, self.started_s = 0, float(stamp_s)
+        self.frames, self.last_s = 0, float(stamp_s)
 
     def stop(self) -> None:
         self.hypotheses = self.log_scores = None
-        self.frames, self.started_s = 0, None
+        self.frames, self.last_s = 0, None
 
-    def update(self, grid: GridScores, displacement_en_m: tuple[float, float]) -> None:
-        """Move the hypotheses by the displacement since the last frame, add this frame's evidence."""
-        if not self.active or len(grid) == 0:
+    def update(self, grid: GridScores, stamp_s: float, velocity_en_mps: tuple[float, float]) -> None:
+        """Move the hypotheses by the velocity times the time since the last frame (a frame older
+        than it moves nothing), add this frame's evidence."""
+        if not self.active:
             return
-        self.hypotheses = self.hypotheses + np.asarray(displacement_en_m, np.float64)
-        total = float(grid.scores.sum())
-        if not total > 0:
+        dt = max(stamp_s - self.last_s, 0.0)
+        self.last_s = max(self.last_s, float(stamp_s))
+        if len(grid) == 0:
             return
-        s = grid.interpolate(self.hypotheses[:, 0], self.hypotheses[:, 1])
-        p = np.where(np.isfinite(s), s / total, 1.0 / len(grid))
+        self.hypotheses = self.hypotheses + dt * np.asarray(velocity_en_mps, np.float64)
+        if not float(grid.scores.sum()) > 0:
+            return
+        p = grid.normalized_at(self.hypotheses[:, 0], self.hypotheses[:, 1])
         with np.errstate(divide="ignore"):
             self.log_scores = self.log_scores + np.maximum(np.log(p), -50.0)
         self.frames += 1
