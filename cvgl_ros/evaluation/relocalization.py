@@ -126,6 +126,7 @@ def run_trials(out_dir, cache_dir, count: int = 10, descriptor=None, model=None,
     from tqdm import tqdm
 
     from cvgl_ros.atomic import write_json
+    from cvgl_ros.datasets.bag import remove_bag
     from cvgl_ros.evaluation.fleet import check_out_dir, ensure_world, world_by_name
     from cvgl_ros.retrieval.encoders import DescriptorModel
     from cvgl_ros.runtime.card import read_card
@@ -152,10 +153,8 @@ def run_trials(out_dir, cache_dir, count: int = 10, descriptor=None, model=None,
         for trial in plan:
             for mode in ("with_index", "without_index"):
                 run = out_dir / "runs" / trial.name / mode
-                if run.exists():
-                    from cvgl_ros.datasets.bag import remove_bag
-
-                    remove_bag(run / "estimate") if (run / "estimate").exists() else None
+                if (run / "estimate").exists():   # this command's own output of an earlier run
+                    remove_bag(run / "estimate")
                 run.mkdir(parents=True, exist_ok=True)
                 overrides = {"retrieval_index": str(grids[trial.world])} if mode == "with_index" else {}
                 futures[(trial.name, mode)] = pool.submit(
