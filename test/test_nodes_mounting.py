@@ -56,5 +56,8 @@ def test_a_mounted_rig_gives_base_links_pose_as_well_as_an_origin_mounted_one(wo
     ignored, ignored_long = mean_error(world, tmp_path / "mounted", MOUNTED, {})
     assert bag_custom_data(tmp_path / "mounted" / "bag")[MOUNTING_KEY]  # the bag says how it was mounted
     assert right < origin + 0.3, (origin, right)
-    # left out, the camera's 1.5 m and the antenna's 1 m pull the pose along the road
-    assert ignored_long > right_long + 0.5 and ignored > right + 0.4, (right, right_long, ignored, ignored_long)
+    # Left out, the camera's 1.5 m ahead and the antenna's 1 m behind pull the pose apart. They pull
+    # in opposite directions along the road, so how much of the error stays longitudinal depends on
+    # how the filter weighs the two at the time (0.5-2.3 m over five replays of this drive); the
+    # total error is the robust sign (1.0-2.8 m worse over the same five).
+    assert ignored > right + 0.4 and ignored_long > right_long, (right, right_long, ignored, ignored_long)
