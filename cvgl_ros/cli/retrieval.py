@@ -4,6 +4,8 @@
     cvgl retrieval index --tiles C --model runs/desc/descriptor.json --bbox W,S,E,N --spacing 5 --out grid.npz
     cvgl retrieval index --tiles C --model runs/desc --bag B [--radius-m 60] --out grid.npz
     cvgl retrieval evaluate --data DS [--split same_area] --model local=M1 --model global=M2 --out DIR
+    cvgl retrieval trials --cache DIR --out DIR [--trials 10] [--workers 2]
+    cvgl retrieval localization --cache DIR --local CARD --global CARD --out DIR [--workers 2]
 """
 from __future__ import annotations
 
@@ -129,6 +131,16 @@ def _trials(args) -> int:
     return 0
 
 
+def _localization(args) -> int:
+    from cvgl_ros.evaluation.retrieval_localization import NAMES, run_table
+
+    claim_out(args, "retrieval localization", "dir", inputs=[args.cache, args.local, args.global_model, args.model],
+              names=NAMES, in_place=True)
+    run_table(args.out, args.cache, args.local, args.global_model, model=args.model, trial_count=args.trials,
+              configs=args.configs, workers=args.workers, progress=not args.quiet)
+    return 0
+
+
 def register(subparsers) -> None:
     t = subparsers.add_parser("train-retrieval", help="train the geo-local descriptor network (seed 001) and export "
                                                       "its two encoders")
@@ -197,3 +209,21 @@ def register(subparsers) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     add_force(r, "relocalization.json, relocalization.md, relocalization.png and runs/ in DIR")
     r.set_defaults(func=_trials)
+
+    from cvgl_ros.evaluation.retrieval_localization import CONFIGS
+
+    loc = sub.add_parser("localization", help="seed 001 Table III: the filter with GNSS only, with retrieval "
+                         "(geo-global, geo-local), with the dense network, with both, on the trials' biased drives and "
+                         "the fleet's urban_canyon drives (cvgl_ros/evaluation/retrieval_localization.py)")
+    loc.add_argument("--cache", required=True, type=Path, metavar="DIR", help="worlds, grids and bags (kept)")
+    loc.add_argument("--out", required=True, type=Path, metavar="DIR", help="runs/, table3.{json,md,png}")
+    loc.add_argument("--local", type=existing_path, required=True, metavar="CARD", help="geo-local descriptor card")
+    loc.add_argument("--global", dest="global_model", type=existing_path, required=True, metavar="CARD",
+                     help="geo-global descriptor card")
+    loc.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
+    loc.add_argument("--trials", type=positive_int, default=10, help="biased drives (default 10, the trials')")
+    loc.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS), help="configurations to run")
+    loc.add_argument("--workers", type=positive_int, default=1, help="replays at once")
+    loc.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_force(loc, "table3.json, table3.md, table3.png and runs/ in DIR")
+    loc.set_defaults(func=_localization)

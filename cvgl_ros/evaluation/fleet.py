@@ -519,8 +519,9 @@ def without_motion_sensors(bag: Path) -> Path:
     return out
 
 
-def _replay_one(bag: str, out: str, tiles: str, model: str, log_dir: str, progress: bool,
-                overrides: dict | None = None) -> dict:
+def replay_lockstep(bag: str, out: str, tiles: str, model: str, log_dir: str, overrides: dict | None = None,
+                    progress: bool = False) -> dict:
+    """One replay through both nodes in lockstep (a worker process's job): its summary as a dict."""
     from cvgl_ros.replay import replay_bag
 
     summary = replay_bag(bag, out, tiles=tiles, model=model, lockstep=True, log_dir=log_dir, progress=progress,
@@ -619,8 +620,8 @@ def _replay_fleet(drives, bags: dict, world_dirs: dict, run_dir: Path, model: Pa
             (run_dir / d.name).mkdir(parents=True, exist_ok=True)
             tiles = world_dirs[d.world] / "tiles.mbtiles"
             overrides = {"retrieval_index": str(grids[d.world])} if grids else None
-            futures[d.name] = pool.submit(_replay_one, str(bags[d.name]), str(estimate), str(tiles), str(model),
-                                          str(run_dir / d.name / "logs"), progress and workers == 1, overrides)
+            futures[d.name] = pool.submit(replay_lockstep, str(bags[d.name]), str(estimate), str(tiles), str(model),
+                                          str(run_dir / d.name / "logs"), overrides, progress and workers == 1)
         for name, future in tqdm(futures.items(), desc="fleet replays", unit="drive", disable=not progress):
             try:
                 summaries[name] = future.result()

@@ -110,13 +110,6 @@ def score_trial(estimate_bag: Path, truth_bag: Path) -> dict:
             "after_offset": stats(error[after]), "series": (t.tolist(), error.tolist())}
 
 
-def _replay(bag: str, out: str, tiles: str, model: str, log_dir: str, overrides: dict) -> dict:
-    from cvgl_ros.replay import replay_bag
-
-    return replay_bag(bag, out, tiles=tiles, model=model, lockstep=True, log_dir=log_dir, overrides=overrides,
-                      progress=False).to_dict()
-
-
 def run_trials(out_dir, cache_dir, count: int = 10, descriptor=None, model=None, workers: int = 1,
                progress: bool = True) -> dict:
     """Record (once), replay with and without the grid, score; write the report (module docstring)."""
@@ -127,7 +120,7 @@ def run_trials(out_dir, cache_dir, count: int = 10, descriptor=None, model=None,
 
     from cvgl_ros.atomic import write_json
     from cvgl_ros.datasets.bag import remove_bag
-    from cvgl_ros.evaluation.fleet import check_out_dir, ensure_world, world_by_name
+    from cvgl_ros.evaluation.fleet import check_out_dir, ensure_world, replay_lockstep, world_by_name
     from cvgl_ros.retrieval.encoders import DescriptorModel
     from cvgl_ros.runtime.card import read_card
     from cvgl_ros.share import default_descriptor_path, default_model_path
@@ -158,8 +151,8 @@ def run_trials(out_dir, cache_dir, count: int = 10, descriptor=None, model=None,
                 run.mkdir(parents=True, exist_ok=True)
                 overrides = {"retrieval_index": str(grids[trial.world])} if mode == "with_index" else {}
                 futures[(trial.name, mode)] = pool.submit(
-                    _replay, str(bags[trial.name]), str(run / "estimate"), str(worlds[trial.world] / "tiles.mbtiles"),
-                    str(model), str(run / "logs"), overrides)
+                    replay_lockstep, str(bags[trial.name]), str(run / "estimate"),
+                    str(worlds[trial.world] / "tiles.mbtiles"), str(model), str(run / "logs"), overrides)
         for (name, mode), future in tqdm(futures.items(), desc="trial replays", unit="replay", disable=not progress):
             try:
                 future.result()

@@ -1,0 +1,209 @@
+"""Seed 001 Table III on the simulator: the particle filter's error with GNSS only, with the
+retrieval scores of the geo-global or the geo-local descriptors, with the dense pose network,
+and with both.
+
+"Cross-View Matching for Vehicle Localization by Learning Geographically Local
+Representations" (§IV-H) compares, on RobotCar traversals, a particle filter fed by GNSS alone
+with one that also weighs its particles by the retrieval scores of Eq. 5 (its descriptors or the
+baseline's), and reports the mean error and its 50/90/95/99 % quantiles. Here the same
+comparison runs through the nodes, with the pose network (dense) as two more rows:
+
+| configuration | filter.use_cross_view | retrieval_index | retrieval_fusion |
+|---|---|---|---|
+| `gnss` | false | none | - |
+| `retrieval_global` | false | the geo-global grid | always (Eq. 5 on every frame, as §IV-H) |
+| `retrieval_local` | false | the geo-local grid | always |
+| `dense` | true | none | - |
+| `dense_local` | true | the geo-local grid | auto (the shipped setting: the coarse stage and the relocalizer run when the dense patch cannot cover the uncertainty) |
+
+Two groups of drives the descriptors never saw:
+
+* `biased`: the recovery trials' drives (`cvgl_ros.evaluation.relocalization`): GNSS 150 m off
+  for the first 60 s, the receiver's sigma unchanged;
+* `urban_canyon`: the fleet benchmark's drives of that profile (`cvgl_ros.evaluation.fleet`).
+
+Every pose from the first fused one on is scored; the table pools a group's poses per
+configuration and names its worst drive (highest p99). The biased drives' rows also say how
+many were below 3 m within 10 s (the trials' acceptance). Writes `table3.json`, `table3.md`
+and `table3.png` (the error CDF of each configuration, one panel per group).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cvgl_ros.errors import InputError
+
+CONFIGS = ("gnss", "retrieval_global", "retrieval_local", "dense", "dense_local")
+GROUPS = ("biased", "urban_canyon")
+QUANTILES = (50, 90, 95, 99)
+NAMES = ("table3.json", "table3.md", "table3.png", "runs")
+
+
+def overrides(config: str, grids: dict[str, Path]) -> dict:
+    """The node parameters of one configuration (module docstring); `grids`: descriptor -> grid."""
+    if config not in CONFIGS:
+        raise InputError(f"configuration {config!r} is not one of {', '.join(CONFIGS)}")
+    dense = config.startswith("dense")
+    out: dict = {} if dense else {"filter.use_cross_view": False}
+    descriptor = {"retrieval_global": "global", "retrieval_local": "local", "dense_local": "local"}.get(config)
+    if descriptor is not None:
+        out["retrieval_index"] = str(grids[descriptor])
+        out["retrieval_fusion"] = "auto" if dense else "always"
+    return out
+
+
+def error_stats(errors_m: np.ndarray) -> dict:
+    """Table III's columns of a set of position errors: mean and the QUANTILES, m."""
+    e = np.asarray(errors_m, dtype=float)
+    if e.size == 0:
+        return {"n": 0}
+    return {"n": int(e.size), "mean_m": float(e.mean()),
+            **{f"p{q}_m": float(v) for q, v in zip(QUANTILES, np.percentile(e, QUANTILES))}, "max_m": float(e.max())}
+
+
+def score_replay(estimate_bag: Path, truth_bag: Path, biased: bool) -> dict:
+    """One replay: error statistics from the first fused pose on (and, biased, the recovery)."""
+    from cvgl_ros.evaluation.relocalization import score_trial
+
+    scored = score_trial(estimate_bag, truth_bag)
+    errors = np.asarray(scored.pop("series")[1], dtype=float)
+    out = {"stats": error_stats(errors), "errors_m": errors.tolist()}
+    if biased:
+        out |= {"first_within_s": scored["first_within_s"], "recovered": scored["recovered"]}
+    return out
+
+
+def pool(report_runs: dict, group: str, config: str) -> dict:
+    """A group's row of one configuration: pooled statistics, the worst drive, recoveries."""
+    runs = {name: r[config] for name, r in report_runs.items() if r["group"] == group and config in r}
+    scored = {name: r for name, r in runs.items() if "stats" in r}
+    row = {"drives": len(scored), "failed": sorted(set(runs) - set(scored))}
+    if not scored:
+        return row
+    row["stats"] = error_stats(np.concatenate([np.asarray(r["errors_m"]) for r in scored.values()]))
+    worst = max(scored, key=lambda n: scored[n]["stats"].get("p99_m", np.inf))
+    row["worst"] = {"drive": worst, **{k: scored[worst]["stats"][k] for k in ("mean_m", "p99_m", "max_m")}}
+    if group == "biased":
+        row["recovered"] = sum(bool(r.get("recovered")) for r in scored.values())
+    return row
+
+
+def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int]) -> list[dict]:
+    """[{name, group, world, bag}] of both groups, recorded into the cache once."""
+    from cvgl_ros.evaluation.fleet import DRIVES, ensure_drive, ensure_world, world_by_name
+    from cvgl_ros.evaluation.relocalization import ensure_trial_bag, trials
+
+    worlds: dict[str, Path] = {}
+
+    def world(name: str) -> Path:
+        if name not in worlds:
+            worlds[name] = ensure_world(world_by_name(name), cache_dir)
+        return worlds[name]
+
+    out = [{"name": t.name, "group": "biased", "world": t.world,
+            "bag": ensure_trial_bag(t, world(t.world), cache_dir, image_wh)} for t in trials(trial_count)]
+    out += [{"name": d.name, "group": "urban_canyon", "world": d.world,
+             "bag": ensure_drive(d, world(d.world), cache_dir, image_wh)} for d in DRIVES if d.gnss == "urban_canyon"]
+    return [d | {"world_dir": worlds[d["world"]]} for d in out]
+
+
+def run_table(out_dir, cache_dir, local_card, global_card, model=None, trial_count: int = 10,
+              configs=CONFIGS, workers: int = 1, progress: bool = True) -> dict:
+    """Record (once), build the grids (once), replay every drive in every configuration, pool."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    from cvgl_ros.atomic import write_json, write_text
+    from cvgl_ros.datasets.bag import remove_bag
+    from cvgl_ros.evaluation.fleet import check_out_dir, replay_lockstep
+    from cvgl_ros.evaluation.relocalization import ensure_grid
+    from cvgl_ros.retrieval.encoders import DescriptorModel
+    from cvgl_ros.runtime.card import read_card
+    from cvgl_ros.share import default_model_path
+
+    t0 = time.monotonic()
+    out_dir, cache_dir = check_out_dir(Path(out_dir)), check_out_dir(Path(cache_dir))
+    model = Path(model) if model else default_model_path()
+    if model is None:
+        raise InputError("no pose model: pass --model")
+    descriptors = {"local": DescriptorModel(local_card), "global": DescriptorModel(global_card)}
+    height, width = (int(v) for v in read_card(model)["image_hw"])
+    drives = _drives(trial_count, cache_dir, (width, height))
+    grids = {(w, k): ensure_grid(d["world_dir"], m, cache_dir, progress=False)
+             for d in drives for w in [d["world"]] for k, m in descriptors.items()}
+    runs = {d["name"]: {"group": d["group"], "world": d["world"]} for d in drives}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool_:
+        futures = {}
+        for d in drives:
+            for config in configs:
+                run = out_dir / "runs" / d["name"] / config
+                if (run / "estimate").exists():   # this command's own output of an earlier run
+                    remove_bag(run / "estimate")
+                run.mkdir(parents=True, exist_ok=True)
+                params = overrides(config, {k: grids[(d["world"], k)] for k in descriptors})
+                futures[(d["name"], config)] = (d, pool_.submit(
+                    replay_lockstep, str(d["bag"]), str(run / "estimate"), str(d["world_dir"] / "tiles.mbtiles"), str(model),
+                    str(run / "logs"), params))
+        for (name, config), (d, future) in tqdm(futures.items(), desc="Table III replays", unit="replay",
+                                                disable=not progress):
+            try:
+                future.result()
+                runs[name][config] = score_replay(out_dir / "runs" / name / config / "estimate", d["bag"],
+                                                  d["group"] == "biased")
+            except Exception as exc:  # noqa: BLE001 - a failed replay is reported, the others still count
+                runs[name][config] = {"failed": f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"}
+    table = {g: {c: pool(runs, g, c) for c in configs} for g in GROUPS}
+    report = {"model": str(model), "descriptors": {"local": str(local_card), "global": str(global_card)},
+              "configs": list(configs), "table": table, "wall_s": time.monotonic() - t0,
+              "runs": {n: {k: ({kk: vv for kk, vv in v.items() if kk != "errors_m"} if isinstance(v, dict) else v)
+                           for k, v in r.items()} for n, r in runs.items()}}
+    write_json(out_dir / "table3.json", report)
+    write_text(out_dir / "table3.md", markdown(report))
+    plot_table(runs, configs, out_dir / "table3.png")
+    print(markdown(report), file=sys.stderr)
+    return report
+
+
+def markdown(report: dict) -> str:
+    head = ("| drives | configuration | mean | " + " | ".join(f"{q} %" for q in QUANTILES)
+            + " | max | worst drive: p99 / max | below 3 m within 10 s |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for group, by_config in report["table"].items():
+        for config, row in by_config.items():
+            s = row.get("stats")
+            if not s:
+                rows.append(f"| {group} | {config} | no replay scored ({', '.join(row['failed'])}) |")
+                continue
+            worst = row["worst"]
+            recovered = f"{row['recovered']} of {row['drives']}" if "recovered" in row else ""
+            rows.append(f"| {group} ({row['drives']}) | {config} | {s['mean_m']:.2f} | "
+                        + " | ".join(f"{s[f'p{q}_m']:.2f}" for q in QUANTILES)
+                        + f" | {s['max_m']:.1f} | {worst['drive']}: {worst['p99_m']:.1f} / {worst['max_m']:.1f} | "
+                        + f"{recovered} |")
+    return "\n".join(rows) + "\n"
+
+
+def plot_table(runs: dict, configs, path: Path) -> Path:
+    from cvgl_ros.evaluation.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(GROUPS), figsize=(12, 4.5))
+    for ax, group in zip(axes, GROUPS):
+        for config in configs:
+            errors = [np.asarray(r[config]["errors_m"]) for r in runs.values()
+                      if r["group"] == group and "errors_m" in r.get(config, {})]
+            if errors:
+                e = np.sort(np.concatenate(errors))
+                ax.semilogx(np.maximum(e, 0.01), np.arange(1, e.size + 1) / e.size, label=config)
+        ax.set(xlabel="fused position error, m", ylabel="share of poses", title=f"{group} drives", ylim=(0, 1))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Particle filter error by configuration (seed 001 Table III)")
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=100)

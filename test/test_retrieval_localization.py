@@ -1,0 +1,50 @@
+"""Seed 001 Table III's plumbing (cvgl_ros/evaluation/retrieval_localization.py): which node
+parameters each configuration sets, the table's statistics, and how a group's row is pooled.
+The replays themselves are the nodes' (test_nodes_retrieval.py drives them over DDS)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cvgl_ros.errors import InputError
+from cvgl_ros.evaluation.retrieval_localization import CONFIGS, error_stats, overrides, pool
+
+GRIDS = {"local": Path("/g/local.npz"), "global": Path("/g/global.npz")}
+
+
+def test_each_configuration_turns_on_exactly_its_measurements():
+    assert overrides("gnss", GRIDS) == {"filter.use_cross_view": False}
+    assert overrides("dense", GRIDS) == {}
+    # the paper's retrieval rows: Eq. 5 on every frame, no dense likelihood, each with its own grid
+    assert overrides("retrieval_global", GRIDS) == {"filter.use_cross_view": False,
+                                                    "retrieval_index": "/g/global.npz", "retrieval_fusion": "always"}
+    assert overrides("retrieval_local", GRIDS)["retrieval_index"] == "/g/local.npz"
+    # the shipped setting: the coarse stage only when the filter needs it
+    assert overrides("dense_local", GRIDS) == {"retrieval_index": "/g/local.npz", "retrieval_fusion": "auto"}
+    assert len({str(sorted(overrides(c, GRIDS).items())) for c in CONFIGS}) == len(CONFIGS)
+    with pytest.raises(InputError, match="not one of"):
+        overrides("both", GRIDS)
+
+
+def test_error_stats_are_the_mean_and_the_quantiles():
+    e = np.arange(1, 101, dtype=float)
+    s = error_stats(e)
+    assert s["n"] == 100 and s["mean_m"] == pytest.approx(50.5) and s["max_m"] == 100.0
+    assert s["p50_m"] == pytest.approx(50.5) and s["p99_m"] == pytest.approx(99.01)
+    assert error_stats(np.array([])) == {"n": 0}
+
+
+def test_a_groups_row_pools_its_poses_names_the_worst_drive_and_counts_recoveries():
+    def run(errors, recovered):
+        return {"stats": error_stats(np.array(errors)), "errors_m": errors, "recovered": recovered}
+
+    runs = {"a": {"group": "biased", "dense": run([1.0, 1.0, 1.0], True)},
+            "b": {"group": "biased", "dense": run([2.0, 40.0], False)},
+            "c": {"group": "biased", "dense": {"failed": "RuntimeError: boom"}},
+            "d": {"group": "urban_canyon", "dense": run([100.0], False)}}
+    row = pool(runs, "biased", "dense")
+    assert row["drives"] == 2 and row["failed"] == ["c"] and row["recovered"] == 1
+    assert row["stats"]["n"] == 5 and row["stats"]["mean_m"] == pytest.approx(9.0)   # d is another group
+    assert row["worst"]["drive"] == "b" and row["worst"]["max_m"] == 40.0
+    assert "recovered" not in pool(runs, "urban_canyon", "dense")
+    assert pool(runs, "biased", "gnss") == {"drives": 0, "failed": []}
