@@ -198,6 +198,13 @@ def register(subparsers) -> None:
     add_force(e, "retrieval.json, recall.png and grids/ in DIR")
     e.set_defaults(func=_evaluate)
 
+    _register_replays(sub)
+
+
+def _register_replays(sub) -> None:
+    """The two commands that replay drives through the nodes: trials and localization."""
+    from cvgl_ros.evaluation.retrieval_localization import CONFIGS
+
     r = sub.add_parser("trials", help="wide-prior recovery: GNSS 150 m off for 60 s, replayed with and without "
                                       "the descriptor grid (cvgl_ros/evaluation/relocalization.py)")
     r.add_argument("--cache", required=True, type=Path, metavar="DIR", help="worlds, grids and trial bags (kept)")
@@ -209,8 +216,6 @@ def register(subparsers) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     add_force(r, "relocalization.json, relocalization.md, relocalization.png and runs/ in DIR")
     r.set_defaults(func=_trials)
-
-    from cvgl_ros.evaluation.retrieval_localization import CONFIGS
 
     loc = sub.add_parser("localization", help="seed 001 Table III: the filter with GNSS only, with retrieval "
                          "(geo-global, geo-local), with the dense network, with both, on the trials' biased drives and "
