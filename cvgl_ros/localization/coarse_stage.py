@@ -168,6 +168,16 @@ class CoarseSearch:
             known = [s for s in (self._gnss_sigma_m, self._filter_sigma_m) if math.isfinite(s)]
         return self.circle_sigmas * (max(known) if known else 5.0)
 
+    def _bearing(self, yaw_enu_rad: float | None) -> float:
+        """The frame's yaw, else the filter's newest (InputError: neither is known)."""
+        if yaw_enu_rad is not None and math.isfinite(yaw_enu_rad):
+            return yaw_enu_rad
+        with self._lock:
+            yaw = self._filter_yaw
+        if yaw is None or not math.isfinite(yaw):
+            raise InputError("the yaw is unknown: the ground descriptor's sectors need it")
+        return yaw
+
     def search(self, rgb: np.ndarray, k: np.ndarray, yaw_enu_rad: float | None, east_m: float, north_m: float,
                datum, stamp_ns: int, timings: dict | None = None) -> GridScores:
         """The scores of the cells around (east, north) for the frame `rgb` with intrinsics `k`,
@@ -175,17 +185,13 @@ class CoarseSearch:
         uncertain for the dense network's narrow search still gives the sectors' bearing to a
         sector's width (InputError: none; also when no yaw is known at all, since the
         descriptor's sectors are absolute bearings)."""
-        if yaw_enu_rad is None or not math.isfinite(yaw_enu_rad):
-            with self._lock:
-                yaw_enu_rad = self._filter_yaw
         from cvgl_ros.localization.datum import datum_offset_m
 
         offset_m = 0.0 if datum is None else datum_offset_m(datum, self.index.datum)
         if offset_m > DATUM_TOLERANCE_M:
             raise InputError(f"the descriptor grid's datum is {offset_m:.1f} m from the filter's: build it with the "
                              "filter's datum")
-        if yaw_enu_rad is None or not math.isfinite(yaw_enu_rad):
-            raise InputError("the yaw is unknown: the ground descriptor's sectors need it")
+        yaw_enu_rad = self._bearing(yaw_enu_rad)
         t0 = time.perf_counter()
         radius = self.radius_m()
         cells = self.index.cells_within(east_m, north_m, radius)
