@@ -48,3 +48,11 @@ def test_a_groups_row_pools_its_poses_names_the_worst_drive_and_counts_recoverie
     assert row["worst"]["drive"] == "b" and row["worst"]["max_m"] == 40.0
     assert "recovered" not in pool(runs, "urban_canyon", "dense")
     assert pool(runs, "biased", "gnss") == {"drives": 0, "failed": []}
+
+
+def test_a_configuration_without_its_descriptor_card_is_one_clear_error(tmp_path):
+    from cvgl_ros.evaluation.retrieval_localization import run_table
+
+    with pytest.raises(InputError, match="retrieval_global needs the geo-global descriptor card"):
+        run_table(tmp_path / "out", tmp_path / "cache", local_card="unused", configs=("dense", "retrieval_global"))
+    assert not (tmp_path / "cache" / "drives").exists()   # refused before any drive is recorded

@@ -137,7 +137,7 @@ def _localization(args) -> int:
     claim_out(args, "retrieval localization", "dir", inputs=[args.cache, args.local, args.global_model, args.model],
               names=NAMES, in_place=True)
     run_table(args.out, args.cache, args.local, args.global_model, model=args.model, trial_count=args.trials,
-              configs=args.configs, workers=args.workers, progress=not args.quiet)
+              configs=args.configs, workers=args.workers, progress=not args.quiet, reuse=args.reuse)
     return 0
 
 
@@ -222,13 +222,16 @@ def _register_replays(sub) -> None:
                          "the fleet's urban_canyon drives (cvgl_ros/evaluation/retrieval_localization.py)")
     loc.add_argument("--cache", required=True, type=Path, metavar="DIR", help="worlds, grids and bags (kept)")
     loc.add_argument("--out", required=True, type=Path, metavar="DIR", help="runs/, table3.{json,md,png}")
-    loc.add_argument("--local", type=existing_path, required=True, metavar="CARD", help="geo-local descriptor card")
-    loc.add_argument("--global", dest="global_model", type=existing_path, required=True, metavar="CARD",
-                     help="geo-global descriptor card")
+    loc.add_argument("--local", type=existing_path, metavar="CARD", help="geo-local descriptor card (the "
+                     "retrieval_local and dense_local configurations)")
+    loc.add_argument("--global", dest="global_model", type=existing_path, metavar="CARD",
+                     help="geo-global descriptor card (retrieval_global)")
     loc.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
     loc.add_argument("--trials", type=positive_int, default=10, help="biased drives (default 10, the trials')")
     loc.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS), help="configurations to run")
     loc.add_argument("--workers", type=positive_int, default=1, help="replays at once")
+    loc.add_argument("--reuse", action="store_true", help="score the finished replays of an earlier run in "
+                     "DIR/runs instead of replaying them")
     loc.add_argument("--quiet", action="store_true", help="no progress bars")
     add_force(loc, "table3.json, table3.md, table3.png and runs/ in DIR")
     loc.set_defaults(func=_localization)

@@ -41,6 +41,7 @@ CONFIGS = ("gnss", "retrieval_global", "retrieval_local", "dense", "dense_local"
 GROUPS = ("biased", "urban_canyon")
 QUANTILES = (50, 90, 95, 99)
 NAMES = ("table3.json", "table3.md", "table3.png", "runs")
+DESCRIPTOR = {"retrieval_global": "global", "retrieval_local": "local", "dense_local": "local"}  # its grid's model
 
 
 def overrides(config: str, grids: dict[str, Path]) -> dict:
@@ -49,7 +50,7 @@ def overrides(config: str, grids: dict[str, Path]) -> dict:
         raise InputError(f"configuration {config!r} is not one of {', '.join(CONFIGS)}")
     dense = config.startswith("dense")
     out: dict = {} if dense else {"filter.use_cross_view": False}
-    descriptor = {"retrieval_global": "global", "retrieval_local": "local", "dense_local": "local"}.get(config)
+    descriptor = DESCRIPTOR.get(config)
     if descriptor is not None:
         out["retrieval_index"] = str(grids[descriptor])
         out["retrieval_fusion"] = "auto" if dense else "always"
@@ -111,9 +112,11 @@ def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int]) -> lis
     return [d | {"world_dir": worlds[d["world"]]} for d in out]
 
 
-def run_table(out_dir, cache_dir, local_card, global_card, model=None, trial_count: int = 10,
-              configs=CONFIGS, workers: int = 1, progress: bool = True) -> dict:
-    """Record (once), build the grids (once), replay every drive in every configuration, pool."""
+def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None, trial_count: int = 10,
+              configs=CONFIGS, workers: int = 1, progress: bool = True, reuse: bool = False) -> dict:
+    """Record (once), build the grids (once), replay every drive in every configuration, pool.
+    `reuse`: a finished estimate bag of an earlier run in `out_dir/runs` is scored, not
+    replayed again (the table of configurations run at different times)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -132,7 +135,12 @@ def run_table(out_dir, cache_dir, local_card, global_card, model=None, trial_cou
     model = Path(model) if model else default_model_path()
     if model is None:
         raise InputError("no pose model: pass --model")
-    descriptors = {"local": DescriptorModel(local_card), "global": DescriptorModel(global_card)}
+    cards = {"local": local_card, "global": global_card}
+    for config in configs:
+        if DESCRIPTOR.get(config) and cards[DESCRIPTOR[config]] is None:
+            raise InputError(f"configuration {config} needs the geo-{DESCRIPTOR[config]} descriptor card "
+                             f"(--{DESCRIPTOR[config]})")
+    descriptors = {k: DescriptorModel(cards[k]) for k in sorted({DESCRIPTOR.get(c) for c in configs} - {None})}
     height, width = (int(v) for v in read_card(model)["image_hw"])
     drives = _drives(trial_count, cache_dir, (width, height))
     grids = {(w, k): ensure_grid(d["world_dir"], m, cache_dir, progress=False)
@@ -143,6 +151,9 @@ def run_table(out_dir, cache_dir, local_card, global_card, model=None, trial_cou
         for d in drives:
             for config in configs:
                 run = out_dir / "runs" / d["name"] / config
+                if reuse and (run / "estimate" / "metadata.yaml").is_file():
+                    futures[(d["name"], config)] = (d, None)
+                    continue
                 if (run / "estimate").exists():   # this command's own output of an earlier run
                     remove_bag(run / "estimate")
                 run.mkdir(parents=True, exist_ok=True)
@@ -153,7 +164,8 @@ def run_table(out_dir, cache_dir, local_card, global_card, model=None, trial_cou
         for (name, config), (d, future) in tqdm(futures.items(), desc="Table III replays", unit="replay",
                                                 disable=not progress):
             try:
-                future.result()
+                if future is not None:
+                    future.result()
                 runs[name][config] = score_replay(out_dir / "runs" / name / config / "estimate", d["bag"],
                                                   d["group"] == "biased")
             except Exception as exc:  # noqa: BLE001 - a failed replay is reported, the others still count
