@@ -137,7 +137,8 @@ def _localization(args) -> int:
     claim_out(args, "retrieval localization", "dir", inputs=[args.cache, args.local, args.global_model, args.model],
               names=NAMES, in_place=True)
     run_table(args.out, args.cache, args.local, args.global_model, model=args.model, trial_count=args.trials,
-              configs=args.configs, workers=args.workers, progress=not args.quiet, reuse=args.reuse)
+              configs=args.configs, workers=args.workers, progress=not args.quiet, reuse=args.reuse,
+              groups=args.groups)
     return 0
 
 
@@ -203,7 +204,7 @@ def register(subparsers) -> None:
 
 def _register_replays(sub) -> None:
     """The two commands that replay drives through the nodes: trials and localization."""
-    from cvgl_ros.evaluation.retrieval_localization import CONFIGS
+    from cvgl_ros.evaluation.retrieval_localization import CONFIGS, GROUPS
 
     r = sub.add_parser("trials", help="wide-prior recovery: GNSS 150 m off for 60 s, replayed with and without "
                                       "the descriptor grid (cvgl_ros/evaluation/relocalization.py)")
@@ -229,6 +230,7 @@ def _register_replays(sub) -> None:
     loc.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
     loc.add_argument("--trials", type=positive_int, default=10, help="biased drives (default 10, the trials')")
     loc.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS), help="configurations to run")
+    loc.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="drive groups to run")
     loc.add_argument("--workers", type=positive_int, default=1, help="replays at once")
     loc.add_argument("--reuse", action="store_true", help="score the finished replays of an earlier run in "
                      "DIR/runs instead of replaying them")

@@ -113,7 +113,8 @@ def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int]) -> lis
 
 
 def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None, trial_count: int = 10,
-              configs=CONFIGS, workers: int = 1, progress: bool = True, reuse: bool = False) -> dict:
+              configs=CONFIGS, workers: int = 1, progress: bool = True, reuse: bool = False,
+              groups=GROUPS) -> dict:
     """Record (once), build the grids (once), replay every drive in every configuration, pool.
     `reuse`: a finished estimate bag of an earlier run in `out_dir/runs` is scored, not
     replayed again (the table of configurations run at different times)."""
@@ -142,7 +143,7 @@ def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None,
                              f"(--{DESCRIPTOR[config]})")
     descriptors = {k: DescriptorModel(cards[k]) for k in sorted({DESCRIPTOR.get(c) for c in configs} - {None})}
     height, width = (int(v) for v in read_card(model)["image_hw"])
-    drives = _drives(trial_count, cache_dir, (width, height))
+    drives = [d for d in _drives(trial_count, cache_dir, (width, height)) if d["group"] in groups]
     grids = {(w, k): ensure_grid(d["world_dir"], m, cache_dir, progress=False)
              for d in drives for w in [d["world"]] for k, m in descriptors.items()}
     runs = {d["name"]: {"group": d["group"], "world": d["world"]} for d in drives}
@@ -170,7 +171,7 @@ def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None,
                                                   d["group"] == "biased")
             except Exception as exc:  # noqa: BLE001 - a failed replay is reported, the others still count
                 runs[name][config] = {"failed": f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"}
-    table = {g: {c: pool(runs, g, c) for c in configs} for g in GROUPS}
+    table = {g: {c: pool(runs, g, c) for c in configs} for g in groups}
     report = {"model": str(model), "descriptors": {"local": str(local_card), "global": str(global_card)},
               "configs": list(configs), "table": table, "wall_s": time.monotonic() - t0,
               "runs": {n: {k: ({kk: vv for kk, vv in v.items() if kk != "errors_m"} if isinstance(v, dict) else v)
@@ -205,8 +206,9 @@ def plot_table(runs: dict, configs, path: Path) -> Path:
     from cvgl_ros.evaluation.figures import pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(GROUPS), figsize=(12, 4.5))
-    for ax, group in zip(axes, GROUPS):
+    groups = [g for g in GROUPS if any(r["group"] == g for r in runs.values())]
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
+    for ax, group in zip(axes[0], groups):
         for config in configs:
             errors = [np.asarray(r[config]["errors_m"]) for r in runs.values()
                       if r["group"] == group and "errors_m" in r.get(config, {})]
