@@ -74,7 +74,8 @@ def score_replay(estimate_bag: Path, truth_bag: Path, biased: bool) -> dict:
     errors = np.asarray(scored.pop("series")[1], dtype=float)
     out = {"stats": error_stats(errors), "errors_m": errors.tolist()}
     if biased:
-        out |= {"first_within_s": scored["first_within_s"], "recovered": scored["recovered"]}
+        first = scored["first_within_s"]   # inf: never below ERROR_M (None in the JSON)
+        out |= {"first_within_s": first if np.isfinite(first) else None, "recovered": scored["recovered"]}
     return out
 
 
