@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cvgl_ros.errors import InputError
-from cvgl_ros.evaluation.retrieval_localization import CONFIGS, error_stats, overrides, pool
+from cvgl_ros.evaluation.retrieval_localization import CONFIGS, overrides, pool
+from cvgl_ros.evaluation.track import position_error_stats as error_stats
 
 GRIDS = {"local": Path("/g/local.npz"), "global": Path("/g/global.npz")}
 

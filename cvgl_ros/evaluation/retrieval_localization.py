@@ -39,7 +39,6 @@ from cvgl_ros.errors import InputError
 
 CONFIGS = ("gnss", "retrieval_global", "retrieval_local", "dense", "dense_local")
 GROUPS = ("biased", "urban_canyon")
-QUANTILES = (50, 90, 95, 99)
 NAMES = ("table3.json", "table3.md", "table3.png", "runs")
 DESCRIPTOR = {"retrieval_global": "global", "retrieval_local": "local", "dense_local": "local"}  # its grid's model
 
@@ -57,22 +56,14 @@ def overrides(config: str, grids: dict[str, Path]) -> dict:
     return out
 
 
-def error_stats(errors_m: np.ndarray) -> dict:
-    """Table III's columns of a set of position errors: mean and the QUANTILES, m."""
-    e = np.asarray(errors_m, dtype=float)
-    if e.size == 0:
-        return {"n": 0}
-    return {"n": int(e.size), "mean_m": float(e.mean()),
-            **{f"p{q}_m": float(v) for q, v in zip(QUANTILES, np.percentile(e, QUANTILES))}, "max_m": float(e.max())}
-
-
 def score_replay(estimate_bag: Path, truth_bag: Path, biased: bool) -> dict:
     """One replay: error statistics from the first fused pose on (and, biased, the recovery)."""
     from cvgl_ros.evaluation.relocalization import score_trial
+    from cvgl_ros.evaluation.track import position_error_stats
 
     scored = score_trial(estimate_bag, truth_bag)
     errors = np.asarray(scored.pop("series")[1], dtype=float)
-    out = {"stats": error_stats(errors), "errors_m": errors.tolist()}
+    out = {"stats": position_error_stats(errors), "errors_m": errors.tolist()}
     if biased:
         first = scored["first_within_s"]   # inf: never below ERROR_M (None in the JSON)
         out |= {"first_within_s": first if np.isfinite(first) else None, "recovered": scored["recovered"]}
@@ -81,12 +72,14 @@ def score_replay(estimate_bag: Path, truth_bag: Path, biased: bool) -> dict:
 
 def pool(report_runs: dict, group: str, config: str) -> dict:
     """A group's row of one configuration: pooled statistics, the worst drive, recoveries."""
+    from cvgl_ros.evaluation.track import position_error_stats
+
     runs = {name: r[config] for name, r in report_runs.items() if r["group"] == group and config in r}
     scored = {name: r for name, r in runs.items() if "stats" in r}
     row = {"drives": len(scored), "failed": sorted(set(runs) - set(scored))}
     if not scored:
         return row
-    row["stats"] = error_stats(np.concatenate([np.asarray(r["errors_m"]) for r in scored.values()]))
+    row["stats"] = position_error_stats(np.concatenate([np.asarray(r["errors_m"]) for r in scored.values()]))
     worst = max(scored, key=lambda n: scored[n]["stats"].get("p99_m", np.inf))
     row["worst"] = {"drive": worst, **{k: scored[worst]["stats"][k] for k in ("mean_m", "p99_m", "max_m")}}
     if group == "biased":
@@ -185,6 +178,8 @@ def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None,
 
 
 def markdown(report: dict) -> str:
+    from cvgl_ros.evaluation.track import QUANTILES   # (imported here: the CLI imports this module to start)
+
     head = ("| drives | configuration | mean | " + " | ".join(f"{q} %" for q in QUANTILES)
             + " | max | worst drive: p99 / max | below 3 m within 10 s |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]

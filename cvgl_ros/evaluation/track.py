@@ -171,16 +171,24 @@ def score(name: str, poses: Poses, truth: Poses) -> ScoredTrack:
     return ScoredTrack(name, kept, np.hypot(de, dn), lateral, longitudinal, yaw_err)
 
 
-def error_stats(track: ScoredTrack) -> dict:
-    """Table III numbers (mean, 50/90/95/99 %), max, lateral/longitudinal and yaw errors."""
-    e = track.error_m
-    out: dict = {"label": METHODS.get(track.name, track.name), "n": int(e.size)}
+def position_error_stats(errors_m) -> dict:
+    """Table III numbers of position errors: n, mean, the QUANTILES (50/90/95/99 %) and max, m."""
+    e = np.asarray(errors_m, dtype=float)
+    out: dict = {"n": int(e.size)}
     if e.size == 0:
         return out
     out["mean_m"] = float(e.mean())
     for q, v in zip(QUANTILES, np.percentile(e, QUANTILES)):
         out[f"p{q}_m"] = float(v)
     out["max_m"] = float(e.max())
+    return out
+
+
+def error_stats(track: ScoredTrack) -> dict:
+    """Table III numbers (mean, 50/90/95/99 %), max, lateral/longitudinal and yaw errors."""
+    out: dict = {"label": METHODS.get(track.name, track.name), **position_error_stats(track.error_m)}
+    if track.error_m.size == 0:
+        return out
     for key, values in (("lateral", np.abs(track.lateral_m)), ("longitudinal", np.abs(track.longitudinal_m))):
         out[f"{key}_mean_m"] = float(values.mean())
         out[f"{key}_p95_m"] = float(np.percentile(values, 95))
