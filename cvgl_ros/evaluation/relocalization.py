@@ -110,17 +110,50 @@ def score_trial(estimate_bag: Path, truth_bag: Path) -> dict:
             "after_offset": stats(error[after]), "series": (t.tolist(), error.tolist())}
 
 
-def run_trials(out_dir, cache_dir, count: int = 10, descriptor=None, model=None, workers: int = 1,
-               progress: bool = True) -> dict:
-    """Record (once), replay with and without the grid, score; write the report (module docstring)."""
+def replay_and_score(jobs: dict, model: Path, score, workers: int = 1, desc: str = "replays",
+                     progress: bool = True) -> dict:
+    """Replay each job {key: (bag, run_dir, tiles, overrides), or None where run_dir/estimate is
+    an earlier run's to score again} through the nodes in lockstep into run_dir/estimate (logs
+    in run_dir/logs), `workers` at once in spawned processes, then score it: {key: score(key),
+    or {"failed": why, one line}}. A failed replay is reported; the others still count."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
-    from cvgl_ros.atomic import write_json
     from cvgl_ros.datasets.bag import remove_bag
-    from cvgl_ros.evaluation.fleet import check_out_dir, ensure_world, replay_lockstep, world_by_name
+    from cvgl_ros.evaluation.fleet import replay_lockstep
+
+    results = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {}
+        for key, job in jobs.items():
+            if job is None:
+                futures[key] = None
+                continue
+            bag, run, tiles, overrides = job
+            if (run / "estimate").exists():   # this command's own output of an earlier run
+                remove_bag(run / "estimate")
+            run.mkdir(parents=True, exist_ok=True)
+            futures[key] = pool.submit(replay_lockstep, str(bag), str(run / "estimate"), str(tiles), str(model),
+                                       str(run / "logs"), overrides)
+        for key, future in tqdm(futures.items(), desc=desc, unit="replay", disable=not progress):
+            try:
+                if future is not None:
+                    future.result()
+                results[key] = score(key)
+            except Exception as exc:  # noqa: BLE001 - a failed replay is reported, the others still count
+                results[key] = {"failed": f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"}
+    return results
+
+
+def run_trials(out_dir, cache_dir, count: int = 10, descriptor=None, model=None, workers: int = 1,
+               progress: bool = True) -> dict:
+    """Record (once), replay with and without the grid, score; write the report (module docstring)."""
+    from tqdm import tqdm
+
+    from cvgl_ros.atomic import write_json
+    from cvgl_ros.evaluation.fleet import check_out_dir, ensure_world, world_by_name
     from cvgl_ros.retrieval.encoders import DescriptorModel
     from cvgl_ros.runtime.card import read_card
     from cvgl_ros.share import default_descriptor_path, default_model_path
@@ -140,25 +173,14 @@ def run_trials(out_dir, cache_dir, count: int = 10, descriptor=None, model=None,
             worlds[trial.world] = ensure_world(world_by_name(trial.world), cache_dir)
             grids[trial.world] = ensure_grid(worlds[trial.world], desc, cache_dir, progress=False)
         bags[trial.name] = ensure_trial_bag(trial, worlds[trial.world], cache_dir, (width, height))
+    jobs = {(t.name, mode): (bags[t.name], out_dir / "runs" / t.name / mode, worlds[t.world] / "tiles.mbtiles",
+                             {"retrieval_index": str(grids[t.world])} if mode == "with_index" else {})
+            for t in plan for mode in ("with_index", "without_index")}
+    scored = replay_and_score(jobs, model, lambda key: score_trial(out_dir / "runs" / key[0] / key[1] / "estimate",
+                                                                   bags[key[0]]), workers, "trial replays", progress)
     results = {t.name: {"trial": asdict(t)} for t in plan}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {}
-        for trial in plan:
-            for mode in ("with_index", "without_index"):
-                run = out_dir / "runs" / trial.name / mode
-                if (run / "estimate").exists():   # this command's own output of an earlier run
-                    remove_bag(run / "estimate")
-                run.mkdir(parents=True, exist_ok=True)
-                overrides = {"retrieval_index": str(grids[trial.world])} if mode == "with_index" else {}
-                futures[(trial.name, mode)] = pool.submit(
-                    replay_lockstep, str(bags[trial.name]), str(run / "estimate"),
-                    str(worlds[trial.world] / "tiles.mbtiles"), str(model), str(run / "logs"), overrides)
-        for (name, mode), future in tqdm(futures.items(), desc="trial replays", unit="replay", disable=not progress):
-            try:
-                future.result()
-                results[name][mode] = score_trial(out_dir / "runs" / name / mode / "estimate", bags[name])
-            except Exception as exc:  # noqa: BLE001 - a failed replay is reported, the others still count
-                results[name][mode] = {"failed": f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"}
+    for (name, mode), result in scored.items():
+        results[name][mode] = result
     report = {"offset_m": OFFSET_M, "offset_s": OFFSET_S, "duration_s": DURATION_S, "recover_s": RECOVER_S,
               "error_m": ERROR_M, "model": str(model), "descriptor": str(descriptor_card),
               "wall_s": time.monotonic() - t0, "trials": results,

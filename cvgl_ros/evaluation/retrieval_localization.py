@@ -112,15 +112,9 @@ def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None,
     """Record (once), build the grids (once), replay every drive in every configuration, pool.
     `reuse`: a finished estimate bag of an earlier run in `out_dir/runs` is scored, not
     replayed again (the table of configurations run at different times)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm import tqdm
-
     from cvgl_ros.atomic import write_json, write_text
-    from cvgl_ros.datasets.bag import remove_bag
-    from cvgl_ros.evaluation.fleet import check_out_dir, replay_lockstep
-    from cvgl_ros.evaluation.relocalization import ensure_grid
+    from cvgl_ros.evaluation.fleet import check_out_dir
+    from cvgl_ros.evaluation.relocalization import ensure_grid, replay_and_score
     from cvgl_ros.retrieval.encoders import DescriptorModel
     from cvgl_ros.runtime.card import read_card
     from cvgl_ros.share import default_model_path
@@ -140,31 +134,21 @@ def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None,
     drives = [d for d in _drives(trial_count, cache_dir, (width, height)) if d["group"] in groups]
     grids = {(w, k): ensure_grid(d["world_dir"], m, cache_dir, progress=False)
              for d in drives for w in [d["world"]] for k, m in descriptors.items()}
+    by_name = {d["name"]: d for d in drives}
+    jobs = {}
+    for d in drives:
+        for config in configs:
+            run = out_dir / "runs" / d["name"] / config
+            jobs[(d["name"], config)] = None if reuse and (run / "estimate" / "metadata.yaml").is_file() else (
+                d["bag"], run, d["world_dir"] / "tiles.mbtiles",
+                overrides(config, {k: grids[(d["world"], k)] for k in descriptors}))
+    scored = replay_and_score(
+        jobs, model, lambda key: score_replay(out_dir / "runs" / key[0] / key[1] / "estimate", by_name[key[0]]["bag"],
+                                              by_name[key[0]]["group"] == "biased"),
+        workers, "Table III replays", progress)
     runs = {d["name"]: {"group": d["group"], "world": d["world"]} for d in drives}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool_:
-        futures = {}
-        for d in drives:
-            for config in configs:
-                run = out_dir / "runs" / d["name"] / config
-                if reuse and (run / "estimate" / "metadata.yaml").is_file():
-                    futures[(d["name"], config)] = (d, None)
-                    continue
-                if (run / "estimate").exists():   # this command's own output of an earlier run
-                    remove_bag(run / "estimate")
-                run.mkdir(parents=True, exist_ok=True)
-                params = overrides(config, {k: grids[(d["world"], k)] for k in descriptors})
-                futures[(d["name"], config)] = (d, pool_.submit(
-                    replay_lockstep, str(d["bag"]), str(run / "estimate"), str(d["world_dir"] / "tiles.mbtiles"), str(model),
-                    str(run / "logs"), params))
-        for (name, config), (d, future) in tqdm(futures.items(), desc="Table III replays", unit="replay",
-                                                disable=not progress):
-            try:
-                if future is not None:
-                    future.result()
-                runs[name][config] = score_replay(out_dir / "runs" / name / config / "estimate", d["bag"],
-                                                  d["group"] == "biased")
-            except Exception as exc:  # noqa: BLE001 - a failed replay is reported, the others still count
-                runs[name][config] = {"failed": f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"}
+    for (name, config), result in scored.items():
+        runs[name][config] = result
     table = {g: {c: pool(runs, g, c) for c in configs} for g in groups}
     report = {"model": str(model), "descriptors": {"local": str(local_card), "global": str(global_card)},
               "configs": list(configs), "table": table, "wall_s": time.monotonic() - t0,
