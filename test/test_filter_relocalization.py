@@ -80,6 +80,21 @@ def test_a_lost_filter_searches_and_reseeds_at_the_car():
     assert math.hypot(est.east_m - truth(45.0)[0], est.north_m - truth(45.0)[1]) < 8.0
 
 
+def test_after_a_relocalization_the_fixes_that_lost_the_filter_stay_out_while_cross_view_is_silent():
+    """A re-seed off the tile cache: no dense volume for a while. The 150 m-off fixes, smooth and
+    suspicious, must not pull the particles back (before, with no cross-view holding the
+    estimate, they were used, and the empty circle re-seeded the filter around them)."""
+    pf = _filter()
+    drive(pf, 0.0, 8.0)
+    assert pf.diagnostics["relocalizations"] >= 1
+    for k in range(40, 80):                                          # 8 s of GNSS alone
+        t = 0.2 * k
+        assert not pf.add_gnss(t, *(truth(t) + OFFSET), 3.0).used
+    est = pf.estimate(16.0)
+    assert pf.diagnostics["reseeds"] == 0 and pf.diagnostics["relocks"] == 0
+    assert math.hypot(est.east_m - truth(16.0)[0], est.north_m - truth(16.0)[1]) < 45.0   # dead reckoning, not GNSS
+
+
 def test_flat_scores_never_move_the_filter_and_widen_its_covariance_while_searching():
     pf = _filter()
     est = drive(pf, 0.0, 8.0, flat=True)

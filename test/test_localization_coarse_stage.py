@@ -130,7 +130,13 @@ def test_the_cross_view_side_searches_the_circle_capped_and_scores_the_true_cell
         search.search(rgb, K, 0.3, 5000.0, 0.0, index.datum, 9)
     with pytest.raises(InputError, match="yaw is unknown"):                 # no prior yaw, no filter yaw yet
         search.search(rgb, K, None, 0.0, 0.0, index.datum, 10)
-    search.note_filter_pose(np.diag([100.0, 400.0]), 0.4)              # the filter's yaw serves instead
+    search.note_filter_pose(np.diag([100.0, 400.0]), 0.4, math.radians(21))   # too uncertain for the sectors
+    with pytest.raises(InputError, match="yaw 1-sigma 21 deg > 20"):
+        search.search(rgb, K, None, 0.0, 0.0, index.datum, 11)
+    search.note_filter_pose(np.diag([100.0, 400.0]), 0.4)                   # a sigma not known: not used
+    with pytest.raises(InputError, match="yaw is unknown"):
+        search.search(rgb, K, None, 0.0, 0.0, index.datum, 11)
+    search.note_filter_pose(np.diag([100.0, 400.0]), 0.4, math.radians(19))   # the filter's yaw serves instead
     assert len(search.search(rgb, K, None, 0.0, 0.0, index.datum, 11)) == 80
     with pytest.raises(InputError, match="ground encoder"):
         CoarseSearch(_index(), type("M", (FakeModel,), {"sha256": lambda self, b: "b" * 64})(None), 50, CoarseStage(E))

@@ -223,3 +223,52 @@ def test_the_tile_cache_must_be_given_and_readable(tmp_path):
         open_sampler("", 16.0)
     with pytest.raises(InputError, match=f"tile cache {tmp_path / 'none.mbtiles'}: "):
         open_sampler(str(tmp_path / "none.mbtiles"), 16.0)
+
+
+def test_in_lockstep_the_prior_waits_for_the_filter_pose_at_the_newest_fix(estimator, sampler, camera):
+    """The filter's pose at a fix between two frames races the next frame over DDS: the frame
+    waits for it, and a pose that never comes is awaited once (filter_pose_wait_s)."""
+    import threading
+
+    health = Health()
+    frames = localizer(estimator, sampler, health, filter_pose_wait_s=5.0)
+    frames.priors.add_filter_pose(T0, 3.0, -2.0, 0.4, math.radians(2.0))
+    first, _ = run(frames, camera, T0 + S // 10)
+    assert first.filter_inputs == 1                                    # the likelihood: one answer due
+    frames.priors.add_filter_pose(T0 + S // 10, 3.0, -2.0, 0.4, math.radians(2.0))   # that answer
+    frames.priors.add_gnss_fix(T0 + 15 * S // 100, 9.0, -2.0)
+    late = threading.Timer(0.3, frames.priors.add_filter_pose, args=(T0 + 15 * S // 100, 9.0, -2.0, 0.4,
+                                                                     math.radians(2.0)))
+    late.start()
+    _, estimate = run(frames, camera, T0 + 2 * S // 10)
+    assert estimate.prior.east_m == 9.0                                # the fix's pose, not the frame's
+    assert "filter_pose_waits_timed_out" not in health.counters
+    frames.settings = FrameSettings(filter_pose_wait_s=0.2)
+    frames.priors.add_gnss_fix(T0 + 25 * S // 100, 20.0, -2.0)         # its pose never comes
+    run(frames, camera, T0 + 3 * S // 10)
+    run(frames, camera, T0 + 4 * S // 10)                              # the answer to the previous frame: none
+    assert health.counters["filter_pose_waits_timed_out"] == 2
+    frames.priors.add_filter_pose(T0 + 4 * S // 10, 3.0, -2.0, 0.4, math.radians(2.0))   # answered in time
+    run(frames, camera, T0 + 5 * S // 10)
+    assert health.counters["filter_pose_waits_timed_out"] == 2
+
+
+def test_in_lockstep_a_frame_s_status_waits_for_the_filter_s_answers_not_for_a_fix_at_its_stamp(
+        estimator, sampler, camera):
+    """A fix and a frame of the same stamp: the filter's pose at the fix does not count as the
+    frame's answer."""
+    import threading
+    import time
+
+    health = Health()
+    frames = localizer(estimator, sampler, health, filter_pose_wait_s=5.0)
+    frames.priors.add_gnss_fix(T0, 3.0, -2.0)
+    frames.priors.add_filter_pose(T0, 3.0, -2.0, 0.4, math.radians(2.0))   # the filter's pose at that fix
+    outcome, _ = run(frames, camera, T0)
+    answer = threading.Timer(0.3, frames.priors.add_filter_pose, args=(T0, 3.5, -2.0, 0.4, math.radians(2.0)))
+    answer.start()
+    t = time.monotonic()
+    frames.await_answers(outcome.stamp_ns)
+    assert time.monotonic() - t >= 0.25 and "filter_pose_waits_timed_out" not in health.counters
+    frames.await_answers(outcome.stamp_ns)                              # awaited once
+    assert "filter_pose_waits_timed_out" not in health.counters

@@ -106,6 +106,9 @@ def test_unknown_yaw_searches_the_full_circle_on_the_first_and_every_nth_frame()
     assert choices[0].prior.yaw_enu_rad is None and choices[0].source == "gnss (yaw unknown)"
     assert choices[1].skip_reason == "yaw prior unknown: full-circle search on every 3th frame only"
     assert "frames_waiting_for_yaw" in choices[1].counters
+    waiting = choices[1].waiting_prior                              # where the coarse stage may still search
+    assert (waiting.east_m, waiting.north_m, waiting.yaw_enu_rad) == (7.0, 8.0, None)
+    assert choices[0].waiting_prior is None
     # a frame with a known yaw ends the stretch: the next unknown-yaw frame is searched at once
     sel.add_filter_pose(T0 + 10, 7.0, 8.0, 0.0, 1.0 * DEG)
     assert sel.select(T0 + 10).prior.yaw_enu_rad == 0.0
@@ -259,3 +262,18 @@ def test_waiting_for_the_filter_pose_returns_when_it_comes_or_at_the_timeout():
     t = time.monotonic()
     assert not sel.wait_for_filter_pose(T0 + 2 * S, 0.3)            # never comes: False after the timeout
     assert time.monotonic() - t >= 0.29
+
+
+def test_waiting_for_several_answers_at_one_stamp_counts_the_poses_there():
+    """A frame whose likelihood and grid scores the filter both fused is answered by two poses."""
+    sel = selector()
+    sel.add_filter_pose(T0, 0.0, 0.0, 0.0, 0.01)
+    assert sel.wait_for_filter_pose(T0, 0.0, count=1) and not sel.wait_for_filter_pose(T0, 0.0, count=2)
+    sel.add_filter_pose(T0, 0.5, 0.0, 0.0, 0.01)                    # the second answer, same stamp
+    assert sel.wait_for_filter_pose(T0, 0.0, count=2) and not sel.wait_for_filter_pose(T0, 0.0, count=3)
+    assert not sel.add_filter_pose(T0 - S, 0.0, 0.0, 0.0, 0.01)    # an older pose counts for nothing
+    assert not sel.wait_for_filter_pose(T0, 0.0, count=3)
+    sel.add_filter_pose(T0 + S, 1.0, 0.0, 0.0, 0.01)                # a later pose: the frame was answered
+    assert sel.wait_for_filter_pose(T0, 0.0, count=3) and not sel.wait_for_filter_pose(T0 + S, 0.0, count=2)
+    sel.clear()
+    assert not sel.wait_for_filter_pose(T0, 0.0)

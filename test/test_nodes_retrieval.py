@@ -9,6 +9,7 @@ import pytest
 from cvgl_ros.filter.measurements import GridScores
 from cvgl_ros.nodes.conversions import pose_msg_to_xy_yaw
 from cvgl_ros.nodes.retrieval_messages import cloud_to_scores, scores_to_cloud
+from cvgl_ros.stamps import stamp_to_ns
 from test_nodes_support import DATUM, LiveNodes, shipped_model, write_tiles
 
 pytestmark = pytest.mark.ros  # real rclpy nodes over DDS
@@ -64,6 +65,29 @@ def test_the_cross_view_node_publishes_grid_scores_for_a_frame(tmp_path, grid_fi
         assert float(d["latency_retrieval_ms"]) > 0
         # the filter node took it in (its estimate is unverified: 3 sigma beyond the dense patch)
         assert nodes.wait(lambda: nodes.last_diag("particle_filter_node").get("coarse_stage") == "on", 10)
+    finally:
+        nodes.close()
+
+
+def test_a_frame_waiting_for_the_yaw_is_searched_by_the_coarse_stage_alone_and_the_filter_answers_it(
+        tmp_path, grid_file):
+    # the filter's yaw is never certain enough for the dense network (1 deg), always for the sectors
+    nodes = LiveNodes(write_tiles(tmp_path / "tiles.mbtiles"), shipped_model(), retrieval_index=str(grid_file),
+                      retrieval_max_cells=30, prior_yaw_max_std_deg=1.0, retrieval_yaw_max_std_deg=180.0)
+    try:
+        nodes.fix(T0, east=3.0, north=-2.0)
+        assert nodes.wait(lambda: nodes.got["/cvgl/pose"], 10)
+        first, second = T0 + S // 10, T0 + 2 * S // 10
+        full_circle, waiting = nodes.frame(first), nodes.frame(second)
+        values = lambda status: {kv.key: kv.value for kv in status.values}  # noqa: E731
+        assert full_circle.message == "processed" and values(full_circle)["filter_inputs"] == "2"
+        assert waiting.message == ("processed: coarse stage only (yaw prior unknown: full-circle search on every "
+                                   "10th frame only)")
+        assert waiting.level == b"\x00" and values(waiting)["filter_inputs"] == "1"
+        stamps = lambda topic: [stamp_to_ns(m.header.stamp) for m in nodes.got[topic]]  # noqa: E731
+        assert nodes.wait(lambda: second in stamps("/cvgl/retrieval") and second in stamps("/cvgl/pose"), 10)
+        assert second not in stamps("/cvgl/likelihood") and first in stamps("/cvgl/likelihood")
+        assert nodes.wait(lambda: nodes.last_diag("cross_view_node").get("frames_coarse_only") == "1", 10)
     finally:
         nodes.close()
 

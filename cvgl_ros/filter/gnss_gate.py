@@ -23,7 +23,10 @@ Decisions (GnssDecision), in the order they are tried
 1. No test during outlier_warmup_s after a (re)initialization: ACCEPTED (or RESEEDED).
 2. Suspicious and jumped: REJECTED_OUTLIER. Suspicious, smooth, cross-view holds:
    REJECTED_GATE (a multipath ramp, or the estimate drifted; the integrity monitor decides).
-   Suspicious, smooth, no cross-view: the estimate drifted from GNSS: used.
+   Suspicious, smooth, after the relocalizer re-seeded the particles against these fixes:
+   REJECTED_GATE too, with cross-view frames or without (a re-seed off the tile cache has
+   none until the car is back on it; the timed re-lock of 4. bounds the hold). Suspicious,
+   smooth, no cross-view: the estimate drifted from GNSS: used.
 3. A rejected fix goes to the integrity monitor (below): RELOCKED_INTEGRITY re-seeds around
    it at once, with the yaw of the GNSS course over ground.
 4. Otherwise, after relock_after_s of rejected fixes (relock_after_confirmed_s while recent
@@ -235,7 +238,8 @@ class GnssGate:
             view.weight_inside < threshold or self._far_from_estimate(state, fix))
         jumped = self._jumped_from_previous_fix(state, fix)
         state.last_fix = (fix.stamp_s, fix.east_m, fix.north_m)
-        rejected = suspicious and not view.in_warmup and (jumped or state.gnss_jumped or view.cross_view_holds)
+        rejected = suspicious and not view.in_warmup and (jumped or state.gnss_jumped or view.cross_view_holds
+                                                          or view.relocalized)
         self._remember(state, fix, rejected, view)
         if rejected:
             return self._rejected(state, fix, view, jumped or state.gnss_jumped)

@@ -23,7 +23,9 @@ on /cvgl/pose and its prior's source (and computes /cvgl/retrieval only while on
 
 `CoarseSearch` (the cross-view node's side): the frame's ground descriptor (ONNX Runtime,
 `cvgl_ros.retrieval.encoders`; its sectors are absolute bearings, so it needs a yaw: the
-prior's, else the filter's newest; no frame is searched before either exists), the grid's
+prior's, else the filter's newest while its 1-sigma is at most `yaw_max_std_deg`; no frame is
+searched without either: a bearing drawn from the filter's initial uniform yaw would be
+evidence against the true place as often as for it), the grid's
 cells in the circle of radius circle_sigmas * max(sigma_gnss, sigma_filter) around the prior,
 at most `max_cells` of them (the nearest), and their scores e^{-d} (`cvgl_ros.retrieval.index`), as `GridScores`.
 """
@@ -117,20 +119,23 @@ class CoarseSearch:
     """The cross-view node's coarse stage (module docstring). `index`: a `DescriptorIndex`;
     `model`: a `DescriptorModel` whose ground encoder the index was built for."""
 
-    def __init__(self, index, model, max_cells: int, stage: CoarseStage, circle_sigmas: float = 3.0):
+    def __init__(self, index, model, max_cells: int, stage: CoarseStage, circle_sigmas: float = 3.0,
+                 yaw_max_std_deg: float = 20.0):
         index.check_model(model.sha256("ground"))
         if not (isinstance(max_cells, int) and max_cells >= 2):
             raise InputError(f"retrieval_max_cells must be an integer >= 2, got {max_cells!r}")
+        if not (math.isfinite(yaw_max_std_deg) and 0 < yaw_max_std_deg <= 180):
+            raise InputError(f"retrieval_yaw_max_std_deg must be in (0, 180], got {yaw_max_std_deg!r}")
         self.index, self.model, self.max_cells, self.stage = index, model, max_cells, stage
-        self.circle_sigmas = float(circle_sigmas)
+        self.circle_sigmas, self.yaw_max_std_rad = float(circle_sigmas), math.radians(yaw_max_std_deg)
         self._lock, self._model_lock = threading.Lock(), threading.Lock()
         self._filter_sigma_m = math.nan
-        self._filter_yaw: float | None = None
+        self._filter_yaw: tuple[float, float] | None = None   # (yaw, its 1-sigma), rad
         self._gnss_sigma_m = math.nan
 
     @classmethod
     def open(cls, index_path: str, model_path: str, max_cells: int, stage: CoarseStage, providers=("cpu",),
-             intra_op_threads: int = 1) -> "CoarseSearch":
+             intra_op_threads: int = 1, yaw_max_std_deg: float = 20.0) -> "CoarseSearch":
         """From the files; `model_path` "" takes the card the index names. InputError: why not."""
         from cvgl_ros.retrieval.encoders import DescriptorModel
         from cvgl_ros.retrieval.index import DescriptorIndex
@@ -139,15 +144,16 @@ class CoarseSearch:
         card = model_path or index.meta.get("model", {}).get("card", "")
         if not card:
             raise InputError(f"{index_path} names no descriptor card: set retrieval_model")
-        return cls(index, DescriptorModel(card, providers, intra_op_threads), max_cells, stage)
+        return cls(index, DescriptorModel(card, providers, intra_op_threads), max_cells, stage,
+                   yaw_max_std_deg=yaw_max_std_deg)
 
-    def note_filter_pose(self, cov_2x2, yaw_enu_rad: float | None = None) -> None:
-        """The filter's newest pose: its position covariance (the circle) and yaw (the sectors'
-        bearing when the frame's prior has none)."""
+    def note_filter_pose(self, cov_2x2, yaw_enu_rad: float | None = None, yaw_std_rad: float = math.nan) -> None:
+        """The filter's newest pose: its position covariance (the circle), yaw and yaw 1-sigma
+        (the sectors' bearing when the frame's prior has none; NaN: unknown, not used)."""
         with self._lock:
             self._filter_sigma_m = position_sigma_m(cov_2x2)
             if yaw_enu_rad is not None and math.isfinite(yaw_enu_rad):
-                self._filter_yaw = float(yaw_enu_rad)
+                self._filter_yaw = float(yaw_enu_rad), float(yaw_std_rad)
 
     def note_gnss_sigma(self, sigma_m: float) -> None:
         if math.isfinite(sigma_m) and sigma_m > 0:
@@ -169,13 +175,17 @@ class CoarseSearch:
         return self.circle_sigmas * (max(known) if known else 5.0)
 
     def _bearing(self, yaw_enu_rad: float | None) -> float:
-        """The frame's yaw, else the filter's newest (InputError: neither is known)."""
+        """The frame's yaw, else the filter's newest while its 1-sigma is at most yaw_max_std_deg
+        (InputError: neither is known)."""
         if yaw_enu_rad is not None and math.isfinite(yaw_enu_rad):
             return yaw_enu_rad
         with self._lock:
-            yaw = self._filter_yaw
-        if yaw is None or not math.isfinite(yaw):
+            yaw, std = self._filter_yaw or (math.nan, math.nan)
+        if not math.isfinite(yaw):
             raise InputError("the yaw is unknown: the ground descriptor's sectors need it")
+        if not std <= self.yaw_max_std_rad:
+            raise InputError(f"the yaw is unknown: the filter's yaw 1-sigma {math.degrees(std):.0f} deg > "
+                             f"{math.degrees(self.yaw_max_std_rad):g} (the ground descriptor's sectors need it)")
         return yaw
 
     def search(self, rgb: np.ndarray, k: np.ndarray, yaw_enu_rad: float | None, east_m: float, north_m: float,

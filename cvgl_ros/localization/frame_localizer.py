@@ -17,12 +17,29 @@ each frame, in this order:
 3. With a `coarse_stage.CoarseSearch` (the node's `retrieval_index`), before the patch: when
    the coarse stage decides to run, the grid's scores around the prior
    (`FrameEstimate.retrieval`); a search that fails (no cell near the prior, another datum)
-   says so in /diagnostics (`coarse_stage_reason`) and the frame goes on without it.
+   says so in /diagnostics (`coarse_stage_reason`) and the frame goes on without it. A frame
+   that waits for the yaw (the dense network's full-circle search runs on every n-th only)
+   is still searched by the coarse stage around the prior it would have had, along the
+   filter's yaw (`CoarseSearch`: while that is certain enough for the descriptor's sectors),
+   and so is a frame whose dense patch fails (no tiles under a prior that GNSS put off the
+   map, a non-finite pose): "processed: coarse stage only (<why not dense>)", its grid scores
+   the only output. That is when the coarse stage matters most: the first seconds after a
+   (re)start, before the yaw is known, and a lost estimate; the relocalizer accumulates these
+   frames too.
 
 The result is a `FrameOutcome`: the frame status's level (diagnostic_msgs levels), its text
 ("processed", "skipped: <why>"), the stages' timings, whether /diagnostics reports it as a
-problem (a wait by design is not one), and what the node's `outputs(FrameEstimate)` made
-of a processed frame. The model a vehicle runs is `load_estimator`'s: the card's sha256
+problem (a wait by design is not one), what the node's `outputs(FrameEstimate)` made of a
+processed frame, and how many of those the filter answers with a pose at the frame's stamp
+(`filter_inputs`: the likelihood and the grid scores).
+
+In a lockstep replay (`filter_pose_wait_s` > 0) a frame waits, before its prior, for the
+filter's pose at the newest GNSS fix held, and, before its status goes out (`await_answers`),
+for the filter's answers to its outputs. The replay sends its next message on the status, so
+the filter has taken every earlier message in, and the prior of every frame is the same on a
+busy machine as on a quiet one.
+
+The model a vehicle runs is `load_estimator`'s: the card's sha256
 proves integrity; `allowed_sha256`, a fleet's pin, is what proves origin.
 """
 from __future__ import annotations
@@ -41,6 +58,8 @@ from cvgl_ros.runtime.preprocess import level_ground_image
 
 DEFAULT_WINDOW_REACH_RAD = math.radians(12)  # the one yaw window's reach when no model is loaded
 OK, WARN, ERROR = 0, 1, 2                    # diagnostic_msgs/DiagnosticStatus levels
+COARSE_ONLY = "processed: coarse stage only"  # the status text of a frame only the coarse stage searched
+FILTER_INPUTS_KEY = "filter_inputs"           # frame status value: outputs the filter answers with a pose
 
 
 def load_estimator(path: Path | None, allowed_sha256: str = "", providers=("cpu",), trt_cache_dir: str | None = None,
@@ -133,7 +152,8 @@ class FrameSettings:
 class FrameEstimate:
     """What the network made of one processed frame: the runtime's `PoseResult` (its volume
     stamped with the frame), its covariance as float64, the patch it searched around `prior`,
-    the levelled image and its K, and whether this frame's debug overlay is due."""
+    the levelled image and its K, and whether this frame's debug overlay is due. A frame the
+    coarse stage alone searched has `result`, `covariance` and `patch` None."""
 
     result: object
     covariance: np.ndarray
@@ -155,6 +175,7 @@ class FrameOutcome:
     timings: dict = field(default_factory=dict)
     outputs: list = field(default_factory=list)
     is_problem: bool = False
+    filter_inputs: int = 0   # outputs the filter answers with a pose at this stamp (likelihood, grid scores)
 
 
 class FrameWaiting(Exception):
@@ -180,7 +201,9 @@ class FrameLocalizer:
         self.stamp_order = StampOrder()
         self._lock = threading.Lock()
         self.processed = 0
-        self._answer_due_ns: int | None = None   # the newest processed frame: the filter answers it with a pose
+        self._answer_due: tuple[int, int] | None = None   # the newest processed frame: its stamp and the
+        #                      filter poses there once it is answered (those before it + its filter_inputs)
+        self._fix_awaited_ns: int | None = None            # the newest GNSS fix whose filter pose was awaited
 
     def take(self, stamp_ns: int) -> str | None:
         """Why the frame taken now is out of order (the priors are then cleared), or None."""
@@ -219,26 +242,35 @@ class FrameLocalizer:
             self.health.count("frames_waiting_for_datum")
             raise FrameWaiting(f"waiting for {self.datum_source}")
         choice = self._prior(stamp_ns)
-        retrieval = self._coarse(rgb, camera[0], choice, datum, stamp_ns, timings) if self.coarse else None
-        estimate = self._localize(rgb, camera[0], datum, choice.prior, stamp_ns, timings)
-        estimate.overlay, estimate.retrieval = self._overlay_due(), retrieval
+        answered_before = self.priors.poses_at(stamp_ns)   # e.g. the filter's pose at a fix of the same stamp
+        prior = choice.prior if choice.prior is not None else choice.waiting_prior
+        retrieval = self._coarse(rgb, camera[0], choice, prior, datum, stamp_ns, timings) \
+            if self.coarse and prior is not None else None
+        try:
+            if choice.prior is None:
+                raise FrameWaiting(choice.skip_reason)
+            estimate, text = self._localize(rgb, camera[0], datum, prior, stamp_ns, timings), "processed"
+            estimate.overlay = self._overlay_due()
+            self.health.count("frames_processed")
+        except (FrameWaiting, InputError) as exc:   # the dense network waits or cannot work here
+            if retrieval is None:
+                raise
+            estimate, text = FrameEstimate(None, None, None, prior, rgb, camera[0]), f"{COARSE_ONLY} ({exc})"
+            self.health.count("frames_coarse_only")
+        estimate.retrieval = retrieval
         messages = outputs(estimate)
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
         for stage, ms in timings.items():
             self.health.latency(stage[:-3], ms)
-        self.health.count("frames_processed")
-        self._answer_due_ns = stamp_ns
-        return FrameOutcome(stamp_ns, OK, "processed", timings, messages)
+        inputs = (estimate.result is not None) + (retrieval is not None)
+        self._answer_due = stamp_ns, answered_before + inputs
+        return FrameOutcome(stamp_ns, OK, text, timings, messages, filter_inputs=inputs)
 
     def _prior(self, stamp_ns: int):
-        """The frame's `PriorChoice` with a prior; FrameWaiting when it waits for the yaw, InputError: none.
-        With `filter_pose_wait_s` > 0 the filter's pose answering the previous processed frame
-        is awaited first (once: a pose that does not come in time is not awaited again)."""
-        due, wait_s = self._answer_due_ns, self.settings.filter_pose_wait_s
-        if wait_s > 0 and due is not None and due < stamp_ns:
-            self._answer_due_ns = None
-            if not self.priors.wait_for_filter_pose(due, wait_s):
-                self.health.count("filter_pose_waits_timed_out")
+        """The frame's `PriorChoice` (its prior None: it waits for the yaw), InputError: none.
+        With `filter_pose_wait_s` > 0 the filter's poses are awaited first (`_wait_for_filter`)."""
+        if self.settings.filter_pose_wait_s > 0:
+            self._wait_for_filter(stamp_ns)
         choice = self.priors.select(stamp_ns)
         for counter in choice.counters:
             self.health.count(counter)
@@ -246,19 +278,43 @@ class FrameLocalizer:
         if math.isfinite(choice.yaw_std_rad):
             self.health.set_value("prior_yaw_std_deg", math.degrees(choice.yaw_std_rad))
             self.health.set_value("prior_yaw_rate_degps", math.degrees(choice.yaw_rate_radps))
-        if choice.prior is None:
-            raise FrameWaiting(choice.skip_reason)
         return choice
 
-    def _coarse(self, rgb: np.ndarray, k: np.ndarray, choice, datum, stamp_ns: int, timings: dict):
-        """The coarse stage's GridScores when it runs for this frame, else None (see step 3)."""
+    def await_answers(self, stamp_ns: int) -> None:
+        """Lockstep replays, after the node published the outputs of the frame `stamp_ns` and before
+        its status: the filter's poses answering them (`filter_inputs` of them). The replay sends
+        its next message on the status, so the filter has then taken the frame in."""
+        due, wait_s = self._answer_due, self.settings.filter_pose_wait_s
+        if wait_s > 0 and due is not None and due[0] == stamp_ns:
+            self._answer_due = None
+            if not self.priors.wait_for_filter_pose(stamp_ns, wait_s, count=due[1]):
+                self.health.count("filter_pose_waits_timed_out")
+
+    def _wait_for_filter(self, stamp_ns: int) -> None:
+        """Lockstep replays: the filter's poses that answer what it took in before this frame, so
+        that the prior does not depend on which came first over DDS. Those are its poses answering
+        the previous processed frame (unless `await_answers` waited for them), and its pose at the
+        newest GNSS fix held: the filter publishes one for every valid fix it uses or rejects, and
+        its poses arrive in the order it published them, so waiting for the later one is enough.
+        Each is awaited once (one that does not come in `filter_pose_wait_s` is not awaited again)."""
+        due = self._answer_due if self._answer_due is not None and self._answer_due[0] < stamp_ns else None
+        fix_ns = self.priors.newest_gnss_ns
+        if fix_ns is not None and fix_ns != self._fix_awaited_ns and (due is None or fix_ns > due[0]):
+            due = fix_ns, 1
+        if due is None:
+            return
+        self._answer_due, self._fix_awaited_ns = None, fix_ns
+        if not self.priors.wait_for_filter_pose(due[0], self.settings.filter_pose_wait_s, count=due[1]):
+            self.health.count("filter_pose_waits_timed_out")
+
+    def _coarse(self, rgb: np.ndarray, k: np.ndarray, choice, prior, datum, stamp_ns: int, timings: dict):
+        """The coarse stage's GridScores around `prior` when it runs for this frame, else None (step 3)."""
         decision = self.coarse.decide(choice.source)
         self.health.set_value("coarse_stage", "on" if decision.run else "off")
         self.health.set_value("coarse_stage_reason", decision.reason)
         if not decision.run:
             return None
         try:
-            prior = choice.prior
             scores = self.coarse.search(rgb, k, prior.yaw_enu_rad, prior.east_m, prior.north_m, datum, stamp_ns,
                                         timings)
         except InputError as exc:

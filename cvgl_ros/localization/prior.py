@@ -93,7 +93,9 @@ class PriorChoice:
     """What to do with one camera frame.
 
     `prior` is None when the frame is skipped by design (`skip_reason` says why: waiting for
-    the yaw); `source` names the prior for /diagnostics; `counters` are events to count.
+    the yaw; `waiting_prior` is then the prior it would have had, yaw unknown: the coarse
+    stage can still search around it); `source` names the prior for /diagnostics; `counters`
+    are events to count.
     `yaw_half_width_rad` is the yaw search asked for (None: the full circle when the yaw is
     unknown, or the one window); `yaw_std_rad`, `yaw_rate_radps` and `age_s` are the rule's
     inputs (NaN where there is no filter prior)."""
@@ -106,6 +108,7 @@ class PriorChoice:
     yaw_std_rad: float = math.nan
     yaw_rate_radps: float = math.nan
     age_s: float = math.nan
+    waiting_prior: Prior | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class PriorSelector:
         """Forget every prior (the camera's stamps went backwards: they are from its future)."""
         with self._lock:
             self._pose: _FilterPose | None = None
+            self._poses_at_newest = 0   # filter poses taken at the newest pose's stamp
             self._yaw_history: deque[tuple[int, float]] = deque()  # (stamp_ns, yaw) of the newest poses
             self._gnss: tuple[int, float, float] | None = None
             self._imu: tuple[int, float] | None = None
@@ -149,6 +153,8 @@ class PriorSelector:
         with self._lock:
             if self._pose is not None and stamp_ns < self._pose.stamp_ns:
                 return False
+            same = self._pose is not None and stamp_ns == self._pose.stamp_ns
+            self._poses_at_newest = self._poses_at_newest + 1 if same else 1
             self._pose = _FilterPose(int(stamp_ns), float(east_m), float(north_m), float(yaw_enu_rad),
                                      float(yaw_std_rad))
             history = self._yaw_history
@@ -181,13 +187,29 @@ class PriorSelector:
             self._imu = (int(stamp_ns), float(yaw_rate_radps))
             return True
 
-    def wait_for_filter_pose(self, stamp_ns: int, timeout_s: float) -> bool:
-        """Block (wall time, at most `timeout_s`) until a filter pose stamped `stamp_ns` or later
-        is held; True when one is. A replay in lockstep waits so for the filter's answer to the
-        previous frame, which races the next camera frame over DDS."""
+    def wait_for_filter_pose(self, stamp_ns: int, timeout_s: float, count: int = 1) -> bool:
+        """Block (wall time, at most `timeout_s`) until `count` filter poses stamped `stamp_ns`, or
+        one stamped later, are held; True when they are. A replay in lockstep waits so for the
+        filter's answers to the previous frame (one per output it fused), which race the next
+        camera frame over DDS."""
+        def came() -> bool:
+            pose = self._pose
+            return pose is not None and (pose.stamp_ns > stamp_ns or
+                                         (pose.stamp_ns == stamp_ns and self._poses_at_newest >= count))
+
         with self._pose_came:
-            return self._pose_came.wait_for(lambda: self._pose is not None and self._pose.stamp_ns >= stamp_ns,
-                                            timeout_s)
+            return self._pose_came.wait_for(came, timeout_s)
+
+    def poses_at(self, stamp_ns: int) -> int:
+        """Filter poses taken at `stamp_ns` while it is the newest pose's stamp (0 otherwise)."""
+        with self._lock:
+            return self._poses_at_newest if self._pose is not None and self._pose.stamp_ns == stamp_ns else 0
+
+    @property
+    def newest_gnss_ns(self) -> int | None:
+        """Stamp of the newest valid GNSS fix held (None: none yet)."""
+        with self._lock:
+            return None if self._gnss is None else self._gnss[0]
 
     @property
     def newest_filter_pose_ns(self) -> int | None:
@@ -272,4 +294,5 @@ class PriorSelector:
                   else "yaw prior unknown (full-circle search disabled)")
         return PriorChoice(None, choice.source, skip_reason=reason,
                            counters=choice.counters + ("frames_waiting_for_yaw",),
-                           yaw_std_rad=choice.yaw_std_rad, yaw_rate_radps=choice.yaw_rate_radps, age_s=choice.age_s)
+                           yaw_std_rad=choice.yaw_std_rad, yaw_rate_radps=choice.yaw_rate_radps, age_s=choice.age_s,
+                           waiting_prior=choice.prior)

@@ -7,7 +7,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import Image
 
 from cvgl_ros.imaging import encode_rgb
-from cvgl_ros.localization.frame_localizer import FrameEstimate
+from cvgl_ros.localization.frame_localizer import FILTER_INPUTS_KEY, FrameEstimate
 from cvgl_ros.nodes import conversions as conv
 
 
@@ -21,16 +21,19 @@ def estimate_msgs(estimate: FrameEstimate, stamp_ns: int, frame_id: str, thresho
 
 def frame_msgs(estimate: FrameEstimate, stamp_ns: int, frame_id: str, p: dict, patch_mpp: float,
                camera_height_m: float) -> list:
-    """(output, message) of a processed frame, output naming the node's publisher: likelihood,
-    pose, retrieval (when the coarse stage ran), overlay (when due). `p`: the node's parameters."""
-    cloud, pose = estimate_msgs(estimate, stamp_ns, frame_id, p["likelihood_threshold_nats"],
-                                p["likelihood_max_points"])
-    out = [("likelihood", cloud), ("pose", pose)]
+    """(output, message) of a processed frame, output naming the node's publisher: likelihood and
+    pose (unless the coarse stage alone searched it), retrieval (when the coarse stage ran),
+    overlay (when due). `p`: the node's parameters."""
+    out = []
+    if estimate.result is not None:
+        cloud, pose = estimate_msgs(estimate, stamp_ns, frame_id, p["likelihood_threshold_nats"],
+                                    p["likelihood_max_points"])
+        out = [("likelihood", cloud), ("pose", pose)]
     if estimate.retrieval is not None:
         from cvgl_ros.nodes.retrieval_messages import scores_to_cloud
 
         out.append(("retrieval", scores_to_cloud(estimate.retrieval, frame_id)))
-    if estimate.overlay:
+    if estimate.overlay and estimate.result is not None:
         out.append(("overlay", overlay_msg(estimate, stamp_ns, frame_id, patch_mpp, camera_height_m)))
     return out
 
@@ -52,11 +55,16 @@ def overlay_msg(estimate: FrameEstimate, stamp_ns: int, frame_id: str, patch_mpp
 
 
 def frame_status_msg(stamp_ns: int, frame_id: str, node_name: str, level: int, text: str,
-                     timings: dict) -> DiagnosticArray:
-    """One frame's status, stamped with the frame, its stage timings (ms) as values. `level`:
-    0 OK, 1 WARN, 2 ERROR (the message's field is a byte: an int would be garbled)."""
+                     timings: dict, filter_inputs: int = 0) -> DiagnosticArray:
+    """One frame's status, stamped with the frame, its stage timings (ms, keys `*_ms`) as values,
+    and `filter_inputs` (when > 0): how many of its outputs the filter answers with a pose at
+    its stamp. `level`: 0 OK, 1 WARN, 2 ERROR (the message's field is a byte: an int would be
+    garbled)."""
+    values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in timings.items()]
+    if filter_inputs > 0:
+        values.append(KeyValue(key=FILTER_INPUTS_KEY, value=str(int(filter_inputs))))
     status = DiagnosticStatus(level=bytes([level]), name=f"cvgl_ros: {node_name} frame", message=text, hardware_id="cvgl_ros",
-                              values=[KeyValue(key=k, value=f"{v:.3f}") for k, v in timings.items()])
+                              values=values)
     msg = DiagnosticArray(status=[status])
     msg.header.stamp = conv.to_stamp(stamp_ns)
     msg.header.frame_id = frame_id

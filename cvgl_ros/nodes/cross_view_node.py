@@ -75,7 +75,6 @@ class CrossViewNode(Node):
                                      datum_source=f"the filter's datum on {DATUM_TOPIC}", coarse=self.coarse)
         accept_live_changes(self, PARAMS, self._retune)
         self.mounting = cross_view_mounting(self)  # the parameters', or /tf_static's when it has the camera
-
         self.k = None  # (K, width, height) from camera_info
         self._have_info, self._have_datum = threading.Event(), threading.Event()  # camera_info, datum: once
         self.pending_fix = None  # the newest valid NavSatFix while no datum is known (converted when it comes)
@@ -152,11 +151,11 @@ class CrossViewNode(Node):
         if msg.header.frame_id != self.map_frame:
             return
         east, north, yaw, cov = conv.pose_msg_to_xy_yaw(msg)
+        yaw_std = math.sqrt(max(cov[2, 2], 0.0))
         if self.coarse is not None:
-            self.coarse.note_filter_pose(cov[:2, :2], yaw)
+            self.coarse.note_filter_pose(cov[:2, :2], yaw, yaw_std)
         if np.all(np.isfinite(cov)):
-            self.priors.add_filter_pose(stamp_to_ns(msg.header.stamp), east, north, yaw,
-                                        math.sqrt(max(cov[2, 2], 0.0)))
+            self.priors.add_filter_pose(stamp_to_ns(msg.header.stamp), east, north, yaw, yaw_std)
 
     def on_gnss(self, msg: NavSatFix) -> None:
         try:
@@ -209,6 +208,7 @@ class CrossViewNode(Node):
     def _publish_frame(self, outcome: FrameOutcome) -> None:
         for publisher, message in outcome.outputs:
             publisher.publish(message)
+        self.frames.await_answers(outcome.stamp_ns)  # lockstep replays: the filter took them in before the status
         if outcome.is_problem:
             self.health.problem(outcome.text, "frames_skipped")
         self._publish_status(outcome)
@@ -229,7 +229,7 @@ class CrossViewNode(Node):
 
     def _publish_status(self, outcome: FrameOutcome) -> None:
         self.pub_status.publish(frame_status_msg(outcome.stamp_ns, self.map_frame, NODE_NAME, outcome.level,
-                                                 outcome.text, outcome.timings))
+                                                 outcome.text, outcome.timings, outcome.filter_inputs))
 
     def publish_diagnostics(self) -> None:
         self.health.note_input_publishers(self.inputs)

@@ -82,8 +82,8 @@ class CrossViewNodeParameters(MountingParameters):
     default_gnss_sigma_m: float = setting(5.0, "1-sigma of fixes that report no covariance, m", ge=0.01, le=1000.0)
     map_frame: str = setting("map", "frame of the published likelihood and pose (ENU at the datum)")
     lockstep_filter_pose_wait_s: float = setting(0.0, "replays in lockstep only: before a frame's prior, wait up to "
-        "this long (wall clock) for the filter's pose answering the previous processed frame, so that the replay "
-        "does not depend on the machine's speed; 0 (live): never wait, s", ge=0.0, le=60.0)
+        "this long (wall clock) for the filter's poses answering the previous processed frame and the newest GNSS "
+        "fix, so that the replay does not depend on the machine's speed; 0 (live): never wait, s", ge=0.0, le=60.0)
     base_link_frame: str = setting("base_link", "the vehicle's frame: the camera's mounting on /tf_static is from it")
     retrieval_index: str = setting("", "coarse stage (seed 001): satellite descriptor grid (.npz of `cvgl retrieval "
         "index`, built with the filter's datum) searched around the prior when the filter's 3-sigma uncertainty "
@@ -92,6 +92,10 @@ class CrossViewNodeParameters(MountingParameters):
         "ground encoder; empty: the card the grid names")
     retrieval_max_cells: int = setting(6000, "coarse stage: at most this many grid cells a frame (those nearest the "
         "prior in its 3-sigma circle; 6000 holds the relocalizer's 200 m circle at 5 m)", ge=2, le=1_000_000)
+    retrieval_yaw_max_std_deg: float = setting(20.0, "coarse stage: a frame without a yaw prior (the dense network "
+        "waits for the yaw, or is not searching) is searched along the filter's yaw while its 1-sigma is at most "
+        "this (the descriptor's sectors are 22.5 deg; 40 measured worse on the recovery trials), deg",
+        gt=0.0, le=180.0)
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics, s (wall clock)", ge=0.05, le=60.0)
 
 

@@ -11,11 +11,12 @@ Publishes   /cvgl/pose (PoseWithCovarianceStamped, `map`), /cvgl/fix (/cvgl/pose
             /cvgl/gnss/pose (the raw fix in `map`, for RViz), /diagnostics, and with `publish_tf`
             /tf: map -> odom when odometry puts odom -> base_link on /tf, else map -> base_link
             (robot_localization's convention, REP-105; nodes/tf.py, localization/tf_policy.py).
-A pose is published at the stamp of every applied likelihood and of every GNSS fix the filter
-used or rejected. The maths is `cvgl_ros.filter.particle_filter`, when what is published
-`cvgl_ros.localization.filter_outputs`; this node converts and publishes. It owns the map
-frame's datum (`localization.datum.DatumOwner`): the `datum` parameter, else the first valid
-fix, published latched on /cvgl/datum (NavSatFix, frame_id `map`; nodes/datum_topic.py).
+A pose is published at the stamp of every likelihood and grid-score cloud (the answer a
+lockstep replay waits for) and of every GNSS fix the filter used or rejected. The maths is
+`cvgl_ros.filter.particle_filter`, when what is published `cvgl_ros.localization.filter_outputs`;
+this node converts and publishes. It owns the map frame's datum (`localization.datum.DatumOwner`):
+the `datum` parameter, else the first valid fix, published latched on /cvgl/datum (NavSatFix,
+frame_id `map`; nodes/datum_topic.py).
 """
 from __future__ import annotations
 
@@ -177,16 +178,14 @@ class ParticleFilterNode(Node):
         t0 = time.perf_counter()
         applied = self.pf.add_cross_view(t_ns * 1e-9, volume)
         self.health.latency("filter", (time.perf_counter() - t0) * 1e3)
-        if applied:
-            self._publish_after(t_ns)
-        else:
-            self.health.count("likelihood_not_applied")
+        self.health.count("likelihood_applied" if applied else "likelihood_not_applied")
+        self._publish_after(t_ns, applied)
 
     def on_retrieval(self, msg: PointCloud2) -> None:
         self.health.tick("retrieval")
-        applied_ns = fuse_retrieval(msg, self.pf, self.coarse, self.health, self.p["map_frame"])
-        if applied_ns is not None:
-            self._publish_after(applied_ns)
+        fused = fuse_retrieval(msg, self.pf, self.coarse, self.health, self.p["map_frame"])
+        if fused is not None:
+            self._publish_after(*fused)
 
     def _check_stamp(self, t_ns: int, last_ns: int | None, what: str) -> None:
         if last_ns is not None and t_ns < last_ns:
@@ -194,9 +193,11 @@ class ParticleFilterNode(Node):
 
     # -- outputs --------------------------------------------------------------------------
 
-    def _publish_after(self, t_ns: int) -> None:
-        """Outputs after a measurement at t_ns (`LateMeasurements`: a late one's pose at its stamp,
-        then every output again at the newest stamp, corrected)."""
+    def _publish_after(self, t_ns: int, applied: bool = True) -> None:
+        """Outputs after a measurement at t_ns (`LateMeasurements`: a late one's pose at its stamp, then
+        every output again at the newest stamp, corrected); one that weighed nothing: the pose there as it is."""
+        if not applied:
+            return self.publish_estimate(t_ns, pose_only=True) if self.pf.initialized else None
         publications = self.late.after(t_ns)
         if publications[0].pose_only:
             self.health.count("late_measurements")

@@ -55,7 +55,8 @@ def open_coarse_search(p: dict, estimator, health):
     half_extent = 0.5 * estimator.cells * estimator.cell_m if estimator is not None else None
     try:
         search = CoarseSearch.open(p["retrieval_index"], p["retrieval_model"], p["retrieval_max_cells"],
-                                   CoarseStage(half_extent), p["providers"], p["intra_op_threads"])
+                                   CoarseStage(half_extent), p["providers"], p["intra_op_threads"],
+                                   yaw_max_std_deg=p["retrieval_yaw_max_std_deg"])
     except InputError as exc:
         health.set_value("coarse_stage", "off")
         health.problem(f"coarse stage off: {exc}", "retrieval_unavailable")
@@ -66,10 +67,10 @@ def open_coarse_search(p: dict, estimator, health):
     return search
 
 
-def fuse_retrieval(msg, pf, coarse, health, map_frame: str) -> int | None:
+def fuse_retrieval(msg, pf, coarse, health, map_frame: str) -> tuple[int, bool] | None:
     """The particle-filter node's intake of one /cvgl/retrieval cloud through `coarse` (a
-    `FilterCoarseStage`) into `pf`; its stamp (ns) when it weighed the particles, else None.
-    /diagnostics: coarse_stage (on/off), coarse_stage_reason, counters."""
+    `FilterCoarseStage`) into `pf`: (its stamp in ns, whether it weighed the particles), or None
+    for a cloud it cannot read. /diagnostics: coarse_stage (on/off), coarse_stage_reason, counters."""
     try:
         grid = cloud_to_scores(msg, map_frame)
     except InputError as exc:
@@ -79,8 +80,6 @@ def fuse_retrieval(msg, pf, coarse, health, map_frame: str) -> int | None:
     applied, decision = coarse.offer(pf, t_ns * 1e-9, grid)
     health.set_value("coarse_stage", "on" if decision.run else "off")
     health.set_value("coarse_stage_reason", decision.reason)
-    if applied:
-        health.count("retrieval_applied")
-        return t_ns
-    health.count("retrieval_not_applied" if decision.run else "retrieval_not_needed")
-    return None
+    health.count("retrieval_applied" if applied else
+                 "retrieval_not_applied" if decision.run else "retrieval_not_needed")
+    return t_ns, applied

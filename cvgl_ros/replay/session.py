@@ -18,14 +18,18 @@
    printed (with `progress`).
 3. Plays the bag with `/clock` (`BagPlayer`) at `rate` x real time, or in **lockstep**: after
    each camera frame it waits for the cross-view node's frame status (processed / skipped)
-   and, for a processed frame, for the filter's `/cvgl/pose` at that stamp; after each valid
+   and, for a processed frame, for the filter's `/cvgl/pose` at that stamp, as many as the
+   status's `filter_inputs` (the filter answers its likelihood and its grid scores each with
+   a pose there; the cross-view node has waited for them before sending the status, so the
+   filter has taken the frame in when the next message goes out); after each valid
    GNSS fix it waits for the filter's echo on `/cvgl/gnss/pose` (sent once the fix is fused
-   and its pose published). The fused pose of one frame is the next frame's prior, and it
-   travels to the cross-view node beside the player's next frame: the cross-view node
-   waits for it (`lockstep_filter_pose_wait_s`). So no message is dropped and a run does
-   not depend on the machine's speed. With `frames_in_flight` N > 1
-   the player keeps up to N frames in the nodes at once (N inference workers): every frame
-   still gets its result, at more throughput (`cvgl bench --only pipeline` measures it).
+   and its pose published). The fused pose of one frame (or of the fix after it) is the next
+   frame's prior, and it travels to the cross-view node beside the player's next frame: the
+   cross-view node waits for it (`lockstep_filter_pose_wait_s`; `FrameLocalizer`). So no
+   message is dropped, and the run does not depend on the machine's speed. With
+   `frames_in_flight` N > 1 the player keeps up to N frames in the nodes at once (N inference
+   workers): every frame still gets its result, at more throughput (`cvgl bench --only
+   pipeline` measures it).
 4. Records every `/cvgl/*` topic and `/diagnostics` (`Recorder`) into `out` (MCAP rosbag2,
    written atomically, with the datum and the input bag's path and fingerprint in its
    metadata, `cvgl_ros.datasets.bag_identity`), waits until no result has come for 1 s,
@@ -89,6 +93,7 @@ class ReplaySummary:
     real_time_factor: float = 0.0
     frames: int = 0
     frames_processed: int = 0
+    frames_coarse_only: int = 0     # of those, searched by the coarse stage alone (waiting for the yaw)
     frames_skipped: int = 0
     skip_reasons: dict = field(default_factory=dict)
     poses: int = 0
@@ -119,6 +124,8 @@ class _Tracker:
         self.status: dict[int, tuple[int, str]] = {}
         self.status_arrival: dict[int, float] = {}  # stamp -> monotonic time of its first frame status
         self.pose_stamps: dict[int, float] = {}     # stamp -> monotonic time its latest /cvgl/pose came
+        self.pose_counts: Counter = Counter()       # stamp -> /cvgl/pose messages at it
+        self.answers_due: dict[int, int] = {}       # frame stamp -> poses the filter answers it with
         self.gnss_stamps: dict[int, float] = {}     # stamp -> ... its GNSS echo came
         self.timings: dict[str, list[float]] = {}
         self.node_diag: dict[str, dict[str, str]] = {}  # node name -> its latest /diagnostics values
@@ -129,6 +136,7 @@ class _Tracker:
     def __call__(self, topic: str, cdr: bytes) -> None:
         from rclpy.serialization import deserialize_message
 
+        from cvgl_ros.localization.frame_localizer import FILTER_INPUTS_KEY
         from cvgl_ros.stamps import header_stamp_ns
 
         with self.cond:
@@ -137,6 +145,7 @@ class _Tracker:
                 self.last_result_t = self.last_message_t
             if topic == POSE:
                 self.pose_stamps[header_stamp_ns(cdr)] = self.last_message_t  # the latest: after the frame's update
+                self.pose_counts[header_stamp_ns(cdr)] += 1
             elif topic == GNSS_POSE:
                 self.gnss_stamps.setdefault(header_stamp_ns(cdr), self.last_message_t)
             elif topic in (FRAME_STATUS, "/diagnostics"):
@@ -151,7 +160,10 @@ class _Tracker:
                     self.status[header_stamp_ns(cdr)] = (level, s.message)
                     self.status_arrival.setdefault(header_stamp_ns(cdr), self.last_message_t)
                     for kv in s.values:
-                        self.timings.setdefault(kv.key, []).append(float(kv.value))
+                        if kv.key == FILTER_INPUTS_KEY:
+                            self.answers_due[header_stamp_ns(cdr)] = int(kv.value)
+                        else:
+                            self.timings.setdefault(kv.key, []).append(float(kv.value))
                 else:
                     for s in msg.status:
                         if s.name.startswith("cvgl_ros: "):
@@ -162,6 +174,11 @@ class _Tracker:
     def wait(self, predicate, timeout_s: float) -> bool:
         with self.cond:
             return self.cond.wait_for(predicate, timeout=timeout_s)
+
+    def answered(self, stamp_ns: int) -> bool:
+        """The filter's poses at a processed frame's stamp have all come (one when the status says
+        nothing)."""
+        return self.pose_counts[stamp_ns] >= self.answers_due.get(stamp_ns, 1)
 
 
 def _inputs_matched_by_nodes(tracker: _Tracker, bag_topics_present) -> bool:
@@ -552,7 +569,7 @@ class _Lockstep:
             if self._wait_frame(event, wait_pose=one_at_a_time) and not one_at_a_time:
                 self.outstanding.append(AwaitedPose(event.t_ns, event.stamp_ns))
         elif isinstance(event, AwaitedPose):
-            if not tracker.wait(lambda: event.stamp_ns in tracker.pose_stamps, self.pose_timeout_s):
+            if not tracker.wait(lambda: tracker.answered(event.stamp_ns), self.pose_timeout_s):
                 _count_timeout(self.summary, "fused pose on " + POSE, event.stamp_ns)
         elif not tracker.wait(lambda: event.stamp_ns in tracker.gnss_stamps, self.pose_timeout_s):
             _count_timeout(self.summary, "GNSS echo on " + GNSS_POSE, event.stamp_ns)
@@ -575,7 +592,7 @@ class _Lockstep:
                 raise InputError(f"{exe} died during the replay (status {code}): {nodes.log_tail(exe, 3)}")
             return False
         processed = tracker.status[stamp][0] == 0
-        if processed and wait_pose and not tracker.wait(lambda: stamp in tracker.pose_stamps, self.pose_timeout_s):
+        if processed and wait_pose and not tracker.wait(lambda: tracker.answered(stamp), self.pose_timeout_s):
             _count_timeout(summary, "fused pose on " + POSE, stamp)
         return processed
 
@@ -598,6 +615,8 @@ def _settle(tracker: _Tracker, longest_s: float = 10.0) -> None:
 
 def _summarize(summary: ReplaySummary, tracker: _Tracker, played: Played, sent_at: dict) -> None:
     """The summary's counts, reasons and latencies from what the recorder saw."""
+    from cvgl_ros.localization.frame_localizer import COARSE_ONLY
+
     if played.first_ns is not None:
         summary.bag_duration_s = (played.last_ns - played.first_ns) * 1e-9
         summary.real_time_factor = summary.bag_duration_s / max(summary.wall_s, 1e-9)
@@ -605,6 +624,7 @@ def _summarize(summary: ReplaySummary, tracker: _Tracker, played: Played, sent_a
     for level, message in tracker.status.values():
         if level == 0:
             summary.frames_processed += 1
+            summary.frames_coarse_only += message.startswith(COARSE_ONLY)
         else:
             levels[message.split(" (")[0][:80]] += 1
     summary.frames_skipped = sum(levels.values())
