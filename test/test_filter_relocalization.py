@@ -120,3 +120,35 @@ def test_the_accumulator_moves_its_hypotheses_with_the_vehicle():
     assert decision.found and math.hypot(decision.position_en_m[0] - 45.0, decision.position_en_m[1] - 10.0) <= 5.0
     r.stop()
     assert not r.decision().found and r.decision().reason == "not searching"
+
+
+def test_tempered_scores_are_powers_of_the_scores_and_zero_stays_zero():
+    grid = GridScores(np.array([[0.0, 0.0], [5.0, 0.0], [10.0, 0.0]]), np.exp([-1.0, -2.0, -4.0]), spacing_m=5.0)
+    sharp = grid.tempered(0.5)
+    assert np.allclose(sharp.scores, np.exp([0.0, -2.0, -6.0]))
+    assert np.allclose(grid.tempered(1.0).scores, grid.scores * math.e)   # T = 1: the ratios as they were
+    flat = GridScores(grid.positions_en_m, np.zeros(3), spacing_m=5.0).tempered(0.25)
+    assert np.all(flat.scores == 0.0)
+
+
+def _frames_to_a_fix(temperature):
+    r = Relocalizer(radius_m=50.0, peak_m=6.0, min_frames=1, min_mass=0.8, temperature=temperature)
+    r.start(0.0, 0.0, 0.0, 5.0)
+    for k in range(40):                # weak evidence: d grows by 0.05 a metre from the car, at most 0.9
+        car = np.array([20.0 + 5 * k, 10.0])
+        grid = scores_around(np.array([5.0 * k, 0.0]), car, radius=80.0)
+        grid = GridScores(grid.positions_en_m, grid.scores ** 0.3, spacing_m=5.0)
+        r.update(grid, float(k), (5.0, 0.0))
+        if r.decision().found:
+            return k + 1, r.decision()
+    return None, r.decision()
+
+
+def test_a_lower_temperature_reaches_the_same_fix_in_fewer_frames():
+    slow, at_one = _frames_to_a_fix(1.0)
+    fast, sharper = _frames_to_a_fix(0.5)
+    assert slow is not None and fast is not None and fast < slow
+    for decision, k in ((at_one, slow), (sharper, fast)):
+        assert math.hypot(decision.position_en_m[0] - (20.0 + 5 * (k - 1)), decision.position_en_m[1] - 10.0) <= 5.0
+    with pytest.raises(ValueError):
+        Relocalizer(radius_m=50.0, peak_m=6.0, min_frames=1, min_mass=0.8, temperature=0.0)

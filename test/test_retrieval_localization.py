@@ -57,3 +57,14 @@ def test_a_configuration_without_its_descriptor_card_is_one_clear_error(tmp_path
     with pytest.raises(InputError, match="retrieval_global needs the geo-global descriptor card"):
         run_table(tmp_path / "out", tmp_path / "cache", local_card="unused", configs=("dense", "retrieval_global"))
     assert not (tmp_path / "cache" / "drives").exists()   # refused before any drive is recorded
+
+
+def test_another_first_seed_gives_another_fleet_of_trials_on_the_same_worlds():
+    from cvgl_ros.evaluation.relocalization import trials
+
+    acceptance, tuning = trials(10), trials(10, 301)
+    assert [t.seed for t in acceptance] == list(range(201, 211)) and trials(10, 201) == acceptance
+    assert [t.seed for t in tuning] == list(range(301, 311))
+    assert [t.world for t in tuning] == [t.world for t in acceptance]
+    assert not {t.name for t in tuning} & {t.name for t in acceptance}
+    assert all(a.bearing_deg != b.bearing_deg for a, b in zip(acceptance, tuning))

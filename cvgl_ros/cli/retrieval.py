@@ -127,7 +127,7 @@ def _trials(args) -> int:
     claim_out(args, "retrieval trials", "dir", inputs=[args.cache, args.descriptor, args.model], names=TRIAL_NAMES,
               in_place=True)
     run_trials(args.out, args.cache, count=args.trials, descriptor=args.descriptor, model=args.model,
-               workers=args.workers, progress=not args.quiet)
+               workers=args.workers, progress=not args.quiet, first_seed=args.first_seed)
     return 0
 
 
@@ -138,7 +138,7 @@ def _localization(args) -> int:
               names=NAMES, in_place=True)
     run_table(args.out, args.cache, args.local, args.global_model, model=args.model, trial_count=args.trials,
               configs=args.configs, workers=args.workers, progress=not args.quiet, reuse=args.reuse,
-              groups=args.groups)
+              groups=args.groups, first_seed=args.first_seed)
     return 0
 
 
@@ -211,6 +211,9 @@ def _register_replays(sub) -> None:
     r.add_argument("--cache", required=True, type=Path, metavar="DIR", help="worlds, grids and trial bags (kept)")
     r.add_argument("--out", required=True, type=Path, metavar="DIR", help="runs/, relocalization.{json,md,png}")
     r.add_argument("--trials", type=positive_int, default=10, help="number of trials (default 10)")
+    r.add_argument("--first-seed", type=positive_int, default=201,
+                   help="seed of the first trial drive (default 201, the acceptance trials; another gives a fleet "
+                        "to tune on)")
     r.add_argument("--descriptor", type=existing_path, help="descriptor card (default: the shipped geo-local one)")
     r.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
     r.add_argument("--workers", type=positive_int, default=1, help="replays at once")
@@ -229,6 +232,8 @@ def _register_replays(sub) -> None:
                      help="geo-global descriptor card (retrieval_global)")
     loc.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
     loc.add_argument("--trials", type=positive_int, default=10, help="biased drives (default 10, the trials')")
+    loc.add_argument("--first-seed", type=positive_int, default=201,
+                     help="seed of the first biased drive (default 201, the trials')")
     loc.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS), help="configurations to run")
     loc.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="drive groups to run")
     loc.add_argument("--workers", type=positive_int, default=1, help="replays at once")

@@ -87,10 +87,11 @@ def pool(report_runs: dict, group: str, config: str) -> dict:
     return row
 
 
-def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int]) -> list[dict]:
-    """[{name, group, world, bag}] of both groups, recorded into the cache once."""
+def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int], first_seed: int | None) -> list[dict]:
+    """[{name, group, world, bag}] of both groups, recorded into the cache once (the biased
+    drives from seed `first_seed`, None: the acceptance trials')."""
     from cvgl_ros.evaluation.fleet import DRIVES, ensure_drive, ensure_world, world_by_name
-    from cvgl_ros.evaluation.relocalization import ensure_trial_bag, trials
+    from cvgl_ros.evaluation.relocalization import FIRST_SEED, ensure_trial_bag, trials
 
     worlds: dict[str, Path] = {}
 
@@ -100,7 +101,8 @@ def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int]) -> lis
         return worlds[name]
 
     out = [{"name": t.name, "group": "biased", "world": t.world,
-            "bag": ensure_trial_bag(t, world(t.world), cache_dir, image_wh)} for t in trials(trial_count)]
+            "bag": ensure_trial_bag(t, world(t.world), cache_dir, image_wh)}
+            for t in trials(trial_count, FIRST_SEED if first_seed is None else first_seed)]
     out += [{"name": d.name, "group": "urban_canyon", "world": d.world,
              "bag": ensure_drive(d, world(d.world), cache_dir, image_wh)} for d in DRIVES if d.gnss == "urban_canyon"]
     return [d | {"world_dir": worlds[d["world"]]} for d in out]
@@ -108,7 +110,7 @@ def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int]) -> lis
 
 def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None, trial_count: int = 10,
               configs=CONFIGS, workers: int = 1, progress: bool = True, reuse: bool = False,
-              groups=GROUPS) -> dict:
+              groups=GROUPS, first_seed: int | None = None) -> dict:
     """Record (once), build the grids (once), replay every drive in every configuration, pool.
     `reuse`: a finished estimate bag of an earlier run in `out_dir/runs` is scored, not
     replayed again (the table of configurations run at different times)."""
@@ -131,7 +133,7 @@ def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None,
                              f"(--{DESCRIPTOR[config]})")
     descriptors = {k: DescriptorModel(cards[k]) for k in sorted({DESCRIPTOR.get(c) for c in configs} - {None})}
     height, width = (int(v) for v in read_card(model)["image_hw"])
-    drives = [d for d in _drives(trial_count, cache_dir, (width, height)) if d["group"] in groups]
+    drives = [d for d in _drives(trial_count, cache_dir, (width, height), first_seed) if d["group"] in groups]
     grids = {(w, k): ensure_grid(d["world_dir"], m, cache_dir, progress=False)
              for d in drives for w in [d["world"]] for k, m in descriptors.items()}
     by_name = {d["name"]: d for d in drives}

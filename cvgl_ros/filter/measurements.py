@@ -83,6 +83,14 @@ class GridScores:
         keep = d2 <= radius_m ** 2
         return GridScores(self.positions_en_m[keep], self.scores[keep], self.stamp_ns, self.spacing_m)
 
+    def tempered(self, temperature: float) -> "GridScores":
+        """The same cells with scores s^(1 / temperature), divided by the largest first (the
+        ratios between cells are what counts; the division keeps them finite). All-zero scores
+        stay zero."""
+        peak = float(self.scores.max()) if len(self) else 0.0
+        scores = (self.scores / peak) ** (1.0 / temperature) if peak > 0 else self.scores
+        return GridScores(self.positions_en_m, scores, self.stamp_ns, self.spacing_m)
+
     def normalized_at(self, east_m: np.ndarray, north_m: np.ndarray) -> np.ndarray:
         """The interpolated score over the sum of all scores (Eq. 5's normalized matching term),
         1 / len where no cell is near (no information: neither favoured nor discarded). The

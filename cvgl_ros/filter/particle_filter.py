@@ -244,6 +244,9 @@ class ParticleFilterConfig(Settings):
     relocalize_mass: float = setting(0.8, "relocalizer: posterior mass near the best hypothesis that makes it a fix",
                                      gt=0.0, le=1.0)
     relocalize_peak_m: float = setting(10.0, "relocalizer: radius of that mass, m", gt=0.0, le=1000.0)
+    relocalize_temperature: float = setting(0.5, "relocalizer: the grid scores e^{-d} enter the accumulation as "
+                                            "e^{-d / T} (1: Eq. 5's term as it stands; smaller: sharper "
+                                            "evidence per frame; docs/retrieval.md)", gt=0.0, le=100.0)
     relocalize_min_shift_m: float = setting(15.0, "relocalizer: a fix nearer the estimate than this keeps the "
                                             "particles (the estimate was right), m", ge=0.0, le=5000.0)
     relocalized_relock_after_s: float = setting(120.0, "relocalizer: after it re-seeded the particles against the "
@@ -419,7 +422,7 @@ class ParticleFilter:
     def _new_relocalizer(self) -> Relocalizer:
         cfg = self.config
         return Relocalizer(cfg.relocalize_radius_m, cfg.relocalize_peak_m, cfg.relocalize_min_frames,
-                           cfg.relocalize_mass)
+                           cfg.relocalize_mass, cfg.relocalize_temperature)
 
     # -- sensor mounting -----------------------------------------------------------------
 
