@@ -152,3 +152,42 @@ def test_a_lower_temperature_reaches_the_same_fix_in_fewer_frames():
         assert math.hypot(decision.position_en_m[0] - (20.0 + 5 * (k - 1)), decision.position_en_m[1] - 10.0) <= 5.0
     with pytest.raises(ValueError):
         Relocalizer(radius_m=50.0, peak_m=6.0, min_frames=1, min_mass=0.8, temperature=0.0)
+
+
+def volume_with_a_hole(centre, size=60, cell_m=0.6, hole_m=15.0):
+    """A volume that contradicts an estimate at `centre`: low within hole_m of it, flat elsewhere."""
+    cols = (np.arange(size) - (size - 1) / 2) * cell_m
+    east, north = centre[0] + cols, centre[1] - cols
+    d2 = (north[:, None] - centre[1]) ** 2 + (east[None, :] - centre[0]) ** 2
+    ll = np.where(d2 <= hole_m ** 2, -20.0, 0.0)
+    return LikelihoodVolume(np.broadcast_to(ll[None], (len(YAWS), size, size)).astype(np.float32),
+                            float(centre[0]), float(centre[1]), cell_m, YAWS)
+
+
+def _confirmed_at_the_wrong_place_then(later):
+    """GNSS 150 m off; the dense network first confirms the GNSS estimate (an aliased place),
+    then, from 4 s, `later(here)` gives its volume; the retrieval scores peak at the car."""
+    pf = _filter()
+    for k in range(0, 100):
+        t = 0.2 * k
+        pf.add_gnss(t, *(truth(t) + OFFSET), 3.0)
+        est = pf.estimate(t + 0.1)
+        here = np.array([est.east_m, est.north_m])
+        pf.add_cross_view(t + 0.1, volume_around(here, here) if t < 4.0 else later(here))
+        pf.add_retrieval(t + 0.1, scores_around(here, truth(t + 0.1)))
+        if k == 19:
+            assert pf.diagnostics["estimate_verified"]       # the wrong place is confirmed
+    return pf, pf.estimate(20.0)
+
+
+def test_a_confirmation_cross_view_contradicts_for_seconds_is_withdrawn_and_the_search_finds_the_car():
+    pf, est = _confirmed_at_the_wrong_place_then(volume_with_a_hole)
+    assert pf.diagnostics["confirmations_withdrawn"] == 1 and pf.diagnostics["relocalizations"] >= 1
+    assert math.hypot(est.east_m - truth(20.0)[0], est.north_m - truth(20.0)[1]) < 5.0
+
+
+def test_a_confirmation_weak_cross_view_does_not_contradict_is_kept():
+    far = lambda here: volume_around(here, here + 1000.0)   # noqa: E731 - sees nothing it knows: flat
+    pf, est = _confirmed_at_the_wrong_place_then(far)
+    assert pf.diagnostics["confirmations_withdrawn"] == 0 and pf.diagnostics["estimate_verified"]
+    assert pf.diagnostics["relocalizations"] == 0

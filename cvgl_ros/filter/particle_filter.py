@@ -114,6 +114,15 @@ Beyond the paper (each a documented choice)
   re-locks onto them only when cross-view contradicts the new estimate (not when it is merely
   weak), and its timed re-lock waits `relocalized_relock_after_s` (120 s, not 30 s) while
   cross-view confirms it.
+* A confirmation is withdrawn (`confirmations_withdrawn`) when cross-view contradicts a
+  confirmed estimate for `withdraw_confirmation_after_s`: the mean evidence over the evidence
+  window stays below `withdraw_confirmation_evidence` (-1 nat: the volume puts the car
+  elsewhere; a flat one gives 0) at every frame of that stretch. The dense network can
+  confirm a wrong place that looks like the right one (an aliased street 150 m off, 8 s into
+  a biased drive); without this the estimate stayed "verified" while
+  cross-view contradicted it for 35 s, and nothing searched again. The estimate is then
+  unconfirmed as after a seed: the position floor widens by sigma_u, the coarse stage runs,
+  and the relocalizer searches from there (`relocalize_after_s` later it may re-seed).
 * GNSS-only mode (`use_cross_view=False`): the paper's "GPS" baseline.
 
 Protection level
@@ -259,6 +268,13 @@ class ParticleFilterConfig(Settings):
     integrity_contradict_evidence: float = setting(0.0, "integrity monitor: mean cross-view log-evidence below "
                                                    "this means cross-view contradicts the estimate, even after a "
                                                    "GNSS fault (<= integrity_min_evidence)", ge=-100.0, le=100.0)
+    withdraw_confirmation_after_s: float = setting(5.0, "cross-view contradicting a confirmed estimate this long "
+                                                   "(withdraw_confirmation_evidence) withdraws the confirmation: the "
+                                                   "estimate is unconfirmed again and the relocalizer may search, s",
+                                                   gt=0.0, le=3600.0)
+    withdraw_confirmation_evidence: float = setting(-1.0, "mean cross-view log-evidence below this contradicts a "
+                                                    "confirmed estimate (a flat volume gives 0: it only fails to "
+                                                    "confirm)", ge=-100.0, le=0.0)
     relock_yaw_sigma_deg: float = setting(15.0, "yaw spread around the course over ground after an integrity "
                                           "re-lock, deg", ge=0.0, le=180.0)
     default_gnss_sigma_m: float = setting(5.0, "1-sigma of fixes that report no (finite, positive) covariance, m",
@@ -352,6 +368,8 @@ class _State:
     integrity_relock_s: float | None = None  # the last integrity re-lock (the coarse stage's alarm)
     relocalized_s: float | None = None     # the last re-seed by the relocalizer
     relocalizing_since_s: float | None = None  # the relocalizer searches (the estimate is lost)
+    contradicted_since_s: float | None = None  # cross-view contradicts the confirmed estimate since
+    withdrawn_s: float | None = None       # the last withdrawn confirmation
 
     @property
     def initialized(self) -> bool:
@@ -374,7 +392,7 @@ COUNTERS = (
     "imu_samples", "imu_invalid", "imu_late", "wheel_samples", "wheel_invalid", "wheel_late",
     "predictions_with_imu", "predictions_with_wheel_speed", "predictions_motion_gap",
     "retrieval_applied", "retrieval_not_applied", "retrieval_ignored", "retrieval_duplicates",
-    "relocalizer_searches", "relocalizations",
+    "relocalizer_searches", "relocalizations", "confirmations_withdrawn",
 )
 DECISION_COUNTERS = {
     GnssDecision.ACCEPTED: "gnss_accepted", GnssDecision.REJECTED_OUTLIER: "gnss_rejected",
@@ -616,7 +634,7 @@ class ParticleFilter:
         cfg, s = self.config, self._state
         if s.particles is None or s.verified or not cfg.use_cross_view:
             return None
-        since = max(s.seeded_at_s, s.relocalized_s if s.relocalized_s is not None else -math.inf)
+        since = max([s.seeded_at_s, *(t for t in (s.relocalized_s, s.withdrawn_s) if t is not None)])
         return since if s.last_cross_view_s is not None and s.last_cross_view_s >= since else None
 
     def lost(self, stamp_s: float) -> bool:
@@ -963,10 +981,25 @@ class ParticleFilter:
         evidence = self.update_cross_view(m.volume, m.log_normalizer)
         horizon = m.stamp_s - self.config.evidence_window_s
         s.evidence = tuple(x for x in s.evidence if x[0] >= horizon) + ((m.stamp_s, evidence),)
-        s.verified = s.verified or bool(np.mean([e for _, e in s.evidence]) >= self.config.integrity_min_evidence)
+        mean = float(np.mean([e for _, e in s.evidence]))
+        s.verified = s.verified or mean >= self.config.integrity_min_evidence
+        self._withdraw_if_contradicted(m.stamp_s, mean)
         s.last_cross_view_s = m.stamp_s
         self._count("cross_view_applied")
         return True
+
+    def _withdraw_if_contradicted(self, stamp_s: float, mean_evidence: float) -> None:
+        """Withdraw the confirmation after withdraw_confirmation_after_s of contradiction
+        (module docstring)."""
+        cfg, s = self.config, self._state
+        if not s.verified or mean_evidence >= cfg.withdraw_confirmation_evidence:
+            s.contradicted_since_s = None
+            return
+        if s.contradicted_since_s is None:
+            s.contradicted_since_s = stamp_s
+        if stamp_s - s.contradicted_since_s >= cfg.withdraw_confirmation_after_s:
+            s.verified, s.withdrawn_s, s.contradicted_since_s = False, stamp_s, None
+            self._count("confirmations_withdrawn")
 
     def reset(self, reason: str = "reset requested") -> None:
         """Forget everything (e.g. the ROS clock jumped back); the next valid fix initializes."""
