@@ -204,6 +204,7 @@ def register(subparsers) -> None:
 
 def _register_replays(sub) -> None:
     """The two commands that replay drives through the nodes: trials and localization."""
+    from cvgl_ros.evaluation.relocalization import FIRST_SEED
     from cvgl_ros.evaluation.retrieval_localization import CONFIGS, GROUPS
 
     r = sub.add_parser("trials", help="wide-prior recovery: GNSS 150 m off for 60 s, replayed with and without "
@@ -211,9 +212,9 @@ def _register_replays(sub) -> None:
     r.add_argument("--cache", required=True, type=Path, metavar="DIR", help="worlds, grids and trial bags (kept)")
     r.add_argument("--out", required=True, type=Path, metavar="DIR", help="runs/, relocalization.{json,md,png}")
     r.add_argument("--trials", type=positive_int, default=10, help="number of trials (default 10)")
-    r.add_argument("--first-seed", type=positive_int, default=201,
-                   help="seed of the first trial drive (default 201, the acceptance trials; another gives a fleet "
-                        "to tune on)")
+    r.add_argument("--first-seed", type=positive_int, default=FIRST_SEED,
+                   help=f"seed of the first trial drive (default {FIRST_SEED}, the acceptance trials; another gives "
+                        "a fleet to tune on)")
     r.add_argument("--descriptor", type=existing_path, help="descriptor card (default: the shipped geo-local one)")
     r.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
     r.add_argument("--workers", type=positive_int, default=1, help="replays at once")
@@ -232,8 +233,8 @@ def _register_replays(sub) -> None:
                      help="geo-global descriptor card (retrieval_global)")
     loc.add_argument("--model", type=existing_file, help="pose network (default: the shipped one)")
     loc.add_argument("--trials", type=positive_int, default=10, help="biased drives (default 10, the trials')")
-    loc.add_argument("--first-seed", type=positive_int, default=201,
-                     help="seed of the first biased drive (default 201, the trials')")
+    loc.add_argument("--first-seed", type=positive_int, default=FIRST_SEED,
+                     help=f"seed of the first biased drive (default {FIRST_SEED}, the trials')")
     loc.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS), help="configurations to run")
     loc.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="drive groups to run")
     loc.add_argument("--workers", type=positive_int, default=1, help="replays at once")

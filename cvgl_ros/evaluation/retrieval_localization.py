@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cvgl_ros.errors import InputError
+from cvgl_ros.evaluation.relocalization import FIRST_SEED
 
 CONFIGS = ("gnss", "retrieval_global", "retrieval_local", "dense", "dense_local")
 GROUPS = ("biased", "urban_canyon")
@@ -87,11 +88,11 @@ def pool(report_runs: dict, group: str, config: str) -> dict:
     return row
 
 
-def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int], first_seed: int | None) -> list[dict]:
+def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int], first_seed: int) -> list[dict]:
     """[{name, group, world, bag}] of both groups, recorded into the cache once (the biased
-    drives from seed `first_seed`, None: the acceptance trials')."""
+    drives from seed `first_seed`)."""
     from cvgl_ros.evaluation.fleet import DRIVES, ensure_drive, ensure_world, world_by_name
-    from cvgl_ros.evaluation.relocalization import FIRST_SEED, ensure_trial_bag, trials
+    from cvgl_ros.evaluation.relocalization import ensure_trial_bag, trials
 
     worlds: dict[str, Path] = {}
 
@@ -101,8 +102,7 @@ def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int], first_
         return worlds[name]
 
     out = [{"name": t.name, "group": "biased", "world": t.world,
-            "bag": ensure_trial_bag(t, world(t.world), cache_dir, image_wh)}
-            for t in trials(trial_count, FIRST_SEED if first_seed is None else first_seed)]
+            "bag": ensure_trial_bag(t, world(t.world), cache_dir, image_wh)} for t in trials(trial_count, first_seed)]
     out += [{"name": d.name, "group": "urban_canyon", "world": d.world,
              "bag": ensure_drive(d, world(d.world), cache_dir, image_wh)} for d in DRIVES if d.gnss == "urban_canyon"]
     return [d | {"world_dir": worlds[d["world"]]} for d in out]
@@ -110,7 +110,7 @@ def _drives(trial_count: int, cache_dir: Path, image_wh: tuple[int, int], first_
 
 def run_table(out_dir, cache_dir, local_card=None, global_card=None, model=None, trial_count: int = 10,
               configs=CONFIGS, workers: int = 1, progress: bool = True, reuse: bool = False,
-              groups=GROUPS, first_seed: int | None = None) -> dict:
+              groups=GROUPS, first_seed: int = FIRST_SEED) -> dict:
     """Record (once), build the grids (once), replay every drive in every configuration, pool.
     `reuse`: a finished estimate bag of an earlier run in `out_dir/runs` is scored, not
     replayed again (the table of configurations run at different times)."""

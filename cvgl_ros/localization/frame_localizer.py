@@ -284,11 +284,10 @@ class FrameLocalizer:
         """Lockstep replays, after the node published the outputs of the frame `stamp_ns` and before
         its status: the filter's poses answering them (`filter_inputs` of them). The replay sends
         its next message on the status, so the filter has then taken the frame in."""
-        due, wait_s = self._answer_due, self.settings.filter_pose_wait_s
-        if wait_s > 0 and due is not None and due[0] == stamp_ns:
+        due = self._answer_due
+        if self.settings.filter_pose_wait_s > 0 and due is not None and due[0] == stamp_ns:
             self._answer_due = None
-            if not self.priors.wait_for_filter_pose(stamp_ns, wait_s, count=due[1]):
-                self.health.count("filter_pose_waits_timed_out")
+            self._await_poses(*due)
 
     def _wait_for_filter(self, stamp_ns: int) -> None:
         """Lockstep replays: the filter's poses that answer what it took in before this frame, so
@@ -304,7 +303,11 @@ class FrameLocalizer:
         if due is None:
             return
         self._answer_due, self._fix_awaited_ns = None, fix_ns
-        if not self.priors.wait_for_filter_pose(due[0], self.settings.filter_pose_wait_s, count=due[1]):
+        self._await_poses(*due)
+
+    def _await_poses(self, stamp_ns: int, count: int) -> None:
+        """`count` filter poses at `stamp_ns` (or one later), for at most `filter_pose_wait_s`."""
+        if not self.priors.wait_for_filter_pose(stamp_ns, self.settings.filter_pose_wait_s, count=count):
             self.health.count("filter_pose_waits_timed_out")
 
     def _coarse(self, rgb: np.ndarray, k: np.ndarray, choice, prior, datum, stamp_ns: int, timings: dict):
