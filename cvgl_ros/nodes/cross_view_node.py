@@ -201,7 +201,7 @@ class CrossViewNode(Node):
 
     def _camera_and_datum(self) -> tuple:
         self._have_info.wait(timeout=0.5)  # the frame's camera_info may be a moment behind it
-        self._have_datum.wait(timeout=0.5)  # and the filter's datum (latched) a moment behind the start
+        self._have_datum.wait(timeout=max(0.5, self.p["lockstep_filter_pose_wait_s"]))  # the latched datum, too
         with self._lock:
             return self.k, self.datum_follower.datum
 

@@ -83,7 +83,8 @@ class CrossViewNodeParameters(MountingParameters):
     map_frame: str = setting("map", "frame of the published likelihood and pose (ENU at the datum)")
     lockstep_filter_pose_wait_s: float = setting(0.0, "replays in lockstep only: before a frame's prior, wait up to "
         "this long (wall clock) for the filter's poses answering the previous processed frame and the newest GNSS "
-        "fix, so that the replay does not depend on the machine's speed; 0 (live): never wait, s", ge=0.0, le=60.0)
+        "fix (and, on the first frames, for the filter's latched datum, which live waits 0.5 s for), so that the "
+        "replay does not depend on the machine's speed; 0 (live): never wait, s", ge=0.0, le=60.0)
     base_link_frame: str = setting("base_link", "the vehicle's frame: the camera's mounting on /tf_static is from it")
     retrieval_index: str = setting("", "coarse stage (seed 001): satellite descriptor grid (.npz of `cvgl retrieval "
         "index`, built with the filter's datum) searched around the prior when the filter's 3-sigma uncertainty "
